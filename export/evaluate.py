@@ -1,0 +1,191 @@
+"""Evaluate an exported step model with ONNX Runtime only (this module never imports torch).
+
+    python -m export.evaluate models/sentiment-lstm.onnx [--data FILE] [--plot typing.png]
+
+Texts are fed the way the server feeds them: split on whitespace into words, each word
+tokenized, one token per model call, the state carried. The last line printed is JSON:
+``accuracy``, ``macro_f1`` and ``n`` at the end of the text, and ``typing``: the accuracy
+after 25 %, 50 %, 75 % and 100 % of each text's words.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from export.data import DataError, Example, load_file, load_rotten_tomatoes, split_examples
+from textcodec import PAD_ID, TextCodec
+
+TYPING_POINTS = (0.25, 0.5, 0.75, 1.0)
+
+
+@dataclass
+class StepRunner:
+    """An ONNX step model and the codec from its metadata."""
+
+    session: ort.InferenceSession
+    metadata: dict[str, Any]
+    codec: TextCodec
+    labels: list[str]
+    state_names: list[str]
+    hidden_shape: tuple[int, int]  # (layers, hidden) of every state tensor
+
+    @classmethod
+    def load(cls, path: str | Path, threads: int = 0) -> StepRunner:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        raw = session.get_modelmeta().custom_metadata_map
+        metadata = {key: json.loads(value) for key, value in raw.items()}
+        codec = TextCodec.from_metadata(metadata["tokenizer"], metadata["vocabulary"])
+        names = [i.name.removeprefix("state_in.") for i in session.get_inputs() if i.name.startswith("state_in.")]
+        model = metadata["model"]
+        return cls(session, metadata, codec, list(metadata["labels"]), names, (model["layers"], model["hidden"]))
+
+    def init_state(self, batch: int) -> dict[str, np.ndarray]:
+        layers, hidden = self.hidden_shape
+        return {name: np.zeros((layers, batch, hidden), np.float32) for name in self.state_names}
+
+    def step(self, token_ids: np.ndarray, state: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """token_ids (batch,) -> probs (batch, labels) and the next state."""
+        feeds = {"token_ids": token_ids, **{f"state_in.{n}": v for n, v in state.items()}}
+        outputs = self.session.run(None, feeds)
+        names = [o.name for o in self.session.get_outputs()]
+        by_name = dict(zip(names, outputs))
+        return by_name["probs"], {n: by_name[f"state_out.{n}"] for n in self.state_names}
+
+
+def word_token_ids(codec: TextCodec, text: str) -> list[list[int]]:
+    """The token ids of each whitespace-separated word, as the server receives them."""
+    return [codec.encode_ids(word) for word in text.split()]
+
+
+def typing_probs(runner: StepRunner, texts: Sequence[str], batch_size: int = 512) -> list[list[np.ndarray | None]]:
+    """For each text, the probabilities after each of its words (None before any token was read)."""
+    results: list[list[np.ndarray | None]] = []
+    for start in range(0, len(texts), batch_size):
+        words = [word_token_ids(runner.codec, t) for t in texts[start : start + batch_size]]
+        flat = [[i for w in ws for i in w] for ws in words]
+        steps = max(1, max(len(f) for f in flat))
+        tokens = np.full((len(flat), steps), PAD_ID, np.int64)
+        for row, ids in enumerate(flat):
+            tokens[row, : len(ids)] = ids
+        state = runner.init_state(len(flat))
+        per_step = []
+        for t in range(steps):
+            probs, state = runner.step(tokens[:, t], state)
+            per_step.append(probs)
+        for row, ws in enumerate(words):
+            seen, after_word = 0, []
+            for w in ws:
+                seen += len(w)
+                after_word.append(per_step[seen - 1][row] if seen else None)
+            results.append(after_word)
+    return results
+
+
+def macro_f1(gold: Sequence[int], pred: Sequence[int], num_labels: int) -> float:
+    scores = []
+    for label in range(num_labels):
+        tp = sum(g == p == label for g, p in zip(gold, pred))
+        fp = sum(p == label != g for g, p in zip(gold, pred))
+        fn = sum(g == label != p for g, p in zip(gold, pred))
+        scores.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
+    return sum(scores) / num_labels
+
+
+def evaluate(runner: StepRunner, examples: Sequence[Example]) -> dict[str, Any]:
+    """Accuracy and macro-F1 at the end of each text, and accuracy while it is being typed."""
+    index = {label: i for i, label in enumerate(runner.labels)}
+    unknown = sorted({e.label for e in examples} - set(index))
+    if unknown:
+        raise DataError(f"labels {unknown} are not among the model's {runner.labels}")
+    gold = [index[e.label] for e in examples]
+    trajectories = typing_probs(runner, [e.text for e in examples])
+    typing: dict[str, float] = {}
+    final_pred: list[int] = []
+    for point in TYPING_POINTS:
+        pred = []
+        for trajectory in trajectories:
+            k = max(1, math.ceil(point * len(trajectory))) if trajectory else 0
+            probs = next((p for p in reversed(trajectory[:k]) if p is not None), None)
+            pred.append(int(np.argmax(probs)) if probs is not None else 0)
+        typing[f"{int(point * 100)}%"] = round(sum(p == g for p, g in zip(pred, gold)) / len(gold), 4)
+        final_pred = pred
+    return {
+        "accuracy": typing["100%"],
+        "macro_f1": round(macro_f1(gold, final_pred, len(runner.labels)), 4),
+        "n": len(gold),
+        "typing": typing,
+    }
+
+
+def model_test_split(metadata: dict[str, Any]) -> list[Example]:
+    """The model's own test split, rebuilt from its metadata and checked against its data hash."""
+    from textcodec import Tokenizer
+
+    data = metadata["data"]
+    if data["source"] == "rotten_tomatoes":
+        examples = load_rotten_tomatoes()
+    else:
+        examples = load_file(data["source"], data["text_column"], data["label_column"], data.get("skip_bad", False))
+    training = metadata["training"]
+    split = split_examples(
+        examples, Tokenizer.from_settings(metadata["tokenizer"]), seed=training["seed"], labels=tuple(metadata["labels"])
+    )
+    if split.data_hash != metadata["data_hash"]:
+        raise DataError(f"{data['source']}: the data has changed since training (hash differs); pass --data FILE")
+    return split.test
+
+
+def plot_typing(result: dict[str, Any], path: str | Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    xs = [int(k.rstrip("%")) for k in result["typing"]]
+    fig, ax = plt.subplots(figsize=(5, 3.2), dpi=120)
+    ax.plot(xs, list(result["typing"].values()), marker="o")
+    ax.set(xlabel="share of the text's words typed (%)", ylabel="accuracy", title=title, xticks=xs)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m export.evaluate", description=__doc__.split("\n")[0])
+    parser.add_argument("model", help="an exported .onnx step model")
+    parser.add_argument("--data", help="a labelled CSV, TSV or JSONL file (default: the model's own test split)")
+    parser.add_argument("--text-column", default="text")
+    parser.add_argument("--label-column", default="label")
+    parser.add_argument("--plot", help="draw the accuracy-while-typing curve to this PNG")
+    args = parser.parse_args(argv)
+    try:
+        runner = StepRunner.load(args.model)
+        if args.data:
+            examples = load_file(args.data, args.text_column, args.label_column)
+        else:
+            examples = model_test_split(runner.metadata)
+        result = evaluate(runner, examples)
+    except (DataError, OSError, KeyError, ValueError) as e:
+        print(f"{type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+    if args.plot:
+        plot_typing(result, args.plot, Path(args.model).name)
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

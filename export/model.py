@@ -1,0 +1,60 @@
+"""The recurrent text classifier, with its state as an explicit value."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from export.config import TrainConfig
+
+State = tuple[torch.Tensor, ...]  # each (layers, batch, hidden); (h,) or (h, c) for an LSTM
+
+_CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+
+
+def state_names(cell: str) -> tuple[str, ...]:
+    """Names of the state tensors, in the order the model takes them (the ONNX inputs are state_in.<name>)."""
+    return ("h", "c") if cell == "lstm" else ("h",)
+
+
+class TextClassifier(nn.Module):
+    """Embedding -> recurrent layers -> linear; ``forward`` gives logits after every token."""
+
+    def __init__(self, config: TrainConfig, vocab_size: int, num_labels: int) -> None:
+        super().__init__()
+        self.config = config
+        self.embed = nn.Embedding(vocab_size, config.embed_dim, padding_idx=0)
+        self.embed_drop = nn.Dropout(config.embed_dropout)
+        self.rnn = _CELLS[config.cell](
+            config.embed_dim,
+            config.hidden,
+            num_layers=config.layers,
+            batch_first=True,
+            dropout=config.dropout if config.layers > 1 else 0.0,
+        )
+        self.out_drop = nn.Dropout(config.dropout)
+        self.head = nn.Linear(config.hidden, num_labels)
+
+    def init_state(self, batch: int) -> State:
+        zeros = torch.zeros(self.config.layers, batch, self.config.hidden)
+        return tuple(zeros.clone() for _ in state_names(self.config.cell))
+
+    def forward(self, tokens: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        """tokens (batch, time) -> logits (batch, time, labels) and the state after the last token."""
+        x = self.embed_drop(self.embed(tokens))  # (batch, time, embed)
+        rnn_state = state if self.config.cell == "lstm" else state[0]
+        y, new_state = self.rnn(x, rnn_state)  # y: (batch, time, hidden)
+        logits = self.head(self.out_drop(y))
+        return logits, (tuple(new_state) if isinstance(new_state, tuple) else (new_state,))
+
+
+class StepModel(nn.Module):
+    """One token per row: the step model of DESIGN.md, the graph that is exported to ONNX."""
+
+    def __init__(self, model: TextClassifier) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, token_ids: torch.Tensor, *state: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        logits, new_state = self.model(token_ids.unsqueeze(1), state)  # (batch, 1, labels)
+        return (torch.softmax(logits[:, 0, :], dim=-1), *new_state)

@@ -1,0 +1,45 @@
+"""Export a trained classifier as the step model of DESIGN.md, with its metadata inside."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import onnx
+import torch
+
+from export.model import StepModel, TextClassifier, state_names
+
+OPSET = 17
+FORMAT = "wordstream.step-model/1"
+
+
+def export_step_model(model: TextClassifier, path: str | Path, metadata: dict[str, Any]) -> None:
+    """Write ``model`` as one self-contained .onnx file with ``metadata`` (JSON values) attached."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    names = state_names(model.config.cell)
+    step = StepModel(model).eval()
+    example = (torch.zeros(2, dtype=torch.int64), *model.init_state(2))
+    inputs = ["token_ids", *(f"state_in.{n}" for n in names)]
+    outputs = ["probs", *(f"state_out.{n}" for n in names)]
+    dynamic = {"token_ids": {0: "batch"}, "probs": {0: "batch"}}
+    dynamic.update({name: {1: "batch"} for name in inputs[1:] + outputs[1:]})
+    # The TorchScript exporter keeps the weights inside the one file (see issue 2).
+    torch.onnx.export(
+        step, example, str(path), input_names=inputs, output_names=outputs,
+        dynamic_axes=dynamic, opset_version=OPSET, dynamo=False,
+    )
+    set_metadata(path, metadata)
+
+
+def set_metadata(path: str | Path, metadata: dict[str, Any]) -> None:
+    """Replace the model's metadata_props with ``metadata``, each value JSON-encoded, and check the graph."""
+    proto = onnx.load(str(path))
+    del proto.metadata_props[:]
+    for key, value in {"format": FORMAT, **metadata}.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, json.dumps(value, ensure_ascii=False)
+    onnx.checker.check_model(proto)
+    onnx.save(proto, str(path))

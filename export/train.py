@@ -1,0 +1,252 @@
+"""Train a recurrent text classifier, export it to ONNX and evaluate it, in one go.
+
+    python -m export.train --cell lstm --out models/sentiment-lstm.onnx
+    python -m export.train --cell gru --out /tmp/tiny.onnx --dry-run     # seconds
+
+Every field of :class:`export.config.TrainConfig` is also a flag (``--hidden 256``).
+The last line printed is JSON: the model file, its evaluation and the training time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import random
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from export.config import DRY_RUN, TrainConfig
+from export.data import DataError, Example, Split, load_file, load_rotten_tomatoes, split_examples
+from export.evaluate import StepRunner, evaluate
+from export.model import TextClassifier
+from export.onnx_export import export_step_model, set_metadata
+from textcodec import PAD_ID, UNK_ID, TextCodec, Tokenizer, Vocabulary
+from textcodec.vocab import PAD
+
+DRY_RUN_EXAMPLES = 600
+
+
+@dataclasses.dataclass
+class Encoded:
+    """A split's texts as token id lists, with label indices."""
+
+    ids: list[list[int]]
+    labels: list[int]
+
+
+def encode(examples: Sequence[Example], codec: TextCodec, labels: Sequence[str], max_tokens: int) -> Encoded:
+    index = {label: i for i, label in enumerate(labels)}
+    ids = [codec.encode_ids(e.text)[:max_tokens] or [UNK_ID] for e in examples]
+    return Encoded(ids, [index[e.label] for e in examples])
+
+
+def batches(data: Encoded, batch_size: int, rng: random.Random | None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Padded (tokens (batch, time), labels (batch,)) batches.
+
+    Training batches group texts of similar length (less padding, faster epochs) in a
+    random order; without ``rng`` the order is fixed.
+    """
+    order = list(range(len(data.ids)))
+    if rng is not None:
+        rng.shuffle(order)
+        pool = batch_size * 50
+        order = [i for s in range(0, len(order), pool) for i in sorted(order[s : s + pool], key=lambda i: len(data.ids[i]))]
+    chunks = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
+    if rng is not None:
+        rng.shuffle(chunks)
+    for chunk in chunks:
+        width = max(len(data.ids[i]) for i in chunk)
+        tokens = torch.full((len(chunk), width), PAD_ID, dtype=torch.long)
+        for row, i in enumerate(chunk):
+            tokens[row, : len(data.ids[i])] = torch.tensor(data.ids[i])
+        yield tokens, torch.tensor([data.labels[i] for i in chunk])
+
+
+def prefix_loss(logits: torch.Tensor, tokens: torch.Tensor, labels: torch.Tensor, step_share: float) -> torch.Tensor:
+    """Cross-entropy on every prefix (weight ``step_share``) and on the whole text (the rest).
+
+    logits (batch, time, labels); padding comes after each text, so it never changes the
+    outputs at real positions, and it is masked out of the loss.
+    """
+    mask = (tokens != PAD_ID).float()  # (batch, time)
+    lengths = mask.sum(1)
+    every = F.cross_entropy(logits.transpose(1, 2), labels[:, None].expand_as(tokens), reduction="none")
+    step_loss = ((every * mask).sum(1) / lengths).mean()
+    last = logits[torch.arange(len(tokens)), lengths.long() - 1]  # (batch, labels)
+    return step_share * step_loss + (1 - step_share) * F.cross_entropy(last, labels)
+
+
+@torch.no_grad()
+def final_accuracy(model: TextClassifier, data: Encoded, batch_size: int = 256) -> float:
+    model.eval()
+    correct = 0
+    for tokens, labels in batches(data, batch_size, None):
+        logits, _ = model(tokens, model.init_state(len(tokens)))
+        lengths = (tokens != PAD_ID).sum(1)
+        correct += int((logits[torch.arange(len(tokens)), lengths - 1].argmax(-1) == labels).sum())
+    return correct / len(data.labels)
+
+
+class Progress:
+    """A one-line progress bar on standard error: loss, accuracy and examples per second."""
+
+    def __init__(self, epoch: int, total: int) -> None:
+        self.epoch, self.total, self.done, self.loss, self.correct = epoch, total, 0, 0.0, 0
+        self.start = self.last_draw = time.perf_counter()
+
+    def update(self, n: int, loss: float, correct: int) -> None:
+        self.done += n
+        self.loss += loss * n
+        self.correct += correct
+        now = time.perf_counter()
+        if now - self.last_draw > 0.5 or self.done == self.total:
+            self.last_draw = now
+            filled = int(20 * self.done / self.total)
+            print(
+                f"\repoch {self.epoch:2d} [{'#' * filled}{'.' * (20 - filled)}] {self.done}/{self.total}"
+                f" loss {self.loss / self.done:.4f} acc {self.correct / self.done:.3f}"
+                f" {self.done / (now - self.start):.0f} ex/s",
+                end="", file=sys.stderr, flush=True,
+            )
+
+
+def train(config: TrainConfig, split: Split, codec: TextCodec) -> tuple[TextClassifier, dict[str, Any]]:
+    """Fit with AdamW, gradient clipping and early stopping on validation accuracy."""
+    torch.manual_seed(config.seed)
+    rng = random.Random(config.seed)
+    train_data = encode(split.train, codec, split.labels, config.max_tokens)
+    valid_data = encode(split.valid, codec, split.labels, config.max_tokens)
+    model = TextClassifier(config, len(codec.vocab), len(split.labels))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    steps = config.max_epochs * -(-len(train_data.ids) // config.batch_size)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.lr, total_steps=steps, pct_start=0.1)
+    best: tuple[float, int, dict[str, torch.Tensor]] = (-1.0, 0, {})
+    history = []
+    start = time.perf_counter()
+    for epoch in range(1, config.max_epochs + 1):
+        model.train()
+        progress = Progress(epoch, len(train_data.ids))
+        for tokens, labels in batches(train_data, config.batch_size, rng):
+            if config.word_dropout:
+                drop = (torch.rand(tokens.shape) < config.word_dropout) & (tokens != PAD_ID)
+                tokens = tokens.masked_fill(drop, UNK_ID)
+            logits, _ = model(tokens, model.init_state(len(tokens)))
+            loss = prefix_loss(logits, tokens, labels, config.step_loss)
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip)
+            optimizer.step()
+            schedule.step()
+            lengths = (tokens != PAD_ID).sum(1)
+            correct = int((logits[torch.arange(len(tokens)), lengths - 1].argmax(-1) == labels).sum())
+            progress.update(len(tokens), loss.item(), correct)
+        valid_acc = final_accuracy(model, valid_data)
+        history.append({"epoch": epoch, "valid_accuracy": round(valid_acc, 4)})
+        print(f"  valid acc {valid_acc:.4f}", file=sys.stderr)
+        if valid_acc > best[0]:
+            best = (valid_acc, epoch, {k: v.clone() for k, v in model.state_dict().items()})
+        elif epoch - best[1] >= config.patience:
+            break
+        if time.perf_counter() - start > config.max_minutes * 60:
+            print("  time budget reached", file=sys.stderr)
+            break
+    model.load_state_dict(best[2])
+    model.eval()
+    info = {
+        "best_epoch": best[1],
+        "valid_accuracy": round(best[0], 4),
+        "epochs": history,
+        "train_seconds": round(time.perf_counter() - start, 1),
+    }
+    return model, info
+
+
+def load_examples(args: argparse.Namespace) -> tuple[list[Example], dict[str, Any], tuple[str, ...] | None]:
+    """The examples, where they came from (for the metadata) and the fixed label order, if any."""
+    if args.data:
+        source = {"source": str(args.data), "text_column": args.text_column, "label_column": args.label_column}
+        if args.skip_bad:
+            source["skip_bad"] = True
+        return load_file(args.data, args.text_column, args.label_column, args.skip_bad), source, None
+    return load_rotten_tomatoes(), {"source": "rotten_tomatoes"}, ("negative", "positive")
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if getattr(args, f.name) is not None}
+    config = TrainConfig(**{**(DRY_RUN if args.dry_run else {}), **overrides})
+    examples, source, labels = load_examples(args)
+    if args.dry_run:
+        examples = random.Random(config.seed).sample(examples, min(DRY_RUN_EXAMPLES, len(examples)))
+        source["dry_run_sample"] = DRY_RUN_EXAMPLES
+    tokenizer = Tokenizer()
+    split = split_examples(examples, tokenizer, seed=config.seed, labels=labels)
+    vocab = Vocabulary.build((tokenizer.tokenize(e.text) for e in split.train), config.min_freq, config.max_vocab)
+    codec = TextCodec(tokenizer, vocab)
+    print(
+        f"data: {len(split.train)} train, {len(split.valid)} valid, {len(split.test)} test; "
+        f"labels {list(split.labels)}; vocabulary {len(vocab)}",
+        file=sys.stderr,
+    )
+    model, info = train(config, split, codec)
+
+    out = Path(args.out)
+    checkpoint = Path(args.checkpoint) if args.checkpoint else out.with_suffix(".pt")
+    if not args.dry_run or args.checkpoint:
+        # The state dict and the configuration: plain tensors and JSON-able values, no pickled module.
+        torch.save({"state_dict": model.state_dict(), "config": config.to_dict(), "vocabulary": list(vocab.tokens),
+                    "labels": list(split.labels)}, checkpoint)
+    metadata: dict[str, Any] = {
+        "labels": list(split.labels),
+        **codec.to_metadata(),
+        "model": {"cell": config.cell, "layers": config.layers, "hidden": config.hidden, "embed_dim": config.embed_dim,
+                  "vocab_size": len(vocab), "parameters": sum(p.numel() for p in model.parameters())},
+        "training": {**config.to_dict(), **info},
+        "data": source,
+        "data_hash": split.data_hash,
+        "pad_token": PAD,
+    }
+    export_step_model(model, out, metadata)
+    evaluation = evaluate(StepRunner.load(out), split.test)
+    evaluation["split"] = "test"
+    metadata["evaluation"] = evaluation
+    set_metadata(out, metadata)
+    return {"model": str(out), "evaluation": evaluation, "train_seconds": info["train_seconds"],
+            "valid_accuracy": info["valid_accuracy"], "bytes": out.stat().st_size}
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m export.train", description=__doc__.split("\n")[0])
+    p.add_argument("--out", required=True, help="where to write the .onnx model")
+    p.add_argument("--data", help="labelled CSV, TSV or JSONL file (default: the Rotten Tomatoes corpus)")
+    p.add_argument("--text-column", default="text")
+    p.add_argument("--label-column", default="label")
+    p.add_argument("--skip-bad", action="store_true", help="skip bad rows of --data (with a count) instead of failing")
+    p.add_argument("--checkpoint", help="where to write the checkpoint (default: next to --out, .pt)")
+    p.add_argument("--dry-run", action="store_true", help="a tiny model on a small sample, in seconds")
+    for field in dataclasses.fields(TrainConfig):
+        kind = type(field.default)
+        p.add_argument(f"--{field.name.replace('_', '-')}", type=kind, default=None, dest=field.name,
+                       help=f"(default {field.default})")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        result = run(args)
+    except (DataError, ValueError) as e:
+        print(f"{type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

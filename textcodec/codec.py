@@ -1,0 +1,42 @@
+"""The text codec: tokenizer plus vocabulary, serialisable into a model's metadata."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from textcodec.tokenizer import Tokenizer
+from textcodec.vocab import UNK_ID, Vocabulary
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """One piece of text as tokens. ``unknown[i]`` is true where ``tokens[i]`` is out of vocabulary."""
+
+    tokens: list[str]
+    ids: list[int]
+
+    @property
+    def unknown(self) -> list[bool]:
+        return [i == UNK_ID for i in self.ids]
+
+
+@dataclass(frozen=True)
+class TextCodec:
+    tokenizer: Tokenizer
+    vocab: Vocabulary
+
+    def encode(self, text: str) -> Encoded:
+        """A typed word (or any text) as 0..n tokens and their ids."""
+        tokens = self.tokenizer.tokenize(text)
+        return Encoded(tokens, self.vocab.ids(tokens))
+
+    def encode_ids(self, text: str) -> list[int]:
+        return self.vocab.ids(self.tokenizer.tokenize(text))
+
+    def to_metadata(self) -> dict[str, Any]:
+        return {"tokenizer": self.tokenizer.settings(), "vocabulary": list(self.vocab.tokens)}
+
+    @classmethod
+    def from_metadata(cls, tokenizer: dict[str, Any], vocabulary: list[str]) -> TextCodec:
+        return cls(Tokenizer.from_settings(tokenizer), Vocabulary(tuple(vocabulary)))
