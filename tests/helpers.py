@@ -1,0 +1,47 @@
+"""Small real models and data, made in seconds, for the tests."""
+
+from __future__ import annotations
+
+import csv
+import random
+from pathlib import Path
+
+POSITIVE = ["good", "great", "superb", "lovely", "fun", "moving", "smart", "warm"]
+NEGATIVE = ["bad", "awful", "dull", "boring", "messy", "flat", "silly", "cold"]
+FILLER = ["the", "film", "is", "a", "story", "with", "and", "but", "plot", "cast", "very", "it's", "not", "quite"]
+
+
+def synthetic_texts(n: int, seed: int = 0) -> list[tuple[str, str]]:
+    """(text, label) pairs whose label follows the majority of its sentiment words."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        pos, neg = rng.randint(0, 3), rng.randint(0, 3)
+        if pos == neg:
+            pos += 1
+        words = rng.choices(POSITIVE, k=pos) + rng.choices(NEGATIVE, k=neg) + rng.choices(FILLER, k=rng.randint(1, 8))
+        rng.shuffle(words)
+        if rng.random() < 0.3:
+            words[-1] += rng.choice(["!", ".", "?!", "..."])
+        rows.append((" ".join(words), "positive" if pos > neg else "negative"))
+    return rows
+
+
+def write_csv(path: Path, rows: list[tuple[str, str]]) -> Path:
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["text", "label"])
+        writer.writerows(rows)
+    return path
+
+
+def train_tiny(cell: str, directory: Path, n: int = 2000, layers: int = 1) -> Path:
+    """A tiny real model (trained, exported, evaluated) on synthetic data; returns the .onnx path."""
+    from export.train import main
+
+    data = write_csv(directory / f"data-{cell}.csv", synthetic_texts(n))
+    out = directory / f"tiny-{cell}.onnx"
+    code = main(["--cell", cell, "--out", str(out), "--data", str(data), "--embed-dim", "12", "--hidden", "10",
+                 "--layers", str(layers), "--max-epochs", "2", "--checkpoint", str(out.with_suffix(".pt"))])
+    assert code == 0
+    return out
