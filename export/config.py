@@ -36,6 +36,8 @@ class TrainConfig:
     """Share of the loss on every prefix (each prefix carries the text's label); the rest is on the last word."""
     max_tokens: int = 100
     """Training texts are cut to this many tokens (the longest in the default corpus has about 80)."""
+    lexicon: bool = True
+    """Join fixed affect-lexicon features to each word vector (export/lexicon.py)."""
     min_freq: int = 2
     max_vocab: int = 20000
     seed: int = 13

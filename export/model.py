@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from export.config import TrainConfig
+from textcodec import UNK_ID
 
 State = tuple[torch.Tensor, ...]  # each (layers, batch, hidden); (h,) or (h, c) for an LSTM
 
@@ -18,15 +19,26 @@ def state_names(cell: str) -> tuple[str, ...]:
 
 
 class TextClassifier(nn.Module):
-    """Embedding -> recurrent layers -> linear; ``forward`` gives logits after every token."""
+    """Embedding -> recurrent layers -> linear; ``forward`` gives logits after every token.
 
-    def __init__(self, config: TrainConfig, vocab_size: int, num_labels: int) -> None:
+    A token's input vector is its learned embedding joined with ``lexicon_dim`` fixed
+    lexicon features (the ``lexicon`` buffer, one row per vocabulary id). Ids from
+    ``learned_size`` on are words known only to the lexicon: they share the learned
+    vector of ``<unk>`` and differ by their lexicon features alone.
+    """
+
+    def __init__(
+        self, config: TrainConfig, vocab_size: int, num_labels: int, learned_size: int | None = None,
+        lexicon_dim: int = 0,
+    ) -> None:
         super().__init__()
         self.config = config
-        self.embed = nn.Embedding(vocab_size, config.embed_dim, padding_idx=0)
+        self.learned_size = learned_size or vocab_size
+        self.embed = nn.Embedding(self.learned_size, config.embed_dim, padding_idx=0)
+        self.register_buffer("lexicon", torch.zeros(vocab_size, lexicon_dim))  # (vocab, lexicon_dim), fixed
         self.embed_drop = nn.Dropout(config.embed_dropout)
         self.rnn = _CELLS[config.cell](
-            config.embed_dim,
+            config.embed_dim + lexicon_dim,
             config.hidden,
             num_layers=config.layers,
             batch_first=True,
@@ -41,7 +53,8 @@ class TextClassifier(nn.Module):
 
     def forward(self, tokens: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         """tokens (batch, time) -> logits (batch, time, labels) and the state after the last token."""
-        x = self.embed_drop(self.embed(tokens))  # (batch, time, embed)
+        learned = torch.where(tokens < self.learned_size, tokens, torch.full_like(tokens, UNK_ID))
+        x = torch.cat([self.embed_drop(self.embed(learned)), self.lexicon[tokens]], -1)  # (batch, time, input)
         rnn_state = state if self.config.cell == "lstm" else state[0]
         y, new_state = self.rnn(x, rnn_state)  # y: (batch, time, hidden)
         logits = self.head(self.out_drop(y))

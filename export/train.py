@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from export.config import DRY_RUN, TrainConfig
 from export.data import DataError, Example, Split, load_file, load_rotten_tomatoes, split_examples
 from export.evaluate import StepRunner, evaluate
+from export.lexicon import FEATURES, features, load_lexicon
 from export.model import TextClassifier
 from export.onnx_export import export_step_model, set_metadata
 from textcodec import PAD_ID, UNK_ID, TextCodec, Tokenizer, Vocabulary
@@ -117,13 +118,31 @@ class Progress:
             )
 
 
-def train(config: TrainConfig, split: Split, codec: TextCodec) -> tuple[TextClassifier, dict[str, Any]]:
+def build_model(config: TrainConfig, split: Split, tokenizer: Tokenizer) -> tuple[TextClassifier, TextCodec]:
+    """The vocabulary from the training split (plus lexicon words), and an untrained model over it."""
+    torch.manual_seed(config.seed)
+    base = Vocabulary.build((tokenizer.tokenize(e.text) for e in split.train), config.min_freq, config.max_vocab)
+    if not config.lexicon:
+        return TextClassifier(config, len(base), len(split.labels)), TextCodec(tokenizer, base)
+    lexicon = load_lexicon()
+    # Words the lexicon knows but training saw too rarely (or never) still carry their features.
+    known = set(base.tokens)
+    extra = sorted(w for w in lexicon if w not in known and tokenizer.tokenize(w) == [w])
+    vocab = Vocabulary((*base.tokens, *extra))
+    model = TextClassifier(config, len(vocab), len(split.labels), learned_size=len(base), lexicon_dim=len(FEATURES))
+    table = [features(token, lexicon) or (0.0,) * len(FEATURES) for token in vocab.tokens]
+    model.lexicon.copy_(torch.tensor(table))
+    return model, TextCodec(tokenizer, vocab)
+
+
+def train(
+    model: TextClassifier, config: TrainConfig, split: Split, codec: TextCodec
+) -> tuple[TextClassifier, dict[str, Any]]:
     """Fit with AdamW, gradient clipping and early stopping on validation accuracy."""
     torch.manual_seed(config.seed)
     rng = random.Random(config.seed)
     train_data = encode(split.train, codec, split.labels, config.max_tokens)
     valid_data = encode(split.valid, codec, split.labels, config.max_tokens)
-    model = TextClassifier(config, len(codec.vocab), len(split.labels))
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps = config.max_epochs * -(-len(train_data.ids) // config.batch_size)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.lr, total_steps=steps, pct_start=0.1)
@@ -187,26 +206,28 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         source["dry_run_sample"] = DRY_RUN_EXAMPLES
     tokenizer = Tokenizer()
     split = split_examples(examples, tokenizer, seed=config.seed, labels=labels)
-    vocab = Vocabulary.build((tokenizer.tokenize(e.text) for e in split.train), config.min_freq, config.max_vocab)
-    codec = TextCodec(tokenizer, vocab)
+    model, codec = build_model(config, split, tokenizer)
+    vocab = codec.vocab
     print(
         f"data: {len(split.train)} train, {len(split.valid)} valid, {len(split.test)} test; "
-        f"labels {list(split.labels)}; vocabulary {len(vocab)}",
+        f"labels {list(split.labels)}; vocabulary {len(vocab)} ({model.learned_size} learned)",
         file=sys.stderr,
     )
-    model, info = train(config, split, codec)
+    model, info = train(model, config, split, codec)
 
     out = Path(args.out)
     checkpoint = Path(args.checkpoint) if args.checkpoint else out.with_suffix(".pt")
     if not args.dry_run or args.checkpoint:
         # The state dict and the configuration: plain tensors and JSON-able values, no pickled module.
         torch.save({"state_dict": model.state_dict(), "config": config.to_dict(), "vocabulary": list(vocab.tokens),
-                    "labels": list(split.labels)}, checkpoint)
+                    "labels": list(split.labels), "learned_size": model.learned_size,
+                    "lexicon_dim": model.lexicon.shape[1]}, checkpoint)
     metadata: dict[str, Any] = {
         "labels": list(split.labels),
         **codec.to_metadata(),
         "model": {"cell": config.cell, "layers": config.layers, "hidden": config.hidden, "embed_dim": config.embed_dim,
-                  "vocab_size": len(vocab), "parameters": sum(p.numel() for p in model.parameters())},
+                  "vocab_size": len(vocab), "learned_vocab_size": model.learned_size,
+                  "lexicon_features": list(FEATURES) if config.lexicon else [], "parameters": sum(p.numel() for p in model.parameters())},
         "training": {**config.to_dict(), **info},
         "data": source,
         "data_hash": split.data_hash,
@@ -231,10 +252,18 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", help="where to write the checkpoint (default: next to --out, .pt)")
     p.add_argument("--dry-run", action="store_true", help="a tiny model on a small sample, in seconds")
     for field in dataclasses.fields(TrainConfig):
-        kind = type(field.default)
+        kind: Any = _flag_bool if isinstance(field.default, bool) else type(field.default)
         p.add_argument(f"--{field.name.replace('_', '-')}", type=kind, default=None, dest=field.name,
                        help=f"(default {field.default})")
     return p
+
+
+def _flag_bool(value: str) -> bool:
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

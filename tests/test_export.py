@@ -23,7 +23,8 @@ PARITY_TEXTS = 200
 def load_torch(onnx_path: Path) -> TextClassifier:
     checkpoint = torch.load(onnx_path.with_suffix(".pt"), weights_only=True)  # plain tensors and values only
     config = TrainConfig.from_dict(checkpoint["config"])
-    model = TextClassifier(config, len(checkpoint["vocabulary"]), len(checkpoint["labels"]))
+    model = TextClassifier(config, len(checkpoint["vocabulary"]), len(checkpoint["labels"]),
+                           checkpoint["learned_size"], checkpoint["lexicon_dim"])
     model.load_state_dict(checkpoint["state_dict"])
     return model.eval()
 
