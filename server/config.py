@@ -1,0 +1,90 @@
+"""Server settings: one typed object, fed from flags and WORDSTREAM_* environment variables.
+
+Precedence: flag, then environment variable, then the default below.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "[::]"
+    """Address to listen on (all interfaces by default)."""
+    port: int = 50051
+    """Port to listen on; 0 picks a free one (tests)."""
+    models: str = "models"
+    """Directory whose *.onnx files are served, each under its file name without .onnx."""
+    default_model: str = "sentiment-lstm"
+    """Model used when an open request names none."""
+    threads: int = 1
+    """ONNX Runtime intra-op threads per model call."""
+    workers: int = 2
+    """Model calls that may run at once (a thread pool beside the event loop)."""
+    idle_timeout: float = 600.0
+    """Seconds a session with no attached stream lives after its last request."""
+    reap_interval: float = 5.0
+    """Seconds between two sweeps of the expiry reaper."""
+    max_sessions: int = 10000
+    """Live sessions; beyond it new sessions are refused with RESOURCE_EXHAUSTED."""
+    max_steps: int = 10000
+    """Steps (tokens) per session."""
+    max_word_chars: int = 100
+    """Characters in one word."""
+    max_session_bytes: int = 16 * 2**20
+    """Bytes of history (outputs and states) per session."""
+    max_total_bytes: int = 2 * 2**30
+    """Bytes of history across all sessions."""
+    max_message_bytes: int = 64 * 2**10
+    """Largest request message the server accepts."""
+    grace: float = 5.0
+    """Seconds in-flight requests get to finish on SIGTERM/SIGINT."""
+    log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        for name in ("threads", "workers", "max_sessions", "max_steps", "max_word_chars", "max_session_bytes",
+                     "max_total_bytes", "max_message_bytes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port must be 0..65535, got {self.port}")
+        for name in ("idle_timeout", "reap_interval", "grace"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+
+    @classmethod
+    def from_args(cls, argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+        environ = os.environ if environ is None else environ
+        parser = argparse.ArgumentParser(prog="python -m server", description="The Wordstream gRPC server.")
+        for field in fields(cls):
+            env = f"WORDSTREAM_{field.name.upper()}"
+            parser.add_argument(f"--{field.name.replace('_', '-')}", dest=field.name, default=None,
+                                help=f"{_doc(field.name)} Env {env}; default {field.default}.")
+        args = parser.parse_args(argv)
+        values: dict[str, Any] = {}
+        for field in fields(cls):
+            raw = getattr(args, field.name)
+            if raw is None:
+                raw = environ.get(f"WORDSTREAM_{field.name.upper()}")
+            if raw is not None:
+                try:
+                    values[field.name] = type(field.default)(raw)
+                except ValueError:
+                    parser.error(f"--{field.name.replace('_', '-')}: expected {type(field.default).__name__}, got {raw!r}")
+        return cls(**values)
+
+
+def _doc(name: str) -> str:
+    """The docstring under a field (kept in the class source), for --help."""
+    import inspect
+
+    lines = inspect.getsource(Settings).splitlines()
+    for i, line in enumerate(lines):
+        if line.strip().startswith(f"{name}:") and i + 1 < len(lines) and '"""' in lines[i + 1]:
+            return lines[i + 1].strip().strip('"')
+    return ""

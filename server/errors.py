@@ -1,0 +1,91 @@
+"""Domain errors. Each builds its own message; transport.py maps them to gRPC status codes.
+
+    WordstreamError
+    ├── RejectedRequest        the request is refused, the session is unchanged, the stream goes on
+    │   ├── BadWord            empty, whitespace, over the length limit, no tokens
+    │   ├── BadRewind          a count below 1 or past the start
+    │   ├── BadRange           a history range outside the history
+    │   ├── AlreadyOpen        open/resume on a stream that already has a session
+    │   └── SessionLimit       the session is at its step or history-bytes limit
+    └── StreamRefused          the stream (or unary call) cannot go on
+        ├── NotOpened          the first request is not open/resume
+        ├── ModelNotFound
+        ├── SessionNotFound    unknown, expired or closed
+        ├── SessionBusy        already attached to another stream
+        ├── ServerFull         the live-session limit (or total history bytes) is reached
+        └── ShuttingDown
+    ModelError                 a model file breaks the step-model contract (at start only)
+"""
+
+from __future__ import annotations
+
+
+class WordstreamError(Exception):
+    """Base of every error the service reports to a client."""
+
+
+class RejectedRequest(WordstreamError):
+    pass
+
+
+class BadWord(RejectedRequest):
+    pass
+
+
+class BadRewind(RejectedRequest):
+    pass
+
+
+class BadRange(RejectedRequest):
+    pass
+
+
+class AlreadyOpen(RejectedRequest):
+    def __init__(self) -> None:
+        super().__init__("this stream already has a session; open a new stream for another one")
+
+
+class SessionLimit(RejectedRequest):
+    pass
+
+
+class StreamRefused(WordstreamError):
+    pass
+
+
+class NotOpened(StreamRefused):
+    def __init__(self, kind: str) -> None:
+        super().__init__(f"the first request of a stream must be open or resume, got {kind or 'an empty request'}")
+
+
+class ModelNotFound(StreamRefused):
+    def __init__(self, name: str, known: list[str]) -> None:
+        super().__init__(f"unknown model {name!r}; this server has {', '.join(sorted(known))}")
+
+
+class SessionNotFound(StreamRefused):
+    def __init__(self, session_id: str) -> None:
+        super().__init__(f"session {short_id(session_id)} not found (unknown, expired or closed)")
+
+
+class SessionBusy(StreamRefused):
+    def __init__(self, session_id: str) -> None:
+        super().__init__(f"session {short_id(session_id)} is attached to another stream")
+
+
+class ServerFull(StreamRefused):
+    pass
+
+
+class ShuttingDown(StreamRefused):
+    def __init__(self) -> None:
+        super().__init__("the server is shutting down; retry on another instance or after the restart")
+
+
+class ModelError(Exception):
+    """A model file breaks the step-model contract; the message names the file and the fault."""
+
+
+def short_id(session_id: str) -> str:
+    """The first characters of a session id: enough for logs and messages, useless to an attacker."""
+    return session_id[:8] + "…" if len(session_id) > 8 else session_id

@@ -1,0 +1,154 @@
+"""Step models on ONNX Runtime: loading, the contract check, and running one step.
+
+The state tensors are discovered from the graph (every ``state_in.<name>`` input with
+its ``state_out.<name>`` output), so RNN, GRU and LSTM models, or any new cell, are
+served by the same code. No torch here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from server.errors import ModelError
+from textcodec import TextCodec
+
+log = logging.getLogger("wordstream.models")
+
+State = dict[str, np.ndarray]  # name -> (layers, batch, hidden) float32
+REQUIRED_METADATA = ("labels", "vocabulary", "tokenizer", "model")
+
+
+@dataclass(frozen=True)
+class StateSpec:
+    name: str
+    layers: int
+    hidden: int
+
+
+@dataclass
+class StepModel:
+    """One servable .onnx file: its runtime session, codec, labels and state layout."""
+
+    name: str
+    path: Path
+    session: ort.InferenceSession = field(repr=False)
+    codec: TextCodec = field(repr=False)
+    labels: tuple[str, ...]
+    states: tuple[StateSpec, ...]
+    metadata: dict[str, Any] = field(repr=False)
+
+    @property
+    def state_names(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self.states)
+
+    @property
+    def cell(self) -> str:
+        return str(self.metadata["model"].get("cell", "unknown"))
+
+    @property
+    def evaluation(self) -> dict[str, Any]:
+        return dict(self.metadata.get("evaluation") or {})
+
+    def initial_state(self, batch: int = 1) -> State:
+        return {s.name: np.zeros((s.layers, batch, s.hidden), np.float32) for s in self.states}
+
+    def run(self, token_ids: np.ndarray, state: State) -> tuple[np.ndarray, State]:
+        """Advance each row by one token: token_ids (batch,) -> probs (batch, labels), next state."""
+        feeds = {"token_ids": token_ids, **{f"state_in.{n}": v for n, v in state.items()}}
+        outputs = self.session.run(self._output_names, feeds)
+        return outputs[0], dict(zip(self.state_names, outputs[1:]))
+
+    @property
+    def _output_names(self) -> list[str]:
+        return ["probs", *(f"state_out.{n}" for n in self.state_names)]
+
+
+def load_model(path: Path, threads: int = 1) -> StepModel:
+    """Load ``path`` and check it against the step-model contract; ModelError names what is wrong."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    try:
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as e:  # ORT raises its own types for missing, truncated and invalid files
+        raise ModelError(f"{path}: not a loadable ONNX model ({type(e).__name__}: {str(e)[:200]})") from None
+    inputs = {i.name: i for i in session.get_inputs()}
+    outputs = {o.name: o for o in session.get_outputs()}
+
+    def fail(what: str) -> ModelError:
+        return ModelError(f"{path}: {what} (see the step-model contract in DESIGN.md)")
+
+    if "token_ids" not in inputs or inputs["token_ids"].type != "tensor(int64)" or len(inputs["token_ids"].shape) != 1:
+        raise fail("missing input token_ids int64 [batch]")
+    if "probs" not in outputs or len(outputs["probs"].shape) != 2:
+        raise fail("missing output probs float32 [batch, labels]")
+    states = []
+    for name, spec in inputs.items():
+        if name == "token_ids":
+            continue
+        if not name.startswith("state_in."):
+            raise fail(f"unexpected input {name!r}")
+        state = name.removeprefix("state_in.")
+        if f"state_out.{state}" not in outputs:
+            raise fail(f"input {name} has no matching output state_out.{state}")
+        layers, _, hidden = (spec.shape + [None, None, None])[:3]
+        if len(spec.shape) != 3 or not isinstance(layers, int) or not isinstance(hidden, int):
+            raise fail(f"input {name} must be float32 [layers, batch, hidden] with fixed layers and hidden")
+        states.append(StateSpec(state, layers, hidden))
+    if not states:
+        raise fail("no state_in.<name> inputs: not a recurrent step model")
+
+    raw = session.get_modelmeta().custom_metadata_map
+    try:
+        metadata = {key: json.loads(value) for key, value in raw.items()}
+    except json.JSONDecodeError as e:
+        raise fail(f"metadata value is not JSON ({e.msg})") from None
+    missing = [key for key in REQUIRED_METADATA if key not in metadata]
+    if missing:
+        raise fail(f"metadata lacks {', '.join(missing)}")
+    labels = tuple(metadata["labels"])
+    label_dim = outputs["probs"].shape[1]
+    if isinstance(label_dim, int) and label_dim != len(labels):
+        raise fail(f"probs has {label_dim} columns but the metadata names {len(labels)} labels")
+    try:
+        codec = TextCodec.from_metadata(metadata["tokenizer"], metadata["vocabulary"])
+    except (ValueError, TypeError) as e:
+        raise fail(f"bad tokenizer or vocabulary metadata ({e})") from None
+    model = StepModel(path.stem, path, session, codec, labels, tuple(states), metadata)
+    _smoke(model)
+    return model
+
+
+def _smoke(model: StepModel) -> None:
+    """One real call, so a graph that loads but cannot run is refused at start, not on a user's word."""
+    try:
+        probs, state = model.run(np.array([1], np.int64), model.initial_state(1))
+    except Exception as e:
+        raise ModelError(f"{model.path}: a test step failed ({type(e).__name__}: {str(e)[:200]})") from None
+    if probs.shape != (1, len(model.labels)):
+        raise ModelError(f"{model.path}: probs has shape {probs.shape}, expected (1, {len(model.labels)})")
+    for spec in model.states:
+        if state[spec.name].shape != (spec.layers, 1, spec.hidden):
+            raise ModelError(f"{model.path}: state_out.{spec.name} has shape {state[spec.name].shape}")
+
+
+def load_models(directory: Path, threads: int = 1) -> dict[str, StepModel]:
+    """Every valid *.onnx in ``directory``; a bad file is logged with its fault and skipped."""
+    if not directory.is_dir():
+        raise ModelError(f"{directory}: models directory not found")
+    models = {}
+    for path in sorted(directory.glob("*.onnx")):
+        try:
+            models[path.stem] = load_model(path, threads)
+        except ModelError as e:
+            log.error("model refused", extra={"event": "model_refused", "error": str(e)})
+            continue
+        log.info("model loaded", extra={"event": "model_loaded", "model": path.stem, "cell": models[path.stem].cell})
+    return models

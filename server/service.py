@@ -1,0 +1,128 @@
+"""The Wordstream service: the domain behind the transport. No grpc here.
+
+It ties the models, the session store and the model-call executor together; the
+servicer (transport.py) only turns protobuf into these calls and the results back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from server.config import Settings
+from server.errors import BadWord, ModelNotFound, SessionNotFound, ShuttingDown
+from server.inference import State, StepModel
+from server.sessions import HistoryMode, Session, SessionStore
+from textcodec import Encoded
+
+log = logging.getLogger("wordstream.sessions")
+
+
+@dataclass(frozen=True)
+class WordUpdate:
+    word_index: int
+    word: str
+    encoded: Encoded
+    new_steps: range
+
+
+class Wordstream:
+    def __init__(self, settings: Settings, models: dict[str, StepModel], store: SessionStore) -> None:
+        if not models:
+            raise ValueError(f"no servable models in {settings.models}")
+        self.settings = settings
+        self.models = models
+        self.default_model = settings.default_model if settings.default_model in models else sorted(models)[0]
+        self.store = store
+        self.executor = ThreadPoolExecutor(settings.workers, thread_name_prefix="model")
+        self.accepting = True
+
+    def model(self, name: str) -> StepModel:
+        model = self.models.get(name or self.default_model)
+        if model is None:
+            raise ModelNotFound(name, list(self.models))
+        return model
+
+    def open(self, model_name: str, mode: HistoryMode) -> Session:
+        if not self.accepting:
+            raise ShuttingDown()
+        session = self.store.create(self.model(model_name), mode)
+        session.attached = True
+        log.info("session opened", extra={"event": "open", "session": session.id, "model": session.model.name})
+        return session
+
+    def resume(self, session_id: str, mode: HistoryMode | None) -> Session:
+        if not self.accepting:
+            raise ShuttingDown()
+        session = self.store.attach(session_id)
+        if mode is not None:
+            session.mode = mode
+        log.info("session resumed", extra={"event": "resume", "session": session.id, "steps": session.steps})
+        return session
+
+    def detach(self, session: Session) -> None:
+        self.store.detach(session)
+        log.info("stream left", extra={"event": "detach", "session": session.id, "steps": session.steps})
+
+    async def push_word(self, session: Session, word: str) -> WordUpdate:
+        """Read one word: its tokens go through the model one step each, carrying the state."""
+        return (await self.push_words(session, [word]))[0]
+
+    async def push_words(self, session: Session, words: list[str]) -> list[WordUpdate]:
+        """Read several words in order; all are checked first, so a bad one changes nothing."""
+        self.store.touch(session)
+        if not words:
+            raise BadWord("paste needs at least one word")
+        encoded = [session.model.codec.encode(word) for word in words]
+        self.store.check_words(session, words, encoded)
+        loop = asyncio.get_running_loop()
+        updates = []
+        for word, tokens in zip(words, encoded):
+            results = await loop.run_in_executor(self.executor, _run_tokens, session.model, tokens.ids, session.state)
+            if not self.exists(session.id):  # closed by CloseSession while the model ran
+                raise SessionNotFound(session.id)
+            new_steps = self.store.append_word(session, word, tokens, results)
+            updates.append(WordUpdate(len(session.words) - 1, word, tokens, new_steps))
+        return updates
+
+    def rewind(self, session: Session, words: int | None) -> None:
+        self.store.touch(session)
+        self.store.rewind(session, words)
+
+    def close(self, session_id: str) -> Session:
+        session = self.store.remove(session_id)
+        log.info("session closed", extra={"event": "close", "session": session_id, "steps": session.steps})
+        return session
+
+    def get(self, session_id: str) -> Session:
+        return self.store.get(session_id)
+
+    def exists(self, session_id: str) -> bool:
+        try:
+            self.store.get(session_id)
+        except SessionNotFound:
+            return False
+        return True
+
+    async def reap_forever(self) -> None:
+        """The one reaper: frees expired sessions every reap_interval seconds until cancelled."""
+        while True:
+            await asyncio.sleep(self.settings.reap_interval)
+            for session_id in self.store.reap():
+                log.info("session expired", extra={"event": "expire", "session": session_id})
+
+    def shutdown(self) -> None:
+        self.executor.shutdown(wait=True)
+
+
+def _run_tokens(model: StepModel, token_ids: list[int], state: State) -> list[tuple[np.ndarray, State]]:
+    """Each token in turn, batch of one: [(probs (labels,), state after it)]."""
+    results = []
+    for token_id in token_ids:
+        probs, state = model.run(np.array([token_id], np.int64), state)
+        results.append((probs[0], state))
+    return results

@@ -1,0 +1,249 @@
+"""Sessions: the state and history of each text being typed, their limits and their expiry.
+
+No grpc here. All methods run on the event loop thread; model calls happen elsewhere
+and hand their results to :meth:`Session.append`.
+"""
+
+from __future__ import annotations
+
+import enum
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from server.config import Settings
+from server.errors import BadRange, BadRewind, BadWord, ServerFull, SessionBusy, SessionLimit, SessionNotFound
+from server.inference import State, StepModel
+from textcodec import Encoded
+
+
+class HistoryMode(enum.Enum):
+    DELTA = "delta"
+    FULL = "full"
+    NONE = "none"
+
+
+@dataclass(frozen=True)
+class StepView:
+    """One step of a history: the token, the output and the state after it."""
+
+    index: int
+    word_index: int
+    word: str
+    token: str
+    token_id: int
+    probs: np.ndarray  # (labels,)
+    state: dict[str, np.ndarray]  # name -> (layers, hidden)
+
+    @property
+    def unknown(self) -> bool:
+        return self.token_id == 1
+
+
+class History:
+    """Every step's token, output and state, in arrays that grow by doubling.
+
+    Step i's state is the recurrent state after token i, so the current state of the
+    session is the last row, and rewinding is a truncation.
+    """
+
+    def __init__(self, model: StepModel, capacity: int = 16) -> None:
+        self.labels = len(model.labels)
+        self.specs = model.states
+        self.length = 0
+        self.token_ids = np.zeros(capacity, np.int64)
+        self.word_index = np.zeros(capacity, np.int32)
+        self.probs = np.zeros((capacity, self.labels), np.float32)
+        self.states = {s.name: np.zeros((capacity, s.layers, s.hidden), np.float32) for s in self.specs}
+        self.tokens: list[str] = []
+
+    @property
+    def step_bytes(self) -> int:
+        """Raw bytes one step adds: token id, word index, probabilities and every state tensor."""
+        return 8 + 4 + 4 * self.labels + sum(4 * s.layers * s.hidden for s in self.specs)
+
+    def append(self, word_index: int, token: str, token_id: int, probs: np.ndarray, state: State) -> None:
+        if self.length == len(self.token_ids):
+            self._grow()
+        i = self.length
+        self.token_ids[i], self.word_index[i], self.probs[i] = token_id, word_index, probs
+        for name, value in state.items():
+            self.states[name][i] = value[:, 0]  # (layers, 1, hidden) -> (layers, hidden)
+        self.tokens.append(token)
+        self.length += 1
+
+    def truncate(self, length: int) -> None:
+        self.length = length
+        del self.tokens[length:]
+
+    def _grow(self) -> None:
+        capacity = 2 * len(self.token_ids)
+        self.token_ids = np.resize(self.token_ids, capacity)
+        self.word_index = np.resize(self.word_index, capacity)
+        self.probs = np.resize(self.probs, (capacity, self.labels))
+        self.states = {n: np.resize(a, (capacity, *a.shape[1:])) for n, a in self.states.items()}
+
+    def state_after(self, step: int | None) -> State:
+        """The state after ``step`` (None: the initial zeros), shaped (layers, 1, hidden) for the model."""
+        if step is None:
+            return {s.name: np.zeros((s.layers, 1, s.hidden), np.float32) for s in self.specs}
+        return {n: a[step][:, None, :].copy() for n, a in self.states.items()}
+
+
+class Session:
+    """One text being typed: its model, words, history and current state."""
+
+    def __init__(self, session_id: str, model: StepModel, mode: HistoryMode, now: float) -> None:
+        self.id = session_id
+        self.model = model
+        self.mode = mode
+        self.history = History(model)
+        self.words: list[str] = []
+        self.word_starts: list[int] = []  # first step of each word
+        self.state: State = self.history.state_after(None)
+        self.attached = False
+        self.last_active = now
+
+    @property
+    def steps(self) -> int:
+        return self.history.length
+
+    @property
+    def history_bytes(self) -> int:
+        return self.history.length * self.history.step_bytes
+
+    @property
+    def output(self) -> np.ndarray | None:
+        """Probabilities after the last token, or None before the first."""
+        return self.history.probs[self.steps - 1] if self.steps else None
+
+    def append_word(self, word: str, encoded: Encoded, results: list[tuple[np.ndarray, State]]) -> range:
+        """Record a word whose tokens the model has read; returns the new steps' indices."""
+        start = self.steps
+        word_index = len(self.words)
+        self.words.append(word)
+        self.word_starts.append(start)
+        for token, token_id, (probs, state) in zip(encoded.tokens, encoded.ids, results):
+            self.history.append(word_index, token, token_id, probs, state)
+        if results:
+            self.state = results[-1][1]
+        return range(start, self.steps)
+
+    def rewind(self, words: int) -> None:
+        if words < 1:
+            raise BadRewind(f"rewind needs a count of at least 1 word, got {words}")
+        if words > len(self.words):
+            raise BadRewind(f"cannot rewind {words} words: the session has {len(self.words)}")
+        keep = len(self.words) - words
+        steps = self.word_starts[keep]
+        del self.words[keep:], self.word_starts[keep:]
+        self.history.truncate(steps)
+        self.state = self.history.state_after(steps - 1 if steps else None)
+
+    def reset(self) -> None:
+        if self.words:
+            self.rewind(len(self.words))
+
+    def step(self, i: int) -> StepView:
+        h = self.history
+        word_index = int(h.word_index[i])
+        return StepView(i, word_index, self.words[word_index], h.tokens[i], int(h.token_ids[i]), h.probs[i],
+                        {n: a[i] for n, a in h.states.items()})
+
+    def step_range(self, start: int, end: int | None) -> range:
+        end = self.steps if end is None else end
+        if not 0 <= start <= end <= self.steps:
+            raise BadRange(f"steps [{start}, {end}) are outside the history of {self.steps} steps")
+        return range(start, end)
+
+
+class SessionStore:
+    """The live sessions, their limits and their expiry. Session ids are 192 random bits."""
+
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.monotonic) -> None:
+        self.settings = settings
+        self.clock = clock
+        self._sessions: dict[str, Session] = {}
+        self.total_bytes = 0  # history bytes across sessions, kept up to date by the methods below
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def append_word(self, session: Session, word: str, encoded: Encoded, results: list[tuple[np.ndarray, State]]) -> range:
+        before = session.history_bytes
+        new_steps = session.append_word(word, encoded, results)
+        self.total_bytes += session.history_bytes - before
+        return new_steps
+
+    def rewind(self, session: Session, words: int | None) -> None:
+        """Undo the last ``words`` words (None: all of them)."""
+        before = session.history_bytes
+        session.reset() if words is None else session.rewind(words)
+        self.total_bytes += session.history_bytes - before
+
+    def create(self, model: StepModel, mode: HistoryMode) -> Session:
+        if len(self._sessions) >= self.settings.max_sessions:
+            raise ServerFull(f"the server holds its maximum of {self.settings.max_sessions} live sessions; retry later")
+        session = Session(secrets.token_urlsafe(24), model, mode, self.clock())
+        self._sessions[session.id] = session
+        return session
+
+    def get(self, session_id: str) -> Session:
+        session = self._sessions.get(session_id)
+        if session is None:
+            raise SessionNotFound(session_id)
+        return session
+
+    def attach(self, session_id: str) -> Session:
+        session = self.get(session_id)
+        if session.attached:
+            raise SessionBusy(session_id)
+        session.attached = True
+        session.last_active = self.clock()
+        return session
+
+    def detach(self, session: Session) -> None:
+        session.attached = False
+        session.last_active = self.clock()
+
+    def touch(self, session: Session) -> None:
+        session.last_active = self.clock()
+
+    def remove(self, session_id: str) -> Session:
+        session = self._sessions.pop(session_id, None)
+        if session is None:
+            raise SessionNotFound(session_id)
+        self.total_bytes -= session.history_bytes
+        return session
+
+    def check_words(self, session: Session, words: list[str], encoded: list[Encoded]) -> None:
+        """Refuse words that are malformed or would break a limit; nothing is changed either way."""
+        limit = self.settings
+        for word, tokens in zip(words, encoded):
+            if not word or word.isspace():
+                raise BadWord("empty word: send a word with at least one visible character")
+            if any(ch.isspace() for ch in word):
+                raise BadWord(f"a word must not contain whitespace, got {word[:40]!r}; send each word on its own")
+            if len(word) > limit.max_word_chars:
+                raise BadWord(f"word of {len(word)} characters is over the limit of {limit.max_word_chars}")
+            if not tokens.ids:
+                raise BadWord(f"word {word[:40]!r} has no tokens after normalisation")
+        new = sum(len(tokens.ids) for tokens in encoded)
+        if session.steps + new > limit.max_steps:
+            raise SessionLimit(f"the session is at its limit of {limit.max_steps} steps; rewind, reset or open a new one")
+        added = new * session.history.step_bytes
+        if session.history_bytes + added > limit.max_session_bytes:
+            raise SessionLimit(f"the session's history is at its limit of {limit.max_session_bytes} bytes")
+        if self.total_bytes + added > limit.max_total_bytes:
+            raise SessionLimit(f"the server's history memory is at its limit of {limit.max_total_bytes} bytes")
+
+    def reap(self) -> list[str]:
+        """Free every detached session idle past the timeout; returns their ids."""
+        deadline = self.clock() - self.settings.idle_timeout
+        expired = [s.id for s in self._sessions.values() if not s.attached and s.last_active < deadline]
+        for session_id in expired:
+            self.remove(session_id)
+        return expired

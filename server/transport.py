@@ -1,0 +1,208 @@
+"""The gRPC servicer: protobuf in, the domain (service.py) does the work, protobuf out.
+
+``STATUS`` is the one table from domain errors to gRPC status codes. Errors it does not
+know become INTERNAL with a generic message; the traceback stays in the server's log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Iterable
+
+import grpc
+import numpy as np
+
+from server import errors
+from server.inference import StepModel
+from server.service import WordUpdate, Wordstream
+from server.sessions import HistoryMode, Session
+from wordstream.v1 import wordstream_pb2 as pb
+from wordstream.v1 import wordstream_pb2_grpc as pb_grpc
+
+log = logging.getLogger("wordstream.transport")
+
+STATUS: dict[type[errors.WordstreamError], grpc.StatusCode] = {
+    errors.BadWord: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.BadRewind: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.BadRange: grpc.StatusCode.OUT_OF_RANGE,
+    errors.AlreadyOpen: grpc.StatusCode.FAILED_PRECONDITION,
+    errors.SessionLimit: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    errors.NotOpened: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.ModelNotFound: grpc.StatusCode.NOT_FOUND,
+    errors.SessionNotFound: grpc.StatusCode.NOT_FOUND,
+    errors.SessionBusy: grpc.StatusCode.FAILED_PRECONDITION,
+    errors.ServerFull: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    errors.ShuttingDown: grpc.StatusCode.UNAVAILABLE,
+}
+INTERNAL_MESSAGE = "internal error; the server log has the details"
+
+_MODES = {
+    pb.HISTORY_MODE_UNSPECIFIED: HistoryMode.DELTA,
+    pb.HISTORY_MODE_DELTA: HistoryMode.DELTA,
+    pb.HISTORY_MODE_FULL: HistoryMode.FULL,
+    pb.HISTORY_MODE_NONE: HistoryMode.NONE,
+}
+_MODE_PB = {HistoryMode.DELTA: pb.HISTORY_MODE_DELTA, HistoryMode.FULL: pb.HISTORY_MODE_FULL,
+            HistoryMode.NONE: pb.HISTORY_MODE_NONE}
+
+
+def status_of(error: errors.WordstreamError) -> grpc.StatusCode:
+    for kind in type(error).__mro__:
+        if kind in STATUS:
+            return STATUS[kind]
+    return grpc.StatusCode.INTERNAL
+
+
+class WordstreamServicer(pb_grpc.WordstreamServicer):
+    def __init__(self, service: Wordstream) -> None:
+        self.service = service
+
+    async def Stream(
+        self, request_iterator: AsyncIterator[pb.StreamRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.StreamResponse]:
+        session: Session | None = None
+        try:
+            async for request in request_iterator:
+                kind = request.WhichOneof("kind")
+                try:
+                    if session is None:
+                        session = self._attach(request, kind)
+                        yield pb.StreamResponse(seq=request.seq, session_id=session.id, opened=self._opened(session, kind))
+                        continue
+                    for response in await self._handle(session, request, kind):
+                        yield response
+                    if kind == "close":
+                        session = None
+                        return
+                except errors.RejectedRequest as e:
+                    error = pb.StreamError(code=status_of(e).name, message=str(e))
+                    yield pb.StreamResponse(seq=request.seq, session_id=session.id if session else "", error=error)
+        except errors.StreamRefused as e:
+            await context.abort(status_of(e), str(e))
+        except (asyncio.CancelledError, grpc.aio.AbortError):
+            raise
+        except Exception:
+            log.exception("stream failed", extra={"event": "internal_error", "session": session.id if session else ""})
+            await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
+        finally:
+            if session is not None and self.service.exists(session.id):
+                self.service.detach(session)
+
+    def _attach(self, request: pb.StreamRequest, kind: str | None) -> Session:
+        if kind == "open":
+            return self.service.open(request.open.model, _MODES[request.open.history])
+        if kind == "resume":
+            mode = None if request.resume.history == pb.HISTORY_MODE_UNSPECIFIED else _MODES[request.resume.history]
+            return self.service.resume(request.resume.session_id, mode)
+        raise errors.NotOpened(kind or "")
+
+    async def _handle(self, session: Session, request: pb.StreamRequest, kind: str | None) -> list[pb.StreamResponse]:
+        def reply(**kwargs: object) -> pb.StreamResponse:
+            return pb.StreamResponse(seq=request.seq, session_id=session.id, **kwargs)  # type: ignore[arg-type]
+
+        if kind == "word":
+            return [reply(word=self._word(session, await self.service.push_word(session, request.word)))]
+        if kind == "paste":
+            updates = await self.service.push_words(session, list(request.paste.words))
+            return [reply(word=self._word(session, update)) for update in updates]
+        if kind in ("rewind", "reset"):
+            self.service.rewind(session, request.rewind.words if kind == "rewind" else None)
+            return [reply(rewound=position(session))]
+        if kind == "close":
+            self.service.close(session.id)
+            return [reply(closed=pb.Closed(words=len(session.words), steps=session.steps))]
+        if kind in ("open", "resume"):
+            raise errors.AlreadyOpen()
+        raise errors.BadWord(f"empty request: set one of word, paste, rewind, reset, close (got {kind})")
+
+    def _opened(self, session: Session, kind: str | None) -> pb.Opened:
+        return pb.Opened(
+            model=model_info(session.model), history=_MODE_PB[session.mode], resumed=kind == "resume",
+            position=position(session), idle_timeout_seconds=self.service.settings.idle_timeout,
+        )
+
+    def _word(self, session: Session, update: WordUpdate) -> pb.WordResult:
+        if session.mode is HistoryMode.FULL:
+            shown: Iterable[int] = range(session.steps)
+        elif session.mode is HistoryMode.DELTA:
+            shown = update.new_steps
+        else:
+            shown = range(0)
+        start = shown.start if isinstance(shown, range) and len(shown) else session.steps
+        after = session.step(update.new_steps[-1])  # this word's last step (a paste answers later words too)
+        return pb.WordResult(
+            word_index=update.word_index,
+            word=update.word,
+            tokens=[pb.Token(text=t, id=i, unknown=u)
+                    for t, i, u in zip(update.encoded.tokens, update.encoded.ids, update.encoded.unknown)],
+            output=output(session.model, after.probs),
+            state=tensors(session.model, after.state),
+            history=pb.HistoryUpdate(length=session.steps, start=start, steps=[step(session, i) for i in shown]),
+        )
+
+    async def GetSession(self, request: pb.GetSessionRequest, context: grpc.aio.ServicerContext) -> pb.Session:
+        try:
+            session = self.service.get(request.session_id)
+            steps = session.step_range(request.start, request.end or None)
+        except errors.WordstreamError as e:
+            await context.abort(status_of(e), str(e))
+        return pb.Session(
+            session_id=session.id, model=model_info(session.model), history_mode=_MODE_PB[session.mode],
+            words=len(session.words), steps=session.steps, start=steps.start,
+            history=[step(session, i) for i in steps], attached=session.attached,
+            idle_seconds=max(0.0, self.service.store.clock() - session.last_active),
+        )
+
+    async def ListModels(self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext) -> pb.ListModelsResponse:
+        models = [model_info(m) for _, m in sorted(self.service.models.items())]
+        return pb.ListModelsResponse(models=models, default_model=self.service.default_model)
+
+    async def CloseSession(
+        self, request: pb.CloseSessionRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CloseSessionResponse:
+        try:
+            session = self.service.close(request.session_id)
+        except errors.WordstreamError as e:
+            await context.abort(status_of(e), str(e))
+        return pb.CloseSessionResponse(words=len(session.words), steps=session.steps)
+
+
+def model_info(model: StepModel) -> pb.ModelInfo:
+    evaluation = model.evaluation
+    return pb.ModelInfo(
+        name=model.name, labels=model.labels, cell=model.cell, layers=model.states[0].layers,
+        hidden=model.states[0].hidden, vocabulary_size=len(model.codec.vocab), state_names=model.state_names,
+        evaluation=pb.Evaluation(
+            accuracy=evaluation.get("accuracy", 0.0), macro_f1=evaluation.get("macro_f1", 0.0),
+            n=evaluation.get("n", 0), typing=evaluation.get("typing", {}),
+        ),
+    )
+
+
+def output(model: StepModel, probs: np.ndarray | None) -> pb.Output | None:
+    if probs is None:
+        return None
+    return pb.Output(probabilities=probs.tolist(), label=model.labels[int(np.argmax(probs))])
+
+
+def tensors(model: StepModel, state: dict[str, np.ndarray]) -> list[pb.Tensor]:
+    """State tensors shaped (layers, hidden) as protobuf, in the model's order."""
+    return [pb.Tensor(name=s.name, layers=s.layers, hidden=s.hidden, values=state[s.name].ravel().tolist())
+            for s in model.states]
+
+
+def position(session: Session) -> pb.Position:
+    return pb.Position(
+        words=len(session.words), steps=session.steps, output=output(session.model, session.output),
+        state=tensors(session.model, {n: v[:, 0] for n, v in session.state.items()}),
+    )
+
+
+def step(session: Session, index: int) -> pb.Step:
+    view = session.step(index)
+    return pb.Step(
+        index=view.index, word_index=view.word_index, word=view.word,
+        token=pb.Token(text=view.token, id=view.token_id, unknown=view.unknown),
+        output=output(session.model, view.probs), state=tensors(session.model, view.state),
+    )

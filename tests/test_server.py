@@ -1,0 +1,361 @@
+"""The service against a real server on port 0 over a real channel, with real tiny models."""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from export.evaluate import StepRunner
+from tests.conftest import CELLS, ServerThread
+from wordstream.v1 import wordstream_pb2 as pb
+from wordstream.v1 import wordstream_pb2_grpc as pb_grpc
+
+TEXT = "the film is great! but the plot is dull and boring... superb cast".split()
+
+
+class Stream:
+    """A ping-pong driver for one bidirectional stream."""
+
+    def __init__(self, target: str) -> None:
+        self.channel = grpc.insecure_channel(target)
+        self.stub = pb_grpc.WordstreamStub(self.channel)
+        self.requests: queue.Queue[pb.StreamRequest | None] = queue.Queue()
+        self.responses = self.stub.Stream(self._iter())
+        self.seq = 0
+
+    def _iter(self) -> Iterator[pb.StreamRequest]:
+        while (request := self.requests.get()) is not None:
+            yield request
+
+    def send(self, **kind: object) -> pb.StreamResponse:
+        self.seq += 1
+        self.requests.put(pb.StreamRequest(seq=self.seq, **kind))  # type: ignore[arg-type]
+        response = next(self.responses)
+        assert response.seq == self.seq
+        return response
+
+    def word(self, word: str) -> pb.StreamResponse:
+        return self.send(word=word)
+
+    def end(self) -> None:
+        self.requests.put(None)
+        self.channel.close()
+
+
+def open_stream(target: str, model: str = "", history: int = pb.HISTORY_MODE_DELTA) -> tuple[Stream, pb.StreamResponse]:
+    stream = Stream(target)
+    return stream, stream.send(open=pb.Open(model=model, history=history))
+
+
+def offline_prefix_probs(model_path: Path, words: list[str]) -> list[np.ndarray]:
+    """The probabilities after each word, computed offline by re-running each whole prefix."""
+    runner = StepRunner.load(model_path)
+    results = []
+    for n in range(1, len(words) + 1):
+        ids = [i for w in words[:n] for i in runner.codec.encode_ids(w)]
+        state, probs = runner.init_state(1), None
+        for token in ids:
+            probs, state = runner.step(np.array([token], np.int64), state)
+        results.append(probs[0])
+    return results
+
+
+def state_of(tensors: list[pb.Tensor]) -> dict[str, list[float]]:
+    return {t.name: list(t.values) for t in tensors}
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_each_word_equals_the_offline_run_of_its_prefix(server: ServerThread, tiny_models: dict[str, Path],
+                                                        cell: str) -> None:
+    stream, opened = open_stream(server.target, model=f"tiny-{cell}")
+    assert opened.opened.model.cell == cell and opened.session_id
+    expected = offline_prefix_probs(tiny_models[cell], TEXT)
+    for i, word in enumerate(TEXT):
+        result = stream.word(word).word
+        assert result.word == word and result.word_index == i
+        np.testing.assert_allclose(result.output.probabilities, expected[i], atol=1e-6)
+        assert result.output.label == opened.opened.model.labels[int(np.argmax(expected[i]))]
+        names = ["h", "c"] if cell == "lstm" else ["h"]
+        assert [t.name for t in result.state] == names
+        assert all(len(t.values) == t.layers * t.hidden for t in result.state)
+    stream.end()
+
+
+def test_a_word_with_several_tokens_is_several_steps(server: ServerThread) -> None:
+    stream, _ = open_stream(server.target)
+    result = stream.word("great!").word
+    assert [t.text for t in result.tokens] == ["great", "!"]
+    assert result.history.length == 2 and [s.token.text for s in result.history.steps] == ["great", "!"]
+    assert [s.index for s in result.history.steps] == [0, 1]
+    unknown = stream.word("Zyzzyva").word
+    assert unknown.tokens[0].unknown and unknown.tokens[0].id == 1 and unknown.tokens[0].text == "zyzzyva"
+    stream.end()
+
+
+@pytest.mark.parametrize("mode", [pb.HISTORY_MODE_DELTA, pb.HISTORY_MODE_FULL, pb.HISTORY_MODE_NONE])
+def test_history_equals_the_steps_taken_in_every_mode(server: ServerThread, mode: int) -> None:
+    stream, opened = open_stream(server.target, history=mode)
+    rebuilt: list[pb.Step] = []
+    for word in TEXT:
+        update = stream.word(word).word.history
+        if mode == pb.HISTORY_MODE_DELTA:
+            assert update.start == len(rebuilt)
+            rebuilt.extend(update.steps)
+        elif mode == pb.HISTORY_MODE_FULL:
+            assert update.start == 0
+            rebuilt = list(update.steps)
+        else:
+            assert not update.steps
+        assert update.length == len(stream.stub.GetSession(pb.GetSessionRequest(session_id=opened.session_id)).history)
+    full = stream.stub.GetSession(pb.GetSessionRequest(session_id=opened.session_id))
+    assert full.words == len(TEXT) and full.steps == len(full.history)
+    assert [s.word for s in full.history][:3] == ["the", "film", "is"]
+    if mode != pb.HISTORY_MODE_NONE:
+        assert list(rebuilt) == list(full.history)
+    part = stream.stub.GetSession(pb.GetSessionRequest(session_id=opened.session_id, start=2, end=4))
+    assert part.start == 2 and list(part.history) == list(full.history[2:4])
+    stream.end()
+
+
+def test_history_records_the_state_after_every_step(server: ServerThread) -> None:
+    stream, opened = open_stream(server.target)
+    last = None
+    for word in TEXT[:4]:
+        last = stream.word(word).word
+    full = stream.stub.GetSession(pb.GetSessionRequest(session_id=opened.session_id))
+    assert state_of(full.history[-1].state) == state_of(last.state)
+    assert state_of(full.history[0].state) != state_of(full.history[-1].state)
+    stream.end()
+
+
+def test_rewind_then_new_words_equals_never_typing_the_undone_words(server: ServerThread) -> None:
+    a, _ = open_stream(server.target)
+    for word in ["the", "film", "is", "awful", "dull!"]:
+        a.word(word)
+    rewound = a.send(rewind=pb.Rewind(words=2)).rewound
+    assert rewound.words == 3 and rewound.steps == 3
+    after_a = a.word("great").word
+    b, _ = open_stream(server.target)
+    for word in ["the", "film", "is"]:
+        b.word(word)
+    after_b = b.word("great").word
+    assert list(after_a.output.probabilities) == list(after_b.output.probabilities)
+    assert state_of(after_a.state) == state_of(after_b.state)
+    assert list(after_a.history.steps) == list(after_b.history.steps)
+    reset = a.send(reset=pb.Reset()).rewound
+    assert reset.words == 0 and reset.steps == 0 and not reset.HasField("output")
+    assert all(v == 0.0 for t in reset.state for v in t.values)
+    a.end()
+    b.end()
+
+
+def test_paste_processes_words_in_order_and_is_all_or_nothing(server: ServerThread) -> None:
+    a, _ = open_stream(server.target)
+    a.seq += 1
+    a.requests.put(pb.StreamRequest(seq=a.seq, paste=pb.Paste(words=TEXT[:4])))
+    pasted = [next(a.responses) for _ in range(4)]
+    assert [r.word.word for r in pasted] == TEXT[:4]
+    b, _ = open_stream(server.target)
+    typed = [b.word(w) for w in TEXT[:4]]
+    assert [list(r.word.output.probabilities) for r in pasted] == [list(r.word.output.probabilities) for r in typed]
+    bad = a.send(paste=pb.Paste(words=["fine", "", "film"]))
+    assert bad.error.code == "INVALID_ARGUMENT" and "empty word" in bad.error.message
+    assert a.stub.GetSession(pb.GetSessionRequest(session_id=pasted[0].session_id)).words == 4
+    a.end()
+    b.end()
+
+
+@pytest.mark.parametrize(
+    ("request_kind", "code", "message"),
+    [
+        ({"word": ""}, "INVALID_ARGUMENT", "empty word"),
+        ({"word": "   "}, "INVALID_ARGUMENT", "empty word"),
+        ({"word": "two words"}, "INVALID_ARGUMENT", "must not contain whitespace"),
+        ({"word": "x" * 101}, "INVALID_ARGUMENT", "over the limit of 100"),
+        ({"word": "\u200b"}, "INVALID_ARGUMENT", "has no tokens"),
+        ({"rewind": pb.Rewind(words=5)}, "INVALID_ARGUMENT", "cannot rewind 5 words: the session has 2"),
+        ({"rewind": pb.Rewind(words=-1)}, "INVALID_ARGUMENT", "at least 1 word, got -1"),
+        ({"rewind": pb.Rewind(words=0)}, "INVALID_ARGUMENT", "at least 1 word, got 0"),
+        ({"open": pb.Open()}, "FAILED_PRECONDITION", "already has a session"),
+        ({}, "INVALID_ARGUMENT", "empty request"),
+    ],
+)
+def test_bad_requests_get_an_error_and_change_nothing(server: ServerThread, request_kind: dict[str, object],
+                                                       code: str, message: str) -> None:
+    stream, opened = open_stream(server.target)
+    stream.word("fine")
+    stream.word("film")
+    before = stream.stub.GetSession(pb.GetSessionRequest(session_id=opened.session_id))
+    response = stream.send(**request_kind)
+    assert response.error.code == code and message in response.error.message
+    after = stream.stub.GetSession(pb.GetSessionRequest(session_id=opened.session_id))
+    assert list(after.history) == list(before.history) and after.words == before.words
+    assert stream.word("again").word.word_index == 2  # the stream is still open
+    stream.end()
+
+
+def expect_abort(stream: Stream, code: grpc.StatusCode, message: str, **kind: object) -> None:
+    stream.requests.put(pb.StreamRequest(**kind))  # type: ignore[arg-type]
+    with pytest.raises(grpc.RpcError) as info:
+        next(stream.responses)
+    assert info.value.code() == code and message in info.value.details()
+    stream.end()
+
+
+def test_protocol_violations_end_the_stream_with_a_status(server: ServerThread) -> None:
+    expect_abort(Stream(server.target), grpc.StatusCode.INVALID_ARGUMENT, "must be open or resume, got word", word="hi")
+    expect_abort(Stream(server.target), grpc.StatusCode.NOT_FOUND, "unknown model 'nope'", open=pb.Open(model="nope"))
+    expect_abort(Stream(server.target), grpc.StatusCode.NOT_FOUND, "not found (unknown, expired or closed)",
+                 resume=pb.Resume(session_id="no-such-session"))
+    stream, opened = open_stream(server.target)
+    expect_abort(Stream(server.target), grpc.StatusCode.FAILED_PRECONDITION, "attached to another stream",
+                 resume=pb.Resume(session_id=opened.session_id))
+    stream.end()
+
+
+def test_unary_errors(server: ServerThread) -> None:
+    stub = pb_grpc.WordstreamStub(grpc.insecure_channel(server.target))
+    with pytest.raises(grpc.RpcError) as info:
+        stub.GetSession(pb.GetSessionRequest(session_id="nope"))
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND and "not found" in info.value.details()
+    stream, opened = open_stream(server.target)
+    stream.word("fine")
+    with pytest.raises(grpc.RpcError) as info:
+        stub.GetSession(pb.GetSessionRequest(session_id=opened.session_id, start=0, end=5))
+    assert info.value.code() == grpc.StatusCode.OUT_OF_RANGE and "outside the history of 1 steps" in info.value.details()
+    with pytest.raises(grpc.RpcError) as info:
+        stub.CloseSession(pb.CloseSessionRequest(session_id="nope"))
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND
+    stream.end()
+
+
+def test_resume_after_a_dropped_stream(server: ServerThread) -> None:
+    first, opened = open_stream(server.target)
+    for word in TEXT[:3]:
+        first.word(word)
+    first.responses.cancel()  # the connection drops
+    first.end()
+    deadline = time.monotonic() + 10
+    while True:  # the server notices the cancelled stream and detaches the session
+        again = Stream(server.target)
+        resumed = again.requests.put(pb.StreamRequest(resume=pb.Resume(session_id=opened.session_id)))
+        try:
+            resumed = next(again.responses)
+            break
+        except grpc.RpcError as e:
+            assert e.code() == grpc.StatusCode.FAILED_PRECONDITION and time.monotonic() < deadline
+            again.end()
+    assert resumed.opened.resumed and resumed.opened.position.words == 3
+    assert resumed.session_id == opened.session_id
+    continued = again.send(word=TEXT[3]).word
+    fresh, _ = open_stream(server.target)
+    for word in TEXT[:3]:
+        fresh.word(word)
+    assert list(continued.output.probabilities) == list(fresh.word(TEXT[3]).word.output.probabilities)
+    again.end()
+    fresh.end()
+
+
+def test_idle_sessions_expire_and_attached_ones_do_not(make_server) -> None:  # type: ignore[no-untyped-def]
+    server = make_server(idle_timeout=0.3, reap_interval=0.05)
+    kept, kept_opened = open_stream(server.target)
+    left, left_opened = open_stream(server.target)
+    left.word("fine")
+    left.end()
+    deadline = time.monotonic() + 10
+    stub = kept.stub
+    while time.monotonic() < deadline:
+        try:
+            stub.GetSession(pb.GetSessionRequest(session_id=left_opened.session_id))
+        except grpc.RpcError as e:
+            assert e.code() == grpc.StatusCode.NOT_FOUND
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("the idle session was not freed")
+    time.sleep(0.5)
+    assert kept.word("still").word.word_index == 0  # attached: never expired
+    assert len(server.service.store) == 1
+    kept.end()
+
+
+def test_close_ends_the_session(server: ServerThread) -> None:
+    stream, opened = open_stream(server.target)
+    stream.word("fine")
+    closed = stream.send(close=pb.Close())
+    assert closed.closed.words == 1 and closed.closed.steps == 1
+    with pytest.raises(StopIteration):
+        next(stream.responses)
+    with pytest.raises(grpc.RpcError) as info:
+        stream.stub.GetSession(pb.GetSessionRequest(session_id=opened.session_id))
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND
+    stream.end()
+
+
+def test_limits(make_server) -> None:  # type: ignore[no-untyped-def]
+    server = make_server(max_sessions=2, max_steps=3, max_word_chars=5)
+    a, _ = open_stream(server.target)
+    assert a.word("fine!").word.history.length == 2
+    response = a.word("good!")
+    assert response.error.code == "RESOURCE_EXHAUSTED" and "limit of 3 steps" in response.error.message
+    assert a.word("ok").word.history.length == 3
+    assert "over the limit of 5" in a.word("toolong").error.message
+    b, _ = open_stream(server.target)
+    expect_abort(Stream(server.target), grpc.StatusCode.RESOURCE_EXHAUSTED, "maximum of 2 live sessions",
+                 open=pb.Open())
+    a.end()
+    b.end()
+
+
+def test_history_byte_limits(make_server, tiny_models: dict[str, Path]) -> None:  # type: ignore[no-untyped-def]
+    server = make_server(max_session_bytes=300)  # the 2-layer tiny LSTM: 4 + 8 + 8 + 2*2*10*4 bytes a step
+    stream, _ = open_stream(server.target)
+    assert stream.word("a").word.history.length == 1
+    response = stream.word("b")
+    assert response.error.code == "RESOURCE_EXHAUSTED" and "limit of 300 bytes" in response.error.message
+    stream.end()
+
+
+def test_list_models(server: ServerThread) -> None:
+    stub = pb_grpc.WordstreamStub(grpc.insecure_channel(server.target))
+    listed = stub.ListModels(pb.ListModelsRequest())
+    assert [m.name for m in listed.models] == ["tiny-gru", "tiny-lstm", "tiny-rnn"]
+    assert listed.default_model == "tiny-lstm"
+    lstm = listed.models[1]
+    assert lstm.cell == "lstm" and list(lstm.state_names) == ["h", "c"] and lstm.layers == 2
+    assert list(lstm.labels) == ["negative", "positive"] and lstm.vocabulary_size > 10
+    assert 0 < lstm.evaluation.accuracy <= 1 and set(lstm.evaluation.typing) == {"25%", "50%", "75%", "100%"}
+
+
+def test_health_and_reflection(server: ServerThread) -> None:
+    channel = grpc.insecure_channel(server.target)
+    health = health_pb2_grpc.HealthStub(channel)
+    for name in ("", "wordstream.v1.Wordstream"):
+        assert health.Check(health_pb2.HealthCheckRequest(service=name)).status == health_pb2.HealthCheckResponse.SERVING
+    reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
+    answers = reflection.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
+    services = {s.name for s in next(answers).list_services_response.service}
+    assert {"wordstream.v1.Wordstream", "grpc.health.v1.Health"} <= services
+
+
+def test_graceful_shutdown_answers_words_in_flight(make_server) -> None:  # type: ignore[no-untyped-def]
+    server = make_server()
+    stream, _ = open_stream(server.target)
+    stream.requests.put(pb.StreamRequest(seq=7, paste=pb.Paste(words=TEXT)))
+    health = health_pb2_grpc.HealthStub(grpc.insecure_channel(server.target))
+    future = asyncio.run_coroutine_threadsafe(server.running.stop(2.0), server.loop)
+    answered = [next(stream.responses) for _ in TEXT]
+    assert [r.word.word for r in answered] == TEXT
+    future.result(timeout=30)
+    with pytest.raises(grpc.RpcError):
+        health.Check(health_pb2.HealthCheckRequest(service=""), timeout=2)
+    stream.end()
