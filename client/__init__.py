@@ -1,0 +1,24 @@
+"""The Wordstream Python client: ``from client import Client, AsyncClient``.
+
+It needs only grpcio and the generated stubs (no ONNX Runtime, no torch).
+"""
+
+from client._async import AsyncClient, AsyncSession
+from client._sync import Client, Session
+from client.errors import (
+    InvalidRequest,
+    LimitReached,
+    NotFound,
+    ServerError,
+    SessionBusy,
+    Unauthenticated,
+    Unavailable,
+    WordstreamError,
+)
+from client.types import ModelInfo, Output, Step, Token, WordResult
+
+__all__ = [
+    "AsyncClient", "AsyncSession", "Client", "Session", "InvalidRequest", "LimitReached", "NotFound", "ServerError",
+    "SessionBusy", "Unauthenticated", "Unavailable", "WordstreamError", "ModelInfo", "Output", "Step", "Token",
+    "WordResult",
+]

@@ -1,0 +1,321 @@
+"""The asyncio client: the one implementation (the sync Client runs it on a private loop)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from types import TracebackType
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from client import errors
+from client import types as t
+from wordstream.v1 import wordstream_pb2 as pb
+from wordstream.v1 import wordstream_pb2_grpc as pb_grpc
+
+log = logging.getLogger("wordstream.client")
+
+HISTORY_MODES = {"delta": pb.HISTORY_MODE_DELTA, "full": pb.HISTORY_MODE_FULL, "none": pb.HISTORY_MODE_NONE}
+REPLAY_CHUNK = 200  # words per paste when replaying a lost session
+_DROPPED = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED, grpc.StatusCode.DEADLINE_EXCEEDED,
+            grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL}
+
+ReplayCallback = Callable[[str, str, int], None]  # (old session id, new session id, words replayed)
+
+
+def channel_options(max_message_bytes: int) -> list[tuple[str, Any]]:
+    return [
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.keepalive_time_ms", 30_000),
+        # Reconnect quickly after a server restart, so a session resumes or replays within seconds.
+        ("grpc.initial_reconnect_backoff_ms", 200),
+        ("grpc.max_reconnect_backoff_ms", 2_000),
+    ]
+
+
+class AsyncClient:
+    """A connection to a Wordstream server. ``async with AsyncClient("localhost:50051") as c: ...``
+
+    ``tls`` uses the system roots (or ``root_certificates``, PEM bytes); ``token`` is sent as
+    ``authorization: Bearer <token>`` with every call.
+    """
+
+    def __init__(
+        self, target: str = "localhost:50051", *, tls: bool = False, root_certificates: bytes | None = None,
+        token: str | None = None, timeout: float = 30.0, max_message_bytes: int = 64 * 2**20,
+        reconnect_timeout: float = 15.0,
+    ) -> None:
+        self.target = target
+        self.timeout = timeout
+        self.reconnect_timeout = reconnect_timeout
+        self.metadata: tuple[tuple[str, str], ...] = (("authorization", f"Bearer {token}"),) if token else ()
+        options = channel_options(max_message_bytes)
+        if tls or root_certificates:
+            credentials = grpc.ssl_channel_credentials(root_certificates=root_certificates)
+            self.channel = grpc.aio.secure_channel(target, credentials, options=options)
+        else:
+            self.channel = grpc.aio.insecure_channel(target, options=options)
+        self.stub = pb_grpc.WordstreamStub(self.channel)
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self.channel.close()
+
+    async def _unary(self, method: Any, request: Any) -> Any:
+        try:
+            return await method(request, timeout=self.timeout, metadata=self.metadata)
+        except grpc.RpcError as e:
+            raise errors.from_rpc_error(e) from None
+
+    async def models(self) -> tuple[list[t.ModelInfo], str]:
+        """The served models and the name of the default one."""
+        response = await self._unary(self.stub.ListModels, pb.ListModelsRequest())
+        return [t.model_info(m) for m in response.models], response.default_model
+
+    async def health(self, service: str = "") -> str:
+        """SERVING or NOT_SERVING (grpc.health.v1)."""
+        stub = health_pb2_grpc.HealthStub(self.channel)
+        response = await self._unary(stub.Check, health_pb2.HealthCheckRequest(service=service))
+        return str(health_pb2.HealthCheckResponse.ServingStatus.Name(response.status))
+
+    async def get_session(self, session_id: str, start: int = 0, end: int = 0) -> dict[str, Any]:
+        """The server's record of a session: its model, counts and history steps [start, end)."""
+        response = await self._unary(self.stub.GetSession, pb.GetSessionRequest(session_id=session_id, start=start, end=end))
+        labels = list(response.model.labels)
+        return {
+            "session_id": response.session_id, "model": response.model.name, "words": response.words,
+            "steps": response.steps, "start": response.start, "attached": response.attached,
+            "history": [t.step(s, labels) for s in response.history],
+        }
+
+    async def close_session(self, session_id: str) -> None:
+        await self._unary(self.stub.CloseSession, pb.CloseSessionRequest(session_id=session_id))
+
+    def session(self, model: str = "", history: str = "delta", on_replay: ReplayCallback | None = None) -> AsyncSession:
+        """A new session, opened on entering ``async with``."""
+        return AsyncSession(self, model, history, on_replay)
+
+    def resume(self, session_id: str, history: str = "delta") -> AsyncSession:
+        """An existing session by id (it cannot be replayed if the server lost it: the words are not known here)."""
+        session = AsyncSession(self, "", history, None)
+        session.id = session_id
+        return session
+
+
+class AsyncSession:
+    """One text being typed. ``push(word)`` returns the output and state after the word.
+
+    The history is rebuilt locally from the server's deltas. A dropped connection is
+    re-attached by id; if the server no longer has the session (restart, expiry), the
+    words sent so far are replayed into a new session, ``on_replay`` is told, and the
+    history carries on unchanged.
+    """
+
+    def __init__(self, client: AsyncClient, model: str, history: str, on_replay: ReplayCallback | None) -> None:
+        if history not in HISTORY_MODES:
+            raise ValueError(f"history must be one of {', '.join(HISTORY_MODES)}, got {history!r}")
+        self.client = client
+        self.model_name = model
+        self.mode = history
+        self.on_replay = on_replay
+        self.id = ""
+        self.model: t.ModelInfo | None = None
+        self.words: list[str] = []
+        self.replays = 0
+        self._steps: list[t.Step] = []
+        self._call: Any = None
+        self._seq = 0
+        self._closed = False
+
+    async def __aenter__(self) -> AsyncSession:
+        await self.open()
+        return self
+
+    async def __aexit__(self, kind: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        if kind is None:
+            await self.close()
+        else:
+            self._end_stream()
+
+    @property
+    def labels(self) -> list[str]:
+        return self.model.labels if self.model else []
+
+    # --- the stream -------------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self.id:
+            opened = await self._attach(pb.StreamRequest(resume=pb.Resume(session_id=self.id, history=HISTORY_MODES[self.mode])))
+            self.words = [""] * opened.position.words  # words typed before this client; texts unknown
+            if self.mode != "none":
+                self._steps = (await self.client.get_session(self.id))["history"]
+            return
+        await self._attach(pb.StreamRequest(open=pb.Open(model=self.model_name, history=HISTORY_MODES[self.mode])))
+
+    async def _attach(self, request: pb.StreamRequest) -> pb.Opened:
+        self._end_stream()
+        self._call = self.client.stub.Stream(metadata=self.client.metadata)
+        response = await self._exchange(request)
+        self.id = response.session_id
+        self.model = t.model_info(response.opened.model)
+        return response.opened
+
+    async def _exchange(self, request: pb.StreamRequest) -> pb.StreamResponse:
+        """Write one request and read its first answer; errors become client exceptions."""
+        self._seq += 1
+        request.seq = self._seq
+        if self._call is None:
+            raise errors.Unavailable("the stream is not open")
+        try:
+            await self._call.write(request)
+            response = await self._call.read()
+        except grpc.RpcError as e:
+            raise errors.from_rpc_error(e) from None
+        except asyncio.InvalidStateError:  # the call ended under us (cancelled, connection lost)
+            raise errors.Unavailable("the stream ended") from None
+        if response is grpc.aio.EOF:
+            raise await self._ended()
+        return self._check(response)
+
+    async def _read(self) -> pb.StreamResponse:
+        try:
+            response = await self._call.read()
+        except grpc.RpcError as e:
+            raise errors.from_rpc_error(e) from None
+        if response is grpc.aio.EOF:
+            raise await self._ended()
+        return self._check(response)
+
+    async def _ended(self) -> errors.WordstreamError:
+        code = await self._call.code()
+        return errors.from_code(code.name, await self._call.details() or "the server ended the stream")
+
+    @staticmethod
+    def _check(response: pb.StreamResponse) -> pb.StreamResponse:
+        if response.WhichOneof("kind") == "error":
+            raise errors.from_code(response.error.code, response.error.message)
+        return response
+
+    def _end_stream(self) -> None:
+        if self._call is not None:
+            self._call.cancel()
+            self._call = None
+
+    async def _request(self, request: pb.StreamRequest, answers: int = 1) -> list[pb.StreamResponse]:
+        """Send a request (re-attaching once if the connection dropped) and read its answers."""
+        for attempt in (1, 2):
+            try:
+                first = await self._exchange(request)
+                return [first] + [await self._read() for _ in range(answers - 1)]
+            except errors.Unavailable:
+                if attempt == 2 or self._closed:
+                    raise
+                await self._recover()
+        raise AssertionError("unreachable")
+
+    async def _recover(self) -> None:
+        """Re-attach after a dropped connection, or replay the words into a new session.
+
+        While the server is unreachable, or still holds the session for the dead stream
+        (until it notices the drop), this retries with backoff for ``reconnect_timeout`` seconds.
+        """
+        old_id = self.id
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.client.reconnect_timeout
+        delay = 0.05
+        while True:
+            try:
+                await self._reattach_or_replay(old_id)
+                return
+            except (errors.Unavailable, errors.SessionBusy):
+                if loop.time() + delay > deadline:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
+    async def _reattach_or_replay(self, old_id: str) -> None:
+        try:
+            opened = await self._attach(pb.StreamRequest(resume=pb.Resume(session_id=old_id, history=HISTORY_MODES[self.mode])))
+        except errors.NotFound:
+            await self._attach(pb.StreamRequest(open=pb.Open(model=self.model_name, history=HISTORY_MODES[self.mode])))
+            words, self.words, self._steps = self.words, [], []
+            for start in range(0, len(words), REPLAY_CHUNK):
+                await self._paste(words[start : start + REPLAY_CHUNK])
+            self.replays += 1
+            log.warning("session %s was lost by the server; replayed %d words into %s", old_id[:8], len(words), self.id[:8])
+            if self.on_replay:
+                self.on_replay(old_id, self.id, len(words))
+            return
+        extra = opened.position.words - len(self.words)
+        if extra > 0:  # the server read a word whose answer the drop lost: undo it, it is sent again
+            await self._exchange(pb.StreamRequest(rewind=pb.Rewind(words=extra)))
+
+    # --- what callers use -----------------------------------------------------------------
+
+    async def push(self, word: str) -> t.WordResult:
+        """Send one word; returns its result (one step per token)."""
+        response = (await self._request(pb.StreamRequest(word=word)))[0]
+        return self._apply_word(response)
+
+    async def push_text(self, text: str) -> list[t.WordResult]:
+        """Send every whitespace-separated word of ``text`` in one message (a paste)."""
+        words = text.split()
+        if not words:
+            raise errors.InvalidRequest("push_text needs at least one word")
+        return await self._paste(words)
+
+    async def _paste(self, words: Sequence[str]) -> list[t.WordResult]:
+        responses = await self._request(pb.StreamRequest(paste=pb.Paste(words=words)), answers=len(words))
+        return [self._apply_word(r) for r in responses]
+
+    async def rewind(self, words: int = 1) -> None:
+        """Undo the last ``words`` words."""
+        response = (await self._request(pb.StreamRequest(rewind=pb.Rewind(words=words))))[0]
+        self._apply_position(response.rewound)
+
+    async def reset(self) -> None:
+        response = (await self._request(pb.StreamRequest(reset=pb.Reset())))[0]
+        self._apply_position(response.rewound)
+
+    async def close(self) -> None:
+        """End the session on the server and the stream."""
+        if self._call is not None and not self._closed:
+            self._closed = True
+            try:
+                await self._exchange(pb.StreamRequest(close=pb.Close()))
+            finally:
+                self._end_stream()
+
+    async def history(self) -> list[t.Step]:
+        """The complete record of every step (fetched from the server in history mode "none")."""
+        if self.mode == "none":
+            return (await self.client.get_session(self.id))["history"]
+        return list(self._steps)
+
+    # --- bookkeeping --------------------------------------------------------------------------
+
+    def _apply_word(self, response: pb.StreamResponse) -> t.WordResult:
+        result = response.word
+        steps = [t.step(s, self.labels) for s in result.history.steps]
+        if self.mode != "none":
+            del self._steps[result.history.start :]
+            self._steps.extend(steps)
+        self.words.append(result.word)
+        new = steps[len(steps) - len(result.tokens) :] if steps else []
+        return t.WordResult(
+            response.session_id, result.word_index, result.word, [t.token(x) for x in result.tokens],
+            t.output(result.output, self.labels) if result.HasField("output") else None,
+            t.state(result.state), new, result.history.length,
+        )
+
+    def _apply_position(self, position: pb.Position) -> None:
+        del self.words[position.words :]
+        del self._steps[position.steps :]
