@@ -1,0 +1,122 @@
+"""The command line through subprocesses, as a person runs it, against a real server."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import select
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.conftest import ServerThread
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cli(server: ServerThread, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "WORDSTREAM_SERVER": server.target}
+    return subprocess.run([sys.executable, "-m", "client", *args], input=stdin, capture_output=True, text=True,
+                          env=env, cwd=ROOT, timeout=60)
+
+
+def test_stream_prints_one_json_line_per_word(server: ServerThread) -> None:
+    result = cli(server, "stream", "a", "great film!", "--history")
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["word"] for line in lines] == ["a", "great", "film!"]
+    assert [line["step"] for line in lines] == [1, 2, 4]
+    assert [t["text"] for t in lines[2]["tokens"]] == ["film", "!"]
+    assert len({line["session"] for line in lines}) == 1
+    assert lines[0]["label"] in ("negative", "positive") and set(lines[0]["probabilities"]) == {"negative", "positive"}
+    assert set(lines[0]["state"]) == {"h", "c"} and len(lines[0]["state"]["h"]) == 2  # 2-layer tiny LSTM
+
+
+def test_score_with_labels_prints_a_summary(server: ServerThread, tmp_path: Path) -> None:
+    data = tmp_path / "texts.csv"
+    data.write_text("text,label\ngreat superb fun,positive\nawful dull boring,negative\nthe film,positive\n")
+    result = cli(server, "score", str(data), "--per-word", "--concurrency", "2")
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["text"] for line in lines[:3]] == ["great superb fun", "awful dull boring", "the film"]
+    assert [len(line["per_word"]) for line in lines[:3]] == [3, 3, 2]
+    summary = lines[3]
+    correct = sum(line["label"] == line["gold"] for line in lines[:3])
+    assert summary["n"] == 3 and summary["accuracy"] == round(correct / 3, 4) and "macro_f1" in summary
+
+
+def test_score_reads_plain_lines_from_stdin(server: ServerThread) -> None:
+    result = cli(server, "score", "-", stdin="a fine film\n\nso dull\n")
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["text"] for line in lines] == ["a fine film", "so dull"] and "gold" not in lines[0]
+
+
+def test_plot_writes_a_png(server: ServerThread, tmp_path: Path) -> None:
+    out = tmp_path / "history.png"
+    result = cli(server, "plot", "the film is great but dull", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 5000
+
+
+def test_models_health_and_history(server: ServerThread) -> None:
+    models = [json.loads(line) for line in cli(server, "models").stdout.splitlines()]
+    assert [m["name"] for m in models] == ["tiny-gru", "tiny-lstm", "tiny-rnn"]
+    assert [m["default"] for m in models] == [False, True, False]
+    assert cli(server, "health").stdout.strip() == "SERVING"
+    session = json.loads(cli(server, "stream", "fine").stdout.splitlines()[0])["session"]
+    history = cli(server, "history", session)  # `stream` leaves its session closed
+    assert history.returncode == 1 and history.stderr.startswith("NotFound: session ")
+
+
+def test_errors_print_type_and_message(server: ServerThread) -> None:
+    result = cli(server, "stream", "hello", "--model", "nope")
+    assert result.returncode == 1 and result.stderr.strip() == (
+        "NotFound: unknown model 'nope'; this server has tiny-gru, tiny-lstm, tiny-rnn")
+    down = subprocess.run([sys.executable, "-m", "client", "health", "--server", "localhost:1"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert down.returncode == 1 and down.stderr.startswith("Unavailable: ")
+
+
+def read_until(fd: int, needle: str, timeout: float = 20.0) -> str:
+    """Read the terminal until ``needle`` appears on the latest screen."""
+    seen = ""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if ready:
+            try:
+                seen += os.read(fd, 65536).decode("utf-8", errors="replace")
+            except OSError:
+                break
+            screen = seen.rsplit("\x1b[2J", 1)[-1]
+            if needle in screen:
+                return screen
+    raise AssertionError(f"{needle!r} never appeared; last screen: {seen.rsplit(chr(27) + '[2J', 1)[-1]!r}")
+
+
+def test_type_view_through_a_pseudo_terminal(server: ServerThread) -> None:
+    main, child = pty.openpty()
+    env = {**os.environ, "WORDSTREAM_SERVER": server.target, "TERM": "xterm"}
+    process = subprocess.Popen([sys.executable, "-m", "client", "type"], stdin=child, stdout=child, stderr=child,
+                               env=env, cwd=ROOT, close_fds=True)
+    os.close(child)
+    try:
+        read_until(main, "type a word and a space")
+        os.write(main, b"the film is great ")
+        screen = read_until(main, "words: 4  steps: 4")
+        assert "> the film is great" in screen and "label: " in screen
+        spark = next(line for line in screen.splitlines() if "per word:" in line).split(": ", 1)[1].strip()
+        assert len(spark) == 4
+        os.write(main, b"\x7f" * 6)  # back over "great " : the session rewinds one word
+        screen = read_until(main, "words: 3  steps: 3")
+        assert "> the film is" in screen
+        os.write(main, b"dull ")
+        read_until(main, "words: 4  steps: 4")
+        os.write(main, b"\x03")
+        assert process.wait(timeout=20) == 0
+    finally:
+        process.kill()
+        os.close(main)
