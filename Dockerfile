@@ -1,0 +1,21 @@
+# The Wordstream server with the default models: no torch, a non-root user, a gRPC health check.
+# The same steps as the README's `make serve`: install '.[serve]', then `python -m server`.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+WORKDIR /app
+
+COPY pyproject.toml README.md ./
+COPY textcodec ./textcodec
+COPY server ./server
+COPY client ./client
+COPY wordstream ./wordstream
+RUN pip install '.[serve]' && useradd --create-home --uid 10001 wordstream
+COPY models ./models
+
+USER wordstream
+EXPOSE 50051
+ENV WORDSTREAM_PORT=50051 WORDSTREAM_MODELS=/app/models
+HEALTHCHECK --interval=10s --timeout=5s --start-period=20s --retries=3 \
+    CMD ["python", "-m", "client", "health", "--server", "localhost:50051"]
+CMD ["python", "-m", "server"]

