@@ -1,0 +1,130 @@
+"""Server parts on their own: model loading and the contract check, settings, import boundaries."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import grpc
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from server.config import Settings
+from server.errors import ModelError
+from server.inference import load_model, load_models
+from tests.conftest import ServerThread
+from wordstream.v1 import wordstream_pb2 as pb
+from wordstream.v1 import wordstream_pb2_grpc as pb_grpc
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def graph_model(path: Path, inputs: list, outputs: list, nodes: list, metadata: dict | None = None) -> Path:
+    model = helper.make_model(helper.make_graph(nodes, "g", inputs, outputs), opset_imports=[helper.make_opsetid("", 17)])
+    for key, value in (metadata or {}).items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, json.dumps(value)
+    onnx.save(model, str(path))
+    return path
+
+
+def test_truncated_and_foreign_files_are_refused_naming_the_file(tmp_path: Path, tiny_models: dict[str, Path]) -> None:
+    truncated = tmp_path / "cut.onnx"
+    truncated.write_bytes(tiny_models["gru"].read_bytes()[:5000])
+    with pytest.raises(ModelError, match=r"cut\.onnx: not a loadable ONNX model"):
+        load_model(truncated)
+    no_state = graph_model(
+        tmp_path / "nostate.onnx",
+        [helper.make_tensor_value_info("token_ids", TensorProto.INT64, ["batch"])],
+        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["batch", 2])],
+        [helper.make_node("Cast", ["token_ids"], ["t"], to=TensorProto.FLOAT),
+         helper.make_node("Unsqueeze", ["t", "axes"], ["u"]), helper.make_node("Concat", ["u", "u"], ["probs"], axis=1)],
+    )
+    model = onnx.load(str(no_state))
+    model.graph.initializer.append(helper.make_tensor("axes", TensorProto.INT64, [1], [1]))
+    onnx.save(model, str(no_state))
+    with pytest.raises(ModelError, match=r"nostate\.onnx: no state_in\.<name> inputs"):
+        load_model(no_state)
+    unpaired = graph_model(
+        tmp_path / "unpaired.onnx",
+        [helper.make_tensor_value_info("token_ids", TensorProto.INT64, ["batch"]),
+         helper.make_tensor_value_info("state_in.h", TensorProto.FLOAT, [1, "batch", 4])],
+        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["batch", 4])],
+        [helper.make_node("Squeeze", ["state_in.h", "axes"], ["probs"])],
+    )
+    model = onnx.load(str(unpaired))
+    model.graph.initializer.append(helper.make_tensor("axes", TensorProto.INT64, [1], [0]))
+    onnx.save(model, str(unpaired))
+    with pytest.raises(ModelError, match=r"unpaired\.onnx: input state_in\.h has no matching output state_out\.h"):
+        load_model(unpaired)
+    wrong_input = graph_model(
+        tmp_path / "words.onnx",
+        [helper.make_tensor_value_info("words", TensorProto.FLOAT, ["batch"])],
+        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["batch"])],
+        [helper.make_node("Identity", ["words"], ["probs"])],
+    )
+    with pytest.raises(ModelError, match=r"words\.onnx: missing input token_ids int64 \[batch\]"):
+        load_model(wrong_input)
+
+
+def test_missing_metadata_is_named(tmp_path: Path, tiny_models: dict[str, Path]) -> None:
+    model = onnx.load(str(tiny_models["rnn"]))
+    kept = [p for p in model.metadata_props if p.key not in ("vocabulary", "tokenizer")]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    path = tmp_path / "bare.onnx"
+    onnx.save(model, str(path))
+    with pytest.raises(ModelError, match=r"bare\.onnx: metadata lacks vocabulary, tokenizer"):
+        load_model(path)
+
+
+def test_a_bad_file_is_skipped_and_the_others_serve(tmp_path: Path, tiny_models: dict[str, Path],
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    (tmp_path / "good.onnx").write_bytes(tiny_models["gru"].read_bytes())
+    (tmp_path / "bad.onnx").write_bytes(b"not a model")
+    with caplog.at_level(logging.ERROR, logger="wordstream.models"):
+        models = load_models(tmp_path)
+    assert list(models) == ["good"]
+    assert any("bad.onnx: not a loadable ONNX model" in r.error for r in caplog.records)  # type: ignore[attr-defined]
+    with pytest.raises(ModelError, match="models directory not found"):
+        load_models(tmp_path / "nowhere")
+
+
+def test_settings_from_flags_and_environment() -> None:
+    settings = Settings.from_args(["--port", "7000", "--idle-timeout", "5"],
+                                  environ={"WORDSTREAM_PORT": "6000", "WORDSTREAM_MAX_SESSIONS": "3"})
+    assert (settings.port, settings.idle_timeout, settings.max_sessions) == (7000, 5.0, 3)
+    assert Settings.from_args([], environ={}) == Settings()
+    with pytest.raises(ValueError, match="max_steps must be at least 1, got 0"):
+        Settings.from_args(["--max-steps", "0"], environ={})
+    with pytest.raises(SystemExit):
+        Settings.from_args(["--port", "many"], environ={})
+
+
+def test_message_size_limit(make_server) -> None:  # type: ignore[no-untyped-def]
+    server: ServerThread = make_server(max_message_bytes=2000)
+    stub = pb_grpc.WordstreamStub(grpc.insecure_channel(server.target))
+    requests = iter([pb.StreamRequest(open=pb.Open()), pb.StreamRequest(paste=pb.Paste(words=["word"] * 1000))])
+    responses = stub.Stream(requests)
+    assert next(responses).opened.model.name == "tiny-lstm"
+    with pytest.raises(grpc.RpcError) as info:
+        next(responses)
+    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in info.value.details()
+
+
+def test_session_and_model_code_import_no_grpc_and_the_server_no_torch() -> None:
+    domain = "import sys, server.sessions, server.service, server.inference; assert 'grpc' not in sys.modules, 'grpc'"
+    serving = "import sys, server.app, server.__main__, client; assert 'torch' not in sys.modules, 'torch'"
+    for code in (domain, serving):
+        result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+
+
+def test_session_ids_are_long_and_random(server: ServerThread) -> None:
+    stub = pb_grpc.WordstreamStub(grpc.insecure_channel(server.target))
+    ids = {next(stub.Stream(iter([pb.StreamRequest(open=pb.Open())]))).session_id for _ in range(20)}
+    assert len(ids) == 20 and all(len(i) >= 32 for i in ids)  # 24 random bytes, base64url: 192 bits
