@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 
-from server.app import serve
-from server.config import Settings
-from server.errors import ModelError
-from server.logs import configure
+# gRPC's C core logs its own lines on stderr; keep only its errors so the logs stay JSON lines.
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+
+from server.app import serve  # noqa: E402 (after the environment is set)
+from server.config import Settings  # noqa: E402
+from server.errors import ModelError  # noqa: E402
+from server.logs import configure  # noqa: E402
 
 
 def main() -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import queue
 import time
 from collections.abc import Iterator
@@ -359,3 +360,34 @@ def test_graceful_shutdown_answers_words_in_flight(make_server) -> None:  # type
     with pytest.raises(grpc.RpcError):
         health.Check(health_pb2.HealthCheckRequest(service=""), timeout=2)
     stream.end()
+
+
+def test_sigterm_stops_the_server_process_gracefully(tiny_models: dict[str, Path]) -> None:
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    process = subprocess.Popen(
+        [sys.executable, "-m", "server", "--port", "0", "--host", "localhost", "--models",
+         str(tiny_models["lstm"].parent), "--default-model", "tiny-lstm", "--grace", "3"],
+        cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ},
+    )
+    try:
+        line = process.stdout.readline() if process.stdout else ""
+        port = int(re.search(r"on port (\d+)", line).group(1))  # type: ignore[union-attr]
+        stream, _ = open_stream(f"localhost:{port}")
+        assert stream.word("fine").word.word == "fine"
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) == 0
+        stderr = process.stderr.read() if process.stderr else ""
+        logs = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+        events = [entry.get("event") for entry in logs]
+        assert "start" in events and "shutdown" in events and "open" in events
+        opened = next(entry for entry in logs if entry.get("event") == "open")
+        assert len(opened["session"]) <= 9  # shortened in logs
+        stream.end()
+    finally:
+        process.kill()
