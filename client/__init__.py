@@ -18,7 +18,21 @@ from client.errors import (
 from client.types import ModelInfo, Output, Step, Token, WordResult
 
 __all__ = [
-    "AsyncClient", "AsyncSession", "Client", "Session", "InvalidRequest", "LimitReached", "NotFound", "ServerError",
-    "SessionBusy", "Unauthenticated", "Unavailable", "WordstreamError", "ModelInfo", "Output", "Step", "Token",
+    "AsyncClient",
+    "AsyncSession",
+    "Client",
+    "Session",
+    "InvalidRequest",
+    "LimitReached",
+    "NotFound",
+    "ServerError",
+    "SessionBusy",
+    "Unauthenticated",
+    "Unavailable",
+    "WordstreamError",
+    "ModelInfo",
+    "Output",
+    "Step",
+    "Token",
     "WordResult",
 ]

@@ -20,8 +20,13 @@ log = logging.getLogger("wordstream.client")
 
 HISTORY_MODES = {"delta": pb.HISTORY_MODE_DELTA, "full": pb.HISTORY_MODE_FULL, "none": pb.HISTORY_MODE_NONE}
 REPLAY_CHUNK = 200  # words per paste when replaying a lost session
-_DROPPED = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED, grpc.StatusCode.DEADLINE_EXCEEDED,
-            grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL}
+_DROPPED = {
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.CANCELLED,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.UNKNOWN,
+    grpc.StatusCode.INTERNAL,
+}
 
 ReplayCallback = Callable[[str, str, int], None]  # (old session id, new session id, words replayed)
 
@@ -44,8 +49,14 @@ class AsyncClient:
     """
 
     def __init__(
-        self, target: str = "localhost:50051", *, tls: bool = False, root_certificates: bytes | None = None,
-        token: str | None = None, timeout: float = 30.0, max_message_bytes: int = 64 * 2**20,
+        self,
+        target: str = "localhost:50051",
+        *,
+        tls: bool = False,
+        root_certificates: bytes | None = None,
+        token: str | None = None,
+        timeout: float = 30.0,
+        max_message_bytes: int = 64 * 2**20,
         reconnect_timeout: float = 15.0,
     ) -> None:
         self.target = target
@@ -88,11 +99,17 @@ class AsyncClient:
 
     async def get_session(self, session_id: str, start: int = 0, end: int = 0) -> dict[str, Any]:
         """The server's record of a session: its model, counts and history steps [start, end)."""
-        response = await self._unary(self.stub.GetSession, pb.GetSessionRequest(session_id=session_id, start=start, end=end))
+        response = await self._unary(
+            self.stub.GetSession, pb.GetSessionRequest(session_id=session_id, start=start, end=end)
+        )
         labels = list(response.model.labels)
         return {
-            "session_id": response.session_id, "model": response.model.name, "words": response.words,
-            "steps": response.steps, "start": response.start, "attached": response.attached,
+            "session_id": response.session_id,
+            "model": response.model.name,
+            "words": response.words,
+            "steps": response.steps,
+            "start": response.start,
+            "attached": response.attached,
             "history": [t.step(s, labels) for s in response.history],
         }
 
@@ -139,7 +156,9 @@ class AsyncSession:
         await self.open()
         return self
 
-    async def __aexit__(self, kind: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, kind: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if kind is None:
             await self.close()
         else:
@@ -153,7 +172,9 @@ class AsyncSession:
 
     async def open(self) -> None:
         if self.id:
-            opened = await self._attach(pb.StreamRequest(resume=pb.Resume(session_id=self.id, history=HISTORY_MODES[self.mode])))
+            opened = await self._attach(
+                pb.StreamRequest(resume=pb.Resume(session_id=self.id, history=HISTORY_MODES[self.mode]))
+            )
             self.words = [""] * opened.position.words  # words typed before this client; texts unknown
             if self.mode != "none":
                 self._steps = (await self.client.get_session(self.id))["history"]
@@ -243,14 +264,18 @@ class AsyncSession:
 
     async def _reattach_or_replay(self, old_id: str) -> None:
         try:
-            opened = await self._attach(pb.StreamRequest(resume=pb.Resume(session_id=old_id, history=HISTORY_MODES[self.mode])))
+            opened = await self._attach(
+                pb.StreamRequest(resume=pb.Resume(session_id=old_id, history=HISTORY_MODES[self.mode]))
+            )
         except errors.NotFound:
             await self._attach(pb.StreamRequest(open=pb.Open(model=self.model_name, history=HISTORY_MODES[self.mode])))
             words, self.words, self._steps = self.words, [], []
             for start in range(0, len(words), REPLAY_CHUNK):
                 await self._paste(words[start : start + REPLAY_CHUNK])
             self.replays += 1
-            log.warning("session %s was lost by the server; replayed %d words into %s", old_id[:8], len(words), self.id[:8])
+            log.warning(
+                "session %s was lost by the server; replayed %d words into %s", old_id[:8], len(words), self.id[:8]
+            )
             if self.on_replay:
                 self.on_replay(old_id, self.id, len(words))
             return
@@ -311,9 +336,14 @@ class AsyncSession:
         self.words.append(result.word)
         new = steps[len(steps) - len(result.tokens) :] if steps else []
         return t.WordResult(
-            response.session_id, result.word_index, result.word, [t.token(x) for x in result.tokens],
+            response.session_id,
+            result.word_index,
+            result.word,
+            [t.token(x) for x in result.tokens],
             t.output(result.output, self.labels) if result.HasField("output") else None,
-            t.state(result.state), new, result.history.length,
+            t.state(result.state),
+            new,
+            result.history.length,
         )
 
     def _apply_position(self, position: pb.Position) -> None:

@@ -9,8 +9,8 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from client import types as t
-from client.errors import Unavailable
 from client._async import AsyncClient, AsyncSession, ReplayCallback
+from client.errors import Unavailable
 
 T = TypeVar("T")
 
@@ -18,9 +18,9 @@ T = TypeVar("T")
 class Client:
     """A connection to a Wordstream server; the same options as :class:`AsyncClient`.
 
-        with Client("localhost:50051") as client:
-            with client.session() as session:
-                result = session.push("great")
+    with Client("localhost:50051") as client:
+        with client.session() as session:
+            result = session.push("great")
     """
 
     def __init__(self, target: str = "localhost:50051", **options: Any) -> None:

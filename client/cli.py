@@ -28,8 +28,11 @@ from client.types import WordResult
 
 def word_json(result: WordResult, with_state: bool) -> dict[str, Any]:
     entry: dict[str, Any] = {
-        "session": result.session_id, "step": result.history_length, "word_index": result.word_index,
-        "word": result.word, "tokens": [asdict(tok) for tok in result.tokens],
+        "session": result.session_id,
+        "step": result.history_length,
+        "word_index": result.word_index,
+        "word": result.word,
+        "tokens": [asdict(tok) for tok in result.tokens],
         "label": result.output.label if result.output else None,
         "probabilities": result.output.probabilities if result.output else None,
     }
@@ -101,8 +104,11 @@ def parser() -> argparse.ArgumentParser:
 
     def command(name: str, help_text: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text, description=help_text)
-        sub.add_argument("--server", default=os.environ.get("WORDSTREAM_SERVER", "localhost:50051"),
-                         help="HOST:PORT of the server (default localhost:50051, or WORDSTREAM_SERVER)")
+        sub.add_argument(
+            "--server",
+            default=os.environ.get("WORDSTREAM_SERVER", "localhost:50051"),
+            help="HOST:PORT of the server (default localhost:50051, or WORDSTREAM_SERVER)",
+        )
         return sub
 
     stream = command("stream", "Stream the words of TEXT to a new session; one JSON line per word.")

@@ -1,13 +1,13 @@
 """The client's exceptions: callers catch these, never a raw grpc.RpcError.
 
-    WordstreamError                 base; .code is the gRPC status name
-    ├── InvalidRequest              INVALID_ARGUMENT, OUT_OF_RANGE: the request was wrong
-    ├── NotFound                    NOT_FOUND: unknown model or session
-    ├── SessionBusy                 FAILED_PRECONDITION: the session is attached elsewhere
-    ├── LimitReached                RESOURCE_EXHAUSTED: a session or server limit
-    ├── Unauthenticated             UNAUTHENTICATED, PERMISSION_DENIED
-    ├── Unavailable                 UNAVAILABLE, DEADLINE_EXCEEDED, CANCELLED: cannot reach the server
-    └── ServerError                 INTERNAL and anything else
+WordstreamError                 base; .code is the gRPC status name
+├── InvalidRequest              INVALID_ARGUMENT, OUT_OF_RANGE: the request was wrong
+├── NotFound                    NOT_FOUND: unknown model or session
+├── SessionBusy                 FAILED_PRECONDITION: the session is attached elsewhere
+├── LimitReached                RESOURCE_EXHAUSTED: a session or server limit
+├── Unauthenticated             UNAUTHENTICATED, PERMISSION_DENIED
+├── Unavailable                 UNAVAILABLE, DEADLINE_EXCEEDED, CANCELLED: cannot reach the server
+└── ServerError                 INTERNAL and anything else
 """
 
 from __future__ import annotations

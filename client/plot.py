@@ -25,12 +25,14 @@ def plot_history(history: list[Step], labels: list[str], out: str | Path, title:
     matrix = np.stack(rows, axis=1)
     ticks = [s.token.text for s in history]
     width = min(2 + 0.35 * len(history), 24)
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(width, 6.5), dpi=110, sharex=True,
-                                      gridspec_kw={"height_ratios": [3, 1.3]})
+    fig, (top, bottom) = plt.subplots(
+        2, 1, figsize=(width, 6.5), dpi=110, sharex=True, gridspec_kw={"height_ratios": [3, 1.3]}
+    )
     limit = float(np.abs(matrix).max()) or 1.0
     image = top.imshow(matrix, aspect="auto", cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
-    names = " + ".join(f"{name} ({len(history[0].state[name])}x{len(history[0].state[name][0])})"
-                       for name in sorted(history[0].state))
+    names = " + ".join(
+        f"{name} ({len(history[0].state[name])}x{len(history[0].state[name][0])})" for name in sorted(history[0].state)
+    )
     top.set(ylabel=f"state values: {names}", title=title[:90])
     fig.colorbar(image, ax=top, fraction=0.025, pad=0.01)
     steps = range(len(history))

@@ -106,8 +106,12 @@ class ProgressBar:
             self.drawn = now
             filled = int(30 * self.done / self.total)
             rate = self.done / max(now - self.start, 1e-9)
-            print(f"\r[{'#' * filled}{'.' * (30 - filled)}] {self.done}/{self.total} {rate:.0f} texts/s",
-                  end="\n" if self.done == self.total else "", file=sys.stderr, flush=True)
+            print(
+                f"\r[{'#' * filled}{'.' * (30 - filled)}] {self.done}/{self.total} {rate:.0f} texts/s",
+                end="\n" if self.done == self.total else "",
+                file=sys.stderr,
+                flush=True,
+            )
 
 
 async def score_texts(server: str, texts: list[Text], args: argparse.Namespace) -> int:
@@ -134,6 +138,14 @@ async def score_texts(server: str, texts: list[Text], args: argparse.Namespace) 
         gold = [r["gold"] for r in labelled]
         predicted = [r["label"] for r in labelled]
         accuracy = sum(g == p for g, p in zip(gold, predicted)) / len(gold)
-        print(json.dumps({"summary": True, "accuracy": round(accuracy, 4), "n": len(gold),
-                          "macro_f1": round(macro_f1(gold, predicted), 4)}))
+        print(
+            json.dumps(
+                {
+                    "summary": True,
+                    "accuracy": round(accuracy, 4),
+                    "n": len(gold),
+                    "macro_f1": round(macro_f1(gold, predicted), 4),
+                }
+            )
+        )
     return 0

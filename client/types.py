@@ -65,9 +65,7 @@ class ModelInfo:
 
 
 def state(tensors: Any) -> State:
-    return {
-        t.name: tuple(tuple(t.values[i * t.hidden : (i + 1) * t.hidden]) for i in range(t.layers)) for t in tensors
-    }
+    return {t.name: tuple(tuple(t.values[i * t.hidden : (i + 1) * t.hidden]) for i in range(t.layers)) for t in tensors}
 
 
 def output(message: pb.Output, labels: list[str]) -> Output:
@@ -79,15 +77,30 @@ def token(message: pb.Token) -> Token:
 
 
 def step(message: pb.Step, labels: list[str]) -> Step:
-    return Step(message.index, message.word_index, message.word, token(message.token),
-                output(message.output, labels), state(message.state))
+    return Step(
+        message.index,
+        message.word_index,
+        message.word,
+        token(message.token),
+        output(message.output, labels),
+        state(message.state),
+    )
 
 
 def model_info(message: pb.ModelInfo) -> ModelInfo:
     evaluation = message.evaluation
     return ModelInfo(
-        message.name, list(message.labels), message.cell, message.layers, message.hidden, message.vocabulary_size,
+        message.name,
+        list(message.labels),
+        message.cell,
+        message.layers,
+        message.hidden,
+        message.vocabulary_size,
         list(message.state_names),
-        {"accuracy": evaluation.accuracy, "macro_f1": evaluation.macro_f1, "n": evaluation.n,
-         "typing": dict(sorted(evaluation.typing.items(), key=lambda kv: float(kv[0].rstrip("%"))))},
+        {
+            "accuracy": evaluation.accuracy,
+            "macro_f1": evaluation.macro_f1,
+            "n": evaluation.n,
+            "typing": dict(sorted(evaluation.typing.items(), key=lambda kv: float(kv[0].rstrip("%")))),
+        },
     )

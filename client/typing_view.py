@@ -53,7 +53,7 @@ def sync(state: TypingState, session: Session, watched: str) -> None:
     if accepted_undone:
         session.rewind(accepted_undone)
     del state.sent[keep:]
-    del state.trajectory[sum(ok for _, ok in state.sent):]
+    del state.trajectory[sum(ok for _, ok in state.sent) :]
     state.note = ""
     for word in words[keep:]:
         try:
@@ -75,7 +75,11 @@ def sync(state: TypingState, session: Session, watched: str) -> None:
 
 def render(state: TypingState, session: Session, watched: str) -> str:
     filled = int(round(state.probability * BAR))
-    label = f"{state.label:<10} {state.probability:5.2f} [{'#' * filled}{'-' * (BAR - filled)}]" if state.label else "(type a word and a space)"
+    label = (
+        f"{state.label:<10} {state.probability:5.2f} [{'#' * filled}{'-' * (BAR - filled)}]"
+        if state.label
+        else "(type a word and a space)"
+    )
     lines = [
         f"Wordstream live typing analysis - model {session.model.name if session.model else '?'}",
         "Space completes a word, Backspace over a word rewinds it, Ctrl-C quits.",

@@ -140,7 +140,10 @@ def model_test_split(metadata: dict[str, Any]) -> list[Example]:
         examples = load_file(data["source"], data["text_column"], data["label_column"], data.get("skip_bad", False))
     training = metadata["training"]
     split = split_examples(
-        examples, Tokenizer.from_settings(metadata["tokenizer"]), seed=training["seed"], labels=tuple(metadata["labels"])
+        examples,
+        Tokenizer.from_settings(metadata["tokenizer"]),
+        seed=training["seed"],
+        labels=tuple(metadata["labels"]),
     )
     if split.data_hash != metadata["data_hash"]:
         raise DataError(f"{data['source']}: the data has changed since training (hash differs); pass --data FILE")

@@ -22,8 +22,19 @@ from export.data import DataError, rotten_tomatoes_path
 FEATURES = ("gi_positive", "gi_negative", "pleasantness", "activation", "imagery", "known")
 
 # Inflections stripped (in order) when a word is not in a lexicon as it stands.
-_SUFFIXES = (("ies", "y"), ("ied", "y"), ("ing", ""), ("ing", "e"), ("ed", ""), ("ed", "e"), ("es", ""),
-             ("s", ""), ("ly", ""), ("er", ""), ("est", ""))
+_SUFFIXES = (
+    ("ies", "y"),
+    ("ied", "y"),
+    ("ing", ""),
+    ("ing", "e"),
+    ("ed", ""),
+    ("ed", "e"),
+    ("es", ""),
+    ("s", ""),
+    ("ly", ""),
+    ("er", ""),
+    ("est", ""),
+)
 
 
 def _data_dir() -> Path:
@@ -47,7 +58,9 @@ def load_lexicon() -> dict[str, tuple[float, ...]]:
             for entry in csv.DictReader(f):
                 # Ratings run 1..3; centre them so that an unrated word means "neutral".
                 whissell[entry["word"].lower()] = (
-                    float(entry["pleasantness"]) - 2, float(entry["activation"]) - 2, float(entry["imagery"]) - 2
+                    float(entry["pleasantness"]) - 2,
+                    float(entry["activation"]) - 2,
+                    float(entry["imagery"]) - 2,
                 )
     except (OSError, ValueError, KeyError) as e:
         raise DataError(f"{data}: cannot read the lexicon files ({e})") from None

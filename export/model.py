@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -10,7 +12,7 @@ from textcodec import UNK_ID
 
 State = tuple[torch.Tensor, ...]  # each (layers, batch, hidden); (h,) or (h, c) for an LSTM
 
-_CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+_CELLS: dict[str, Callable[..., nn.Module]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
 
 def state_names(cell: str) -> tuple[str, ...]:
@@ -27,8 +29,14 @@ class TextClassifier(nn.Module):
     vector of ``<unk>`` and differ by their lexicon features alone.
     """
 
+    lexicon: torch.Tensor  # a buffer: (vocab, lexicon_dim)
+
     def __init__(
-        self, config: TrainConfig, vocab_size: int, num_labels: int, learned_size: int | None = None,
+        self,
+        config: TrainConfig,
+        vocab_size: int,
+        num_labels: int,
+        learned_size: int | None = None,
         lexicon_dim: int = 0,
     ) -> None:
         super().__init__()

@@ -28,8 +28,14 @@ def export_step_model(model: TextClassifier, path: str | Path, metadata: dict[st
     dynamic.update({name: {1: "batch"} for name in inputs[1:] + outputs[1:]})
     # The TorchScript exporter keeps the weights inside the one file (see issue 2).
     torch.onnx.export(
-        step, example, str(path), input_names=inputs, output_names=outputs,
-        dynamic_axes=dynamic, opset_version=OPSET, dynamo=False,
+        step,
+        example,
+        str(path),
+        input_names=inputs,
+        output_names=outputs,
+        dynamic_axes=dynamic,
+        opset_version=OPSET,
+        dynamo=False,
     )
     set_metadata(path, metadata)
 

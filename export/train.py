@@ -58,7 +58,9 @@ def batches(data: Encoded, batch_size: int, rng: random.Random | None) -> Iterat
     if rng is not None:
         rng.shuffle(order)
         pool = batch_size * 50
-        order = [i for s in range(0, len(order), pool) for i in sorted(order[s : s + pool], key=lambda i: len(data.ids[i]))]
+        order = [
+            i for s in range(0, len(order), pool) for i in sorted(order[s : s + pool], key=lambda i: len(data.ids[i]))
+        ]
     chunks = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
     if rng is not None:
         rng.shuffle(chunks)
@@ -114,7 +116,9 @@ class Progress:
                 f"\repoch {self.epoch:2d} [{'#' * filled}{'.' * (20 - filled)}] {self.done}/{self.total}"
                 f" loss {self.loss / self.done:.4f} acc {self.correct / self.done:.3f}"
                 f" {self.done / (now - self.start):.0f} ex/s",
-                end="", file=sys.stderr, flush=True,
+                end="",
+                file=sys.stderr,
+                flush=True,
             )
 
 
@@ -198,7 +202,9 @@ def load_examples(args: argparse.Namespace) -> tuple[list[Example], dict[str, An
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if getattr(args, f.name) is not None}
+    overrides = {
+        f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if getattr(args, f.name) is not None
+    }
     config = TrainConfig(**{**(DRY_RUN if args.dry_run else {}), **overrides})
     examples, source, labels = load_examples(args)
     if args.dry_run:
@@ -219,15 +225,30 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     checkpoint = Path(args.checkpoint) if args.checkpoint else out.with_suffix(".pt")
     if not args.dry_run or args.checkpoint:
         # The state dict and the configuration: plain tensors and JSON-able values, no pickled module.
-        torch.save({"state_dict": model.state_dict(), "config": config.to_dict(), "vocabulary": list(vocab.tokens),
-                    "labels": list(split.labels), "learned_size": model.learned_size,
-                    "lexicon_dim": model.lexicon.shape[1]}, checkpoint)
+        torch.save(
+            {
+                "state_dict": model.state_dict(),
+                "config": config.to_dict(),
+                "vocabulary": list(vocab.tokens),
+                "labels": list(split.labels),
+                "learned_size": model.learned_size,
+                "lexicon_dim": model.lexicon.shape[1],
+            },
+            checkpoint,
+        )
     metadata: dict[str, Any] = {
         "labels": list(split.labels),
         **codec.to_metadata(),
-        "model": {"cell": config.cell, "layers": config.layers, "hidden": config.hidden, "embed_dim": config.embed_dim,
-                  "vocab_size": len(vocab), "learned_vocab_size": model.learned_size,
-                  "lexicon_features": list(FEATURES) if config.lexicon else [], "parameters": sum(p.numel() for p in model.parameters())},
+        "model": {
+            "cell": config.cell,
+            "layers": config.layers,
+            "hidden": config.hidden,
+            "embed_dim": config.embed_dim,
+            "vocab_size": len(vocab),
+            "learned_vocab_size": model.learned_size,
+            "lexicon_features": list(FEATURES) if config.lexicon else [],
+            "parameters": sum(p.numel() for p in model.parameters()),
+        },
         "training": {**config.to_dict(), **info},
         "data": source,
         "data_hash": split.data_hash,
@@ -238,8 +259,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     evaluation["split"] = "test"
     metadata["evaluation"] = evaluation
     set_metadata(out, metadata)
-    return {"model": str(out), "evaluation": evaluation, "train_seconds": info["train_seconds"],
-            "valid_accuracy": info["valid_accuracy"], "bytes": out.stat().st_size}
+    return {
+        "model": str(out),
+        "evaluation": evaluation,
+        "train_seconds": info["train_seconds"],
+        "valid_accuracy": info["valid_accuracy"],
+        "bytes": out.stat().st_size,
+    }
 
 
 def parser() -> argparse.ArgumentParser:
@@ -253,8 +279,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="a tiny model on a small sample, in seconds")
     for field in dataclasses.fields(TrainConfig):
         kind: Any = _flag_bool if isinstance(field.default, bool) else type(field.default)
-        p.add_argument(f"--{field.name.replace('_', '-')}", type=kind, default=None, dest=field.name,
-                       help=f"(default {field.default})")
+        p.add_argument(
+            f"--{field.name.replace('_', '-')}",
+            type=kind,
+            default=None,
+            dest=field.name,
+            help=f"(default {field.default})",
+        )
     return p
 
 

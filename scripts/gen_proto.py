@@ -1,7 +1,7 @@
 """Generate the Python code for proto/ into wordstream/ (the only way it is made).
 
-    python scripts/gen_proto.py           # write wordstream/v1/*_pb2*.py
-    python scripts/gen_proto.py --check   # exit 1 if the committed code is stale
+python scripts/gen_proto.py           # write wordstream/v1/*_pb2*.py
+python scripts/gen_proto.py --check   # exit 1 if the committed code is stale
 """
 
 from __future__ import annotations
@@ -16,7 +16,11 @@ from grpc_tools import protoc
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTOS = sorted((ROOT / "proto").rglob("*.proto"))
-GENERATED = ["wordstream/v1/wordstream_pb2.py", "wordstream/v1/wordstream_pb2.pyi", "wordstream/v1/wordstream_pb2_grpc.py"]
+GENERATED = [
+    "wordstream/v1/wordstream_pb2.py",
+    "wordstream/v1/wordstream_pb2.pyi",
+    "wordstream/v1/wordstream_pb2_grpc.py",
+]
 
 
 def generate(out: Path) -> None:
@@ -35,7 +39,11 @@ def main() -> int:
         return 0
     with tempfile.TemporaryDirectory() as tmp:
         generate(Path(tmp))
-        stale = [name for name in GENERATED if not (ROOT / name).exists() or not filecmp.cmp(Path(tmp, name), ROOT / name, shallow=False)]
+        stale = [
+            name
+            for name in GENERATED
+            if not (ROOT / name).exists() or not filecmp.cmp(Path(tmp, name), ROOT / name, shallow=False)
+        ]
     if stale:
         print(f"stale generated code: {', '.join(stale)}; run: python scripts/gen_proto.py", file=sys.stderr)
         return 1

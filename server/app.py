@@ -70,8 +70,10 @@ async def start(settings: Settings) -> Running:
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     reaper = asyncio.create_task(service.reap_forever(), name="reaper")
-    log.info("serving", extra={"event": "start", "port": port, "models": sorted(models),
-                               "default_model": service.default_model})
+    log.info(
+        "serving",
+        extra={"event": "start", "port": port, "models": sorted(models), "default_model": service.default_model},
+    )
     return Running(server, port, service, health_servicer, reaper)
 
 
@@ -82,7 +84,10 @@ async def serve(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    print(f"wordstream: serving {sorted(running.service.models)} on port {running.port} "
-          f"(default model {running.service.default_model}); try: python -m client stream 'a fine film'", flush=True)
+    print(
+        f"wordstream: serving {sorted(running.service.models)} on port {running.port} "
+        f"(default model {running.service.default_model}); try: python -m client stream 'a fine film'",
+        flush=True,
+    )
     await stop.wait()
     await running.stop()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -47,8 +47,16 @@ class Settings:
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
-        for name in ("threads", "workers", "max_sessions", "max_steps", "max_word_chars", "max_session_bytes",
-                     "max_total_bytes", "max_message_bytes"):
+        for name in (
+            "threads",
+            "workers",
+            "max_sessions",
+            "max_steps",
+            "max_word_chars",
+            "max_session_bytes",
+            "max_total_bytes",
+            "max_message_bytes",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not 0 <= self.port <= 65535:
@@ -63,8 +71,12 @@ class Settings:
         parser = argparse.ArgumentParser(prog="python -m server", description="The Wordstream gRPC server.")
         for field in fields(cls):
             env = f"WORDSTREAM_{field.name.upper()}"
-            parser.add_argument(f"--{field.name.replace('_', '-')}", dest=field.name, default=None,
-                                help=f"{_doc(field.name)} Env {env}; default {field.default}.")
+            parser.add_argument(
+                f"--{field.name.replace('_', '-')}",
+                dest=field.name,
+                default=None,
+                help=f"{_doc(field.name)} Env {env}; default {field.default}.",
+            )
         args = parser.parse_args(argv)
         values: dict[str, Any] = {}
         for field in fields(cls):
@@ -73,9 +85,12 @@ class Settings:
                 raw = environ.get(f"WORDSTREAM_{field.name.upper()}")
             if raw is not None:
                 try:
-                    values[field.name] = type(field.default)(raw)
+                    convert: Callable[[str], Any] = type(field.default)
+                    values[field.name] = convert(raw)
                 except ValueError:
-                    parser.error(f"--{field.name.replace('_', '-')}: expected {type(field.default).__name__}, got {raw!r}")
+                    parser.error(
+                        f"--{field.name.replace('_', '-')}: expected {type(field.default).__name__}, got {raw!r}"
+                    )
         return cls(**values)
 
 

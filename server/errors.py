@@ -1,20 +1,20 @@
 """Domain errors. Each builds its own message; transport.py maps them to gRPC status codes.
 
-    WordstreamError
-    ├── RejectedRequest        the request is refused, the session is unchanged, the stream goes on
-    │   ├── BadWord            empty, whitespace, over the length limit, no tokens
-    │   ├── BadRewind          a count below 1 or past the start
-    │   ├── BadRange           a history range outside the history
-    │   ├── AlreadyOpen        open/resume on a stream that already has a session
-    │   └── SessionLimit       the session is at its step or history-bytes limit
-    └── StreamRefused          the stream (or unary call) cannot go on
-        ├── NotOpened          the first request is not open/resume
-        ├── ModelNotFound
-        ├── SessionNotFound    unknown, expired or closed
-        ├── SessionBusy        already attached to another stream
-        ├── ServerFull         the live-session limit (or total history bytes) is reached
-        └── ShuttingDown
-    ModelError                 a model file breaks the step-model contract (at start only)
+WordstreamError
+├── RejectedRequest        the request is refused, the session is unchanged, the stream goes on
+│   ├── BadWord            empty, whitespace, over the length limit, no tokens
+│   ├── BadRewind          a count below 1 or past the start
+│   ├── BadRange           a history range outside the history
+│   ├── AlreadyOpen        open/resume on a stream that already has a session
+│   └── SessionLimit       the session is at its step or history-bytes limit
+└── StreamRefused          the stream (or unary call) cannot go on
+    ├── NotOpened          the first request is not open/resume
+    ├── ModelNotFound
+    ├── SessionNotFound    unknown, expired or closed
+    ├── SessionBusy        already attached to another stream
+    ├── ServerFull         the live-session limit (or total history bytes) is reached
+    └── ShuttingDown
+ModelError                 a model file breaks the step-model contract (at start only)
 """
 
 from __future__ import annotations

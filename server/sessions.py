@@ -150,8 +150,15 @@ class Session:
     def step(self, i: int) -> StepView:
         h = self.history
         word_index = int(h.word_index[i])
-        return StepView(i, word_index, self.words[word_index], h.tokens[i], int(h.token_ids[i]), h.probs[i],
-                        {n: a[i] for n, a in h.states.items()})
+        return StepView(
+            i,
+            word_index,
+            self.words[word_index],
+            h.tokens[i],
+            int(h.token_ids[i]),
+            h.probs[i],
+            {n: a[i] for n, a in h.states.items()},
+        )
 
     def step_range(self, start: int, end: int | None) -> range:
         end = self.steps if end is None else end
@@ -172,7 +179,9 @@ class SessionStore:
     def __len__(self) -> int:
         return len(self._sessions)
 
-    def append_word(self, session: Session, word: str, encoded: Encoded, results: list[tuple[np.ndarray, State]]) -> range:
+    def append_word(
+        self, session: Session, word: str, encoded: Encoded, results: list[tuple[np.ndarray, State]]
+    ) -> range:
         before = session.history_bytes
         new_steps = session.append_word(word, encoded, results)
         self.total_bytes += session.history_bytes - before
@@ -233,7 +242,9 @@ class SessionStore:
                 raise BadWord(f"word {word[:40]!r} has no tokens after normalisation")
         new = sum(len(tokens.ids) for tokens in encoded)
         if session.steps + new > limit.max_steps:
-            raise SessionLimit(f"the session is at its limit of {limit.max_steps} steps; rewind, reset or open a new one")
+            raise SessionLimit(
+                f"the session is at its limit of {limit.max_steps} steps; rewind, reset or open a new one"
+            )
         added = new * session.history.step_bytes
         if session.history_bytes + added > limit.max_session_bytes:
             raise SessionLimit(f"the session's history is at its limit of {limit.max_session_bytes} bytes")

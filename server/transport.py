@@ -15,7 +15,7 @@ import numpy as np
 
 from server import errors
 from server.inference import StepModel
-from server.service import WordUpdate, Wordstream
+from server.service import Wordstream, WordUpdate
 from server.sessions import HistoryMode, Session
 from wordstream.v1 import wordstream_pb2 as pb
 from wordstream.v1 import wordstream_pb2_grpc as pb_grpc
@@ -43,8 +43,11 @@ _MODES = {
     pb.HISTORY_MODE_FULL: HistoryMode.FULL,
     pb.HISTORY_MODE_NONE: HistoryMode.NONE,
 }
-_MODE_PB = {HistoryMode.DELTA: pb.HISTORY_MODE_DELTA, HistoryMode.FULL: pb.HISTORY_MODE_FULL,
-            HistoryMode.NONE: pb.HISTORY_MODE_NONE}
+_MODE_PB = {
+    HistoryMode.DELTA: pb.HISTORY_MODE_DELTA,
+    HistoryMode.FULL: pb.HISTORY_MODE_FULL,
+    HistoryMode.NONE: pb.HISTORY_MODE_NONE,
+}
 
 
 def status_of(error: errors.WordstreamError) -> grpc.StatusCode:
@@ -68,7 +71,9 @@ class WordstreamServicer(pb_grpc.WordstreamServicer):
                 try:
                     if session is None:
                         session = self._attach(request, kind)
-                        yield pb.StreamResponse(seq=request.seq, session_id=session.id, opened=self._opened(session, kind))
+                        yield pb.StreamResponse(
+                            seq=request.seq, session_id=session.id, opened=self._opened(session, kind)
+                        )
                         continue
                     for response in await self._handle(session, request, kind):
                         yield response
@@ -118,8 +123,11 @@ class WordstreamServicer(pb_grpc.WordstreamServicer):
 
     def _opened(self, session: Session, kind: str | None) -> pb.Opened:
         return pb.Opened(
-            model=model_info(session.model), history=_MODE_PB[session.mode], resumed=kind == "resume",
-            position=position(session), idle_timeout_seconds=self.service.settings.idle_timeout,
+            model=model_info(session.model),
+            history=_MODE_PB[session.mode],
+            resumed=kind == "resume",
+            position=position(session),
+            idle_timeout_seconds=self.service.settings.idle_timeout,
         )
 
     def _word(self, session: Session, update: WordUpdate) -> pb.WordResult:
@@ -134,8 +142,10 @@ class WordstreamServicer(pb_grpc.WordstreamServicer):
         return pb.WordResult(
             word_index=update.word_index,
             word=update.word,
-            tokens=[pb.Token(text=t, id=i, unknown=u)
-                    for t, i, u in zip(update.encoded.tokens, update.encoded.ids, update.encoded.unknown)],
+            tokens=[
+                pb.Token(text=t, id=i, unknown=u)
+                for t, i, u in zip(update.encoded.tokens, update.encoded.ids, update.encoded.unknown)
+            ],
             output=output(session.model, after.probs),
             state=tensors(session.model, after.state),
             history=pb.HistoryUpdate(length=session.steps, start=start, steps=[step(session, i) for i in shown]),
@@ -148,13 +158,20 @@ class WordstreamServicer(pb_grpc.WordstreamServicer):
         except errors.WordstreamError as e:
             await context.abort(status_of(e), str(e))
         return pb.Session(
-            session_id=session.id, model=model_info(session.model), history_mode=_MODE_PB[session.mode],
-            words=len(session.words), steps=session.steps, start=steps.start,
-            history=[step(session, i) for i in steps], attached=session.attached,
+            session_id=session.id,
+            model=model_info(session.model),
+            history_mode=_MODE_PB[session.mode],
+            words=len(session.words),
+            steps=session.steps,
+            start=steps.start,
+            history=[step(session, i) for i in steps],
+            attached=session.attached,
             idle_seconds=max(0.0, self.service.store.clock() - session.last_active),
         )
 
-    async def ListModels(self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext) -> pb.ListModelsResponse:
+    async def ListModels(
+        self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListModelsResponse:
         models = [model_info(m) for _, m in sorted(self.service.models.items())]
         return pb.ListModelsResponse(models=models, default_model=self.service.default_model)
 
@@ -171,11 +188,18 @@ class WordstreamServicer(pb_grpc.WordstreamServicer):
 def model_info(model: StepModel) -> pb.ModelInfo:
     evaluation = model.evaluation
     return pb.ModelInfo(
-        name=model.name, labels=model.labels, cell=model.cell, layers=model.states[0].layers,
-        hidden=model.states[0].hidden, vocabulary_size=len(model.codec.vocab), state_names=model.state_names,
+        name=model.name,
+        labels=model.labels,
+        cell=model.cell,
+        layers=model.states[0].layers,
+        hidden=model.states[0].hidden,
+        vocabulary_size=len(model.codec.vocab),
+        state_names=model.state_names,
         evaluation=pb.Evaluation(
-            accuracy=evaluation.get("accuracy", 0.0), macro_f1=evaluation.get("macro_f1", 0.0),
-            n=evaluation.get("n", 0), typing=evaluation.get("typing", {}),
+            accuracy=evaluation.get("accuracy", 0.0),
+            macro_f1=evaluation.get("macro_f1", 0.0),
+            n=evaluation.get("n", 0),
+            typing=evaluation.get("typing", {}),
         ),
     )
 
@@ -188,13 +212,17 @@ def output(model: StepModel, probs: np.ndarray | None) -> pb.Output | None:
 
 def tensors(model: StepModel, state: dict[str, np.ndarray]) -> list[pb.Tensor]:
     """State tensors shaped (layers, hidden) as protobuf, in the model's order."""
-    return [pb.Tensor(name=s.name, layers=s.layers, hidden=s.hidden, values=state[s.name].ravel().tolist())
-            for s in model.states]
+    return [
+        pb.Tensor(name=s.name, layers=s.layers, hidden=s.hidden, values=state[s.name].ravel().tolist())
+        for s in model.states
+    ]
 
 
 def position(session: Session) -> pb.Position:
     return pb.Position(
-        words=len(session.words), steps=session.steps, output=output(session.model, session.output),
+        words=len(session.words),
+        steps=session.steps,
+        output=output(session.model, session.output),
         state=tensors(session.model, {n: v[:, 0] for n, v in session.state.items()}),
     )
 
@@ -202,7 +230,10 @@ def position(session: Session) -> pb.Position:
 def step(session: Session, index: int) -> pb.Step:
     view = session.step(index)
     return pb.Step(
-        index=view.index, word_index=view.word_index, word=view.word,
+        index=view.index,
+        word_index=view.word_index,
+        word=view.word,
         token=pb.Token(text=view.token, id=view.token_id, unknown=view.unknown),
-        output=output(session.model, view.probs), state=tensors(session.model, view.state),
+        output=output(session.model, view.probs),
+        state=tensors(session.model, view.state),
     )

@@ -53,8 +53,13 @@ def make_server(tiny_models: dict[str, Path]):  # type: ignore[no-untyped-def]
     started: list[ServerThread] = []
 
     def make(**overrides: object) -> ServerThread:
-        values = {"host": "localhost", "port": 0, "models": str(tiny_models["lstm"].parent), "default_model": "tiny-lstm",
-                  **overrides}
+        values = {
+            "host": "localhost",
+            "port": 0,
+            "models": str(tiny_models["lstm"].parent),
+            "default_model": "tiny-lstm",
+            **overrides,
+        }
         server = ServerThread(Settings(**values))  # type: ignore[arg-type]
         started.append(server)
         return server

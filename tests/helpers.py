@@ -41,7 +41,25 @@ def train_tiny(cell: str, directory: Path, n: int = 2000, layers: int = 1) -> Pa
 
     data = write_csv(directory / f"data-{cell}.csv", synthetic_texts(n))
     out = directory / f"tiny-{cell}.onnx"
-    code = main(["--cell", cell, "--out", str(out), "--data", str(data), "--embed-dim", "12", "--hidden", "10",
-                 "--layers", str(layers), "--max-epochs", "2", "--checkpoint", str(out.with_suffix(".pt"))])
+    code = main(
+        [
+            "--cell",
+            cell,
+            "--out",
+            str(out),
+            "--data",
+            str(data),
+            "--embed-dim",
+            "12",
+            "--hidden",
+            "10",
+            "--layers",
+            str(layers),
+            "--max-epochs",
+            "2",
+            "--checkpoint",
+            str(out.with_suffix(".pt")),
+        ]
+    )
     assert code == 0
     return out

@@ -18,8 +18,15 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def cli(server: ServerThread, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "WORDSTREAM_SERVER": server.target}
-    return subprocess.run([sys.executable, "-m", "client", *args], input=stdin, capture_output=True, text=True,
-                          env=env, cwd=ROOT, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "client", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=60,
+    )
 
 
 def test_stream_prints_one_json_line_per_word(server: ServerThread) -> None:
@@ -74,9 +81,15 @@ def test_models_health_and_history(server: ServerThread) -> None:
 def test_errors_print_type_and_message(server: ServerThread) -> None:
     result = cli(server, "stream", "hello", "--model", "nope")
     assert result.returncode == 1 and result.stderr.strip() == (
-        "NotFound: unknown model 'nope'; this server has tiny-gru, tiny-lstm, tiny-rnn")
-    down = subprocess.run([sys.executable, "-m", "client", "health", "--server", "localhost:1"],
-                          capture_output=True, text=True, cwd=ROOT, timeout=60)
+        "NotFound: unknown model 'nope'; this server has tiny-gru, tiny-lstm, tiny-rnn"
+    )
+    down = subprocess.run(
+        [sys.executable, "-m", "client", "health", "--server", "localhost:1"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
     assert down.returncode == 1 and down.stderr.startswith("Unavailable: ")
 
 
@@ -100,8 +113,15 @@ def read_until(fd: int, needle: str, timeout: float = 20.0) -> str:
 def test_type_view_through_a_pseudo_terminal(server: ServerThread) -> None:
     main, child = pty.openpty()
     env = {**os.environ, "WORDSTREAM_SERVER": server.target, "TERM": "xterm"}
-    process = subprocess.Popen([sys.executable, "-m", "client", "type"], stdin=child, stdout=child, stderr=child,
-                               env=env, cwd=ROOT, close_fds=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "client", "type"],
+        stdin=child,
+        stdout=child,
+        stderr=child,
+        env=env,
+        cwd=ROOT,
+        close_fds=True,
+    )
     os.close(child)
     try:
         read_until(main, "type a word and a space")

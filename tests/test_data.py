@@ -22,7 +22,9 @@ def write(path: Path, text: str) -> Path:
 def test_csv_tsv_and_jsonl(tmp_path: Path) -> None:
     csv_file = write(tmp_path / "a.csv", 'text,label\n"a, fine film",pos\nawful,neg\n')
     tsv_file = write(tmp_path / "a.tsv", "label\ttext\npos\ta fine film\n")
-    jsonl_file = write(tmp_path / "a.jsonl", '{"text": "a fine film", "label": "pos"}\n\n{"text": "bad", "label": "neg"}\n')
+    jsonl_file = write(
+        tmp_path / "a.jsonl", '{"text": "a fine film", "label": "pos"}\n\n{"text": "bad", "label": "neg"}\n'
+    )
     assert load_file(csv_file) == [Example("a, fine film", "pos"), Example("awful", "neg")]
     assert load_file(tsv_file) == [Example("a fine film", "pos")]
     assert load_file(jsonl_file) == [Example("a fine film", "pos"), Example("bad", "neg")]
@@ -132,4 +134,3 @@ def test_dry_run_trains_exports_and_evaluates_in_seconds(tmp_path: Path, capsys:
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["model"] == str(out) and result["evaluation"]["n"] > 0 and out.stat().st_size > 0
     assert not out.with_suffix(".pt").exists()  # a dry run writes no checkpoint unless asked
-

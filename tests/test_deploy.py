@@ -1,4 +1,4 @@
-"""The README's two commands, .ci/run, the Dockerfile and docker-compose.yml agree with each other and with the server."""
+"""The README's two commands, .ci/run, the Dockerfile and docker-compose.yml agree with the server."""
 
 from __future__ import annotations
 
@@ -31,7 +31,11 @@ def quick_start() -> list[str]:
 def test_quick_start_is_two_commands_and_ci_runs_the_test_one() -> None:
     serve, test = quick_start()
     assert (serve, test) == ("make serve", "make test")
-    ci = [line for line in (ROOT / ".ci/run").read_text().splitlines() if line and not line.startswith(("#", "set ", "cd "))]
+    ci = [
+        line
+        for line in (ROOT / ".ci/run").read_text().splitlines()
+        if line and not line.startswith(("#", "set ", "cd "))
+    ]
     assert ci == [test]
 
 
@@ -50,7 +54,9 @@ def test_compose_file_names_what_the_server_expects() -> None:
 
 def test_dockerfile_serves_without_torch_as_a_non_root_user() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
-    assert "pip install '.[serve]'" in dockerfile and "torch" not in dockerfile.split("FROM", 1)[1].replace("no torch", "")
+    assert "pip install '.[serve]'" in dockerfile and "torch" not in dockerfile.split("FROM", 1)[1].replace(
+        "no torch", ""
+    )
     assert re.search(r"^USER wordstream$", dockerfile, re.M)
     assert 'CMD ["python", "-m", "server"]' in dockerfile
     assert 'CMD ["python", "-m", "client", "health", "--server", "localhost:50051"]' in dockerfile
@@ -72,8 +78,9 @@ def test_serving_extra_never_pulls_torch() -> None:
 @pytest.mark.slow
 def test_quick_start_serve_command_from_a_fresh_copy(tmp_path: Path) -> None:
     """`make serve` in a copy of the repository: a new .venv, serving-only install, a healthy server."""
-    tracked = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
-                             text=True, check=True).stdout.split()
+    tracked = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
     copy = tmp_path / "wordstream"
     for name in tracked:
         if (ROOT / name).is_file():
@@ -82,8 +89,9 @@ def test_quick_start_serve_command_from_a_fresh_copy(tmp_path: Path) -> None:
     serve = quick_start()[0].split()
     env = {**os.environ, "WORDSTREAM_PORT": "0", "WORDSTREAM_HOST": "localhost"}
     env.pop("VIRTUAL_ENV", None)
-    process = subprocess.Popen(serve, cwd=copy, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               start_new_session=True)
+    process = subprocess.Popen(
+        serve, cwd=copy, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
     try:
         port, output = None, []
         deadline = time.monotonic() + 480
@@ -95,10 +103,17 @@ def test_quick_start_serve_command_from_a_fresh_copy(tmp_path: Path) -> None:
             match = re.search(r"serving .* on port (\d+)", line)
             port = int(match.group(1)) if match else None
         assert port, "".join(output[-30:])
-        health = subprocess.run([sys.executable, "-m", "client", "health", "--server", f"localhost:{port}"],
-                                cwd=ROOT, capture_output=True, text=True, timeout=60)
+        health = subprocess.run(
+            [sys.executable, "-m", "client", "health", "--server", f"localhost:{port}"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert health.stdout.strip() == "SERVING", health.stderr
-        installed = subprocess.run([str(copy / ".venv/bin/python"), "-m", "pip", "list"], capture_output=True, text=True)
+        installed = subprocess.run(
+            [str(copy / ".venv/bin/python"), "-m", "pip", "list"], capture_output=True, text=True
+        )
         names = {line.split()[0].lower() for line in installed.stdout.splitlines()[2:] if line.strip()}
         assert "onnxruntime" in names and "torch" not in names
     finally:

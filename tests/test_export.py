@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from export.config import TrainConfig
-from export.evaluate import StepRunner, evaluate, main as evaluate_main
 from export.data import Example
+from export.evaluate import StepRunner, evaluate
+from export.evaluate import main as evaluate_main
 from export.model import TextClassifier
 from tests.conftest import CELLS
 from tests.helpers import synthetic_texts
@@ -23,8 +24,13 @@ PARITY_TEXTS = 200
 def load_torch(onnx_path: Path) -> TextClassifier:
     checkpoint = torch.load(onnx_path.with_suffix(".pt"), weights_only=True)  # plain tensors and values only
     config = TrainConfig.from_dict(checkpoint["config"])
-    model = TextClassifier(config, len(checkpoint["vocabulary"]), len(checkpoint["labels"]),
-                           checkpoint["learned_size"], checkpoint["lexicon_dim"])
+    model = TextClassifier(
+        config,
+        len(checkpoint["vocabulary"]),
+        len(checkpoint["labels"]),
+        checkpoint["learned_size"],
+        checkpoint["lexicon_dim"],
+    )
     model.load_state_dict(checkpoint["state_dict"])
     return model.eval()
 
@@ -71,17 +77,23 @@ def test_batch_rows_are_independent(tiny_models: dict[str, Path], cell: str) -> 
     runner = StepRunner.load(tiny_models[cell])
     tokens = np.array([2, 3, 4, 5, 6], np.int64)
     batch_probs, batch_state = runner.step(tokens, runner.init_state(5))
-    for row, token in enumerate(tokens):
+    for row, _token in enumerate(tokens):
         probs, state = runner.step(tokens[row : row + 1], runner.init_state(1))
         np.testing.assert_allclose(probs[0], batch_probs[row], atol=1e-6)
         for name in state:
             np.testing.assert_allclose(state[name][:, 0], batch_state[name][:, row], atol=1e-6)
 
 
-def test_evaluate_known_small_file(tiny_models: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_evaluate_known_small_file(
+    tiny_models: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     runner = StepRunner.load(tiny_models["gru"])
-    examples = [Example("great superb fun", "positive"), Example("awful dull boring", "negative"),
-                Example("great", "negative"), Example("the film", "positive")]
+    examples = [
+        Example("great superb fun", "positive"),
+        Example("awful dull boring", "negative"),
+        Example("great", "negative"),
+        Example("the film", "positive"),
+    ]
     result = evaluate(runner, examples)
     # Expected values computed here by hand from the model's own per-text predictions.
     preds = []

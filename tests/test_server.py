@@ -75,8 +75,9 @@ def state_of(tensors: list[pb.Tensor]) -> dict[str, list[float]]:
 
 
 @pytest.mark.parametrize("cell", CELLS)
-def test_each_word_equals_the_offline_run_of_its_prefix(server: ServerThread, tiny_models: dict[str, Path],
-                                                        cell: str) -> None:
+def test_each_word_equals_the_offline_run_of_its_prefix(
+    server: ServerThread, tiny_models: dict[str, Path], cell: str
+) -> None:
     stream, opened = open_stream(server.target, model=f"tiny-{cell}")
     assert opened.opened.model.cell == cell and opened.session_id
     expected = offline_prefix_probs(tiny_models[cell], TEXT)
@@ -190,8 +191,9 @@ def test_paste_processes_words_in_order_and_is_all_or_nothing(server: ServerThre
         ({}, "INVALID_ARGUMENT", "empty request"),
     ],
 )
-def test_bad_requests_get_an_error_and_change_nothing(server: ServerThread, request_kind: dict[str, object],
-                                                       code: str, message: str) -> None:
+def test_bad_requests_get_an_error_and_change_nothing(
+    server: ServerThread, request_kind: dict[str, object], code: str, message: str
+) -> None:
     stream, opened = open_stream(server.target)
     stream.word("fine")
     stream.word("film")
@@ -215,11 +217,19 @@ def expect_abort(stream: Stream, code: grpc.StatusCode, message: str, **kind: ob
 def test_protocol_violations_end_the_stream_with_a_status(server: ServerThread) -> None:
     expect_abort(Stream(server.target), grpc.StatusCode.INVALID_ARGUMENT, "must be open or resume, got word", word="hi")
     expect_abort(Stream(server.target), grpc.StatusCode.NOT_FOUND, "unknown model 'nope'", open=pb.Open(model="nope"))
-    expect_abort(Stream(server.target), grpc.StatusCode.NOT_FOUND, "not found (unknown, expired or closed)",
-                 resume=pb.Resume(session_id="no-such-session"))
+    expect_abort(
+        Stream(server.target),
+        grpc.StatusCode.NOT_FOUND,
+        "not found (unknown, expired or closed)",
+        resume=pb.Resume(session_id="no-such-session"),
+    )
     stream, opened = open_stream(server.target)
-    expect_abort(Stream(server.target), grpc.StatusCode.FAILED_PRECONDITION, "attached to another stream",
-                 resume=pb.Resume(session_id=opened.session_id))
+    expect_abort(
+        Stream(server.target),
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "attached to another stream",
+        resume=pb.Resume(session_id=opened.session_id),
+    )
     stream.end()
 
 
@@ -232,7 +242,9 @@ def test_unary_errors(server: ServerThread) -> None:
     stream.word("fine")
     with pytest.raises(grpc.RpcError) as info:
         stub.GetSession(pb.GetSessionRequest(session_id=opened.session_id, start=0, end=5))
-    assert info.value.code() == grpc.StatusCode.OUT_OF_RANGE and "outside the history of 1 steps" in info.value.details()
+    assert (
+        info.value.code() == grpc.StatusCode.OUT_OF_RANGE and "outside the history of 1 steps" in info.value.details()
+    )
     with pytest.raises(grpc.RpcError) as info:
         stub.CloseSession(pb.CloseSessionRequest(session_id="nope"))
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
@@ -311,8 +323,9 @@ def test_limits(make_server) -> None:  # type: ignore[no-untyped-def]
     assert a.word("ok").word.history.length == 3
     assert "over the limit of 5" in a.word("toolong").error.message
     b, _ = open_stream(server.target)
-    expect_abort(Stream(server.target), grpc.StatusCode.RESOURCE_EXHAUSTED, "maximum of 2 live sessions",
-                 open=pb.Open())
+    expect_abort(
+        Stream(server.target), grpc.StatusCode.RESOURCE_EXHAUSTED, "maximum of 2 live sessions", open=pb.Open()
+    )
     a.end()
     b.end()
 
@@ -341,7 +354,9 @@ def test_health_and_reflection(server: ServerThread) -> None:
     channel = grpc.insecure_channel(server.target)
     health = health_pb2_grpc.HealthStub(channel)
     for name in ("", "wordstream.v1.Wordstream"):
-        assert health.Check(health_pb2.HealthCheckRequest(service=name)).status == health_pb2.HealthCheckResponse.SERVING
+        assert (
+            health.Check(health_pb2.HealthCheckRequest(service=name)).status == health_pb2.HealthCheckResponse.SERVING
+        )
     reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
     answers = reflection.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
     services = {s.name for s in next(answers).list_services_response.service}
@@ -371,9 +386,26 @@ def test_sigterm_stops_the_server_process_gracefully(tiny_models: dict[str, Path
 
     root = Path(__file__).resolve().parent.parent
     process = subprocess.Popen(
-        [sys.executable, "-m", "server", "--port", "0", "--host", "localhost", "--models",
-         str(tiny_models["lstm"].parent), "--default-model", "tiny-lstm", "--grace", "3"],
-        cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ},
+        [
+            sys.executable,
+            "-m",
+            "server",
+            "--port",
+            "0",
+            "--host",
+            "localhost",
+            "--models",
+            str(tiny_models["lstm"].parent),
+            "--default-model",
+            "tiny-lstm",
+            "--grace",
+            "3",
+        ],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ},
     )
     try:
         line = process.stdout.readline() if process.stdout else ""

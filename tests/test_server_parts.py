@@ -24,7 +24,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def graph_model(path: Path, inputs: list, outputs: list, nodes: list, metadata: dict | None = None) -> Path:
-    model = helper.make_model(helper.make_graph(nodes, "g", inputs, outputs), opset_imports=[helper.make_opsetid("", 17)])
+    model = helper.make_model(
+        helper.make_graph(nodes, "g", inputs, outputs), opset_imports=[helper.make_opsetid("", 17)]
+    )
     for key, value in (metadata or {}).items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, json.dumps(value)
@@ -41,8 +43,11 @@ def test_truncated_and_foreign_files_are_refused_naming_the_file(tmp_path: Path,
         tmp_path / "nostate.onnx",
         [helper.make_tensor_value_info("token_ids", TensorProto.INT64, ["batch"])],
         [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["batch", 2])],
-        [helper.make_node("Cast", ["token_ids"], ["t"], to=TensorProto.FLOAT),
-         helper.make_node("Unsqueeze", ["t", "axes"], ["u"]), helper.make_node("Concat", ["u", "u"], ["probs"], axis=1)],
+        [
+            helper.make_node("Cast", ["token_ids"], ["t"], to=TensorProto.FLOAT),
+            helper.make_node("Unsqueeze", ["t", "axes"], ["u"]),
+            helper.make_node("Concat", ["u", "u"], ["probs"], axis=1),
+        ],
     )
     model = onnx.load(str(no_state))
     model.graph.initializer.append(helper.make_tensor("axes", TensorProto.INT64, [1], [1]))
@@ -51,8 +56,10 @@ def test_truncated_and_foreign_files_are_refused_naming_the_file(tmp_path: Path,
         load_model(no_state)
     unpaired = graph_model(
         tmp_path / "unpaired.onnx",
-        [helper.make_tensor_value_info("token_ids", TensorProto.INT64, ["batch"]),
-         helper.make_tensor_value_info("state_in.h", TensorProto.FLOAT, [1, "batch", 4])],
+        [
+            helper.make_tensor_value_info("token_ids", TensorProto.INT64, ["batch"]),
+            helper.make_tensor_value_info("state_in.h", TensorProto.FLOAT, [1, "batch", 4]),
+        ],
         [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["batch", 4])],
         [helper.make_node("Squeeze", ["state_in.h", "axes"], ["probs"])],
     )
@@ -82,8 +89,9 @@ def test_missing_metadata_is_named(tmp_path: Path, tiny_models: dict[str, Path])
         load_model(path)
 
 
-def test_a_bad_file_is_skipped_and_the_others_serve(tmp_path: Path, tiny_models: dict[str, Path],
-                                                    caplog: pytest.LogCaptureFixture) -> None:
+def test_a_bad_file_is_skipped_and_the_others_serve(
+    tmp_path: Path, tiny_models: dict[str, Path], caplog: pytest.LogCaptureFixture
+) -> None:
     (tmp_path / "good.onnx").write_bytes(tiny_models["gru"].read_bytes())
     (tmp_path / "bad.onnx").write_bytes(b"not a model")
     with caplog.at_level(logging.ERROR, logger="wordstream.models"):
@@ -95,8 +103,9 @@ def test_a_bad_file_is_skipped_and_the_others_serve(tmp_path: Path, tiny_models:
 
 
 def test_settings_from_flags_and_environment() -> None:
-    settings = Settings.from_args(["--port", "7000", "--idle-timeout", "5"],
-                                  environ={"WORDSTREAM_PORT": "6000", "WORDSTREAM_MAX_SESSIONS": "3"})
+    settings = Settings.from_args(
+        ["--port", "7000", "--idle-timeout", "5"], environ={"WORDSTREAM_PORT": "6000", "WORDSTREAM_MAX_SESSIONS": "3"}
+    )
     assert (settings.port, settings.idle_timeout, settings.max_sessions) == (7000, 5.0, 3)
     assert Settings.from_args([], environ={}) == Settings()
     with pytest.raises(ValueError, match="max_steps must be at least 1, got 0"):
