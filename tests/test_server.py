@@ -331,7 +331,7 @@ def test_limits(make_server) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_history_byte_limits(make_server, tiny_models: dict[str, Path]) -> None:  # type: ignore[no-untyped-def]
-    server = make_server(max_session_bytes=300)  # the 2-layer tiny LSTM: 4 + 8 + 8 + 2*2*10*4 bytes a step
+    server = make_server(max_session_bytes=300)  # the 2-layer tiny LSTM: 180 bytes a step
     stream, _ = open_stream(server.target)
     assert stream.word("a").word.history.length == 1
     response = stream.word("b")
@@ -423,3 +423,17 @@ def test_sigterm_stops_the_server_process_gracefully(tiny_models: dict[str, Path
         stream.end()
     finally:
         process.kill()
+
+
+def test_total_history_bytes_limit(make_server) -> None:  # type: ignore[no-untyped-def]
+    server = make_server(max_total_bytes=600)  # the 2-layer tiny LSTM: 8 + 4 + 2*4 + 2*2*10*4 = 180 bytes a step
+    a, _ = open_stream(server.target)
+    b, _ = open_stream(server.target)
+    assert a.word("a").word.history.length == 1
+    assert b.word("b").word.history.length == 1
+    response = b.word("c!")
+    assert response.error.code == "RESOURCE_EXHAUSTED" and "server's history memory" in response.error.message
+    a.send(reset=pb.Reset())  # freeing a's history makes room again
+    assert b.word("c!").word.history.length == 3
+    a.end()
+    b.end()
