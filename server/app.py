@@ -33,6 +33,7 @@ class Running:
     service: Wordstream
     health: health.HealthServicer
     reaper: asyncio.Task[None]
+    metrics_port: int | None = None  # the Prometheus endpoint's port, when it is on
 
     async def stop(self, grace: float | None = None) -> None:
         """Health goes NOT_SERVING, new streams are refused, calls in flight get ``grace`` seconds."""
@@ -44,6 +45,7 @@ class Running:
         self.reaper.cancel()
         await self.server.stop(grace)
         self.service.shutdown()
+        self.service.metrics.stop()
 
 
 async def start(settings: Settings) -> Running:
@@ -70,11 +72,19 @@ async def start(settings: Settings) -> Running:
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     reaper = asyncio.create_task(service.reap_forever(), name="reaper")
+    metrics_port = service.metrics.serve(settings.metrics_port) if settings.metrics_port >= 0 else None
     log.info(
         "serving",
-        extra={"event": "start", "port": port, "models": sorted(models), "default_model": service.default_model},
+        extra={
+            "event": "start",
+            "port": port,
+            "models": sorted(models),
+            "default_model": service.default_model,
+            "metrics_port": metrics_port,
+            "batching": settings.batching,
+        },
     )
-    return Running(server, port, service, health_servicer, reaper)
+    return Running(server, port, service, health_servicer, reaper, metrics_port)
 
 
 async def serve(settings: Settings) -> None:

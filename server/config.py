@@ -42,6 +42,14 @@ class Settings:
     """Bytes of history across all sessions."""
     max_message_bytes: int = 64 * 2**10
     """Largest request message the server accepts."""
+    batching: bool = True
+    """Cross-session micro-batching of model calls (false: one model call per step, for comparison)."""
+    max_batch: int = 256
+    """Most steps in one model call."""
+    max_wait: float = 0.0
+    """Seconds a step may wait for others to join its batch; 0: it runs as soon as a call can start."""
+    metrics_port: int = -1
+    """Port of the Prometheus endpoint; -1 turns it off, 0 picks a free port."""
     grace: float = 5.0
     """Seconds in-flight requests get to finish on SIGTERM/SIGINT."""
     log_level: str = "INFO"
@@ -64,6 +72,8 @@ class Settings:
         for name in ("idle_timeout", "reap_interval", "grace"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.max_wait < 0:
+            raise ValueError(f"max_wait must be 0 or more, got {self.max_wait}")
 
     @classmethod
     def from_args(cls, argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
@@ -85,13 +95,21 @@ class Settings:
                 raw = environ.get(f"WORDSTREAM_{field.name.upper()}")
             if raw is not None:
                 try:
-                    convert: Callable[[str], Any] = type(field.default)
+                    convert: Callable[[str], Any] = _bool if isinstance(field.default, bool) else type(field.default)
                     values[field.name] = convert(raw)
                 except ValueError:
                     parser.error(
                         f"--{field.name.replace('_', '-')}: expected {type(field.default).__name__}, got {raw!r}"
                     )
         return cls(**values)
+
+
+def _bool(value: str) -> bool:
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(value)
 
 
 def _doc(name: str) -> str:

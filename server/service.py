@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-import numpy as np
-
+from server.batching import Batcher, StepResult
 from server.config import Settings
-from server.errors import BadWord, ModelNotFound, SessionNotFound, ShuttingDown
-from server.inference import State, StepModel
+from server.errors import BadWord, ModelNotFound, ServerFull, SessionNotFound, ShuttingDown
+from server.inference import StepModel
+from server.metrics import Metrics
 from server.sessions import HistoryMode, Session, SessionStore
 from textcodec import Encoded
 
@@ -31,14 +32,31 @@ class WordUpdate:
 
 
 class Wordstream:
-    def __init__(self, settings: Settings, models: dict[str, StepModel], store: SessionStore) -> None:
+    def __init__(
+        self, settings: Settings, models: dict[str, StepModel], store: SessionStore, metrics: Metrics | None = None
+    ) -> None:
         if not models:
             raise ValueError(f"no servable models in {settings.models}")
         self.settings = settings
         self.models = models
         self.default_model = settings.default_model if settings.default_model in models else sorted(models)[0]
         self.store = store
+        self.metrics = metrics or Metrics()
+        self.metrics.track_sessions(lambda: len(store))
         self.executor = ThreadPoolExecutor(settings.workers, thread_name_prefix="model")
+        self.batchers = {
+            name: Batcher(
+                model,
+                store.bank(model),
+                self.executor,
+                enabled=settings.batching,
+                max_batch=settings.max_batch,
+                max_wait=settings.max_wait,
+                concurrency=settings.workers,
+                observe=self.metrics.batch_size.observe,
+            )
+            for name, model in models.items()
+        }
         self.accepting = True
 
     def model(self, name: str) -> StepModel:
@@ -50,7 +68,11 @@ class Wordstream:
     def open(self, model_name: str, mode: HistoryMode) -> Session:
         if not self.accepting:
             raise ShuttingDown()
-        session = self.store.create(self.model(model_name), mode)
+        try:
+            session = self.store.create(self.model(model_name), mode)
+        except ServerFull:
+            self.metrics.sessions_refused.inc()
+            raise
         session.attached = True
         log.info("session opened", extra={"event": "open", "session": session.id, "model": session.model.name})
         return session
@@ -77,16 +99,25 @@ class Wordstream:
         self.store.touch(session)
         if not words:
             raise BadWord("paste needs at least one word")
+        start = time.perf_counter()
         encoded = [session.model.codec.encode(word) for word in words]
         self.store.check_words(session, words, encoded)
-        loop = asyncio.get_running_loop()
+        batcher = self.batchers[session.model.name]
         updates = []
         for word, tokens in zip(words, encoded):
-            results = await loop.run_in_executor(self.executor, _run_tokens, session.model, tokens.ids, session.state)
+            try:
+                results: list[StepResult] = [await batcher.step(session.slot, token_id) for token_id in tokens.ids]
+            except asyncio.CancelledError:  # the stream left mid-word: the state goes back to the last whole word
+                session.sync_state()
+                raise
             if not self.exists(session.id):  # closed by CloseSession while the model ran
                 raise SessionNotFound(session.id)
             new_steps = self.store.append_word(session, word, tokens, results)
             updates.append(WordUpdate(len(session.words) - 1, word, tokens, new_steps))
+            now = time.perf_counter()
+            self.metrics.word_latency.observe(now - start)
+            start = now
+        self.metrics.words.inc(len(words))
         return updates
 
     def rewind(self, session: Session, words: int | None) -> None:
@@ -113,16 +144,8 @@ class Wordstream:
         while True:
             await asyncio.sleep(self.settings.reap_interval)
             for session_id in self.store.reap():
+                self.metrics.sessions_expired.inc()
                 log.info("session expired", extra={"event": "expire", "session": session_id})
 
     def shutdown(self) -> None:
         self.executor.shutdown(wait=True)
-
-
-def _run_tokens(model: StepModel, token_ids: list[int], state: State) -> list[tuple[np.ndarray, State]]:
-    """Each token in turn, batch of one: [(probs (labels,), state after it)]."""
-    results = []
-    for token_id in token_ids:
-        probs, state = model.run(np.array([token_id], np.int64), state)
-        results.append((probs[0], state))
-    return results

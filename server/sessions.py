@@ -14,9 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from server.batching import StateBank, StepResult
 from server.config import Settings
 from server.errors import BadRange, BadRewind, BadWord, ServerFull, SessionBusy, SessionLimit, SessionNotFound
-from server.inference import State, StepModel
+from server.inference import StepModel
 from textcodec import Encoded
 
 
@@ -50,7 +51,7 @@ class History:
     session is the last row, and rewinding is a truncation.
     """
 
-    def __init__(self, model: StepModel, capacity: int = 16) -> None:
+    def __init__(self, model: StepModel, capacity: int = 0) -> None:
         self.labels = len(model.labels)
         self.specs = model.states
         self.length = 0
@@ -65,13 +66,16 @@ class History:
         """Raw bytes one step adds: token id, word index, probabilities and every state tensor."""
         return 8 + 4 + 4 * self.labels + sum(4 * s.layers * s.hidden for s in self.specs)
 
-    def append(self, word_index: int, token: str, token_id: int, probs: np.ndarray, state: State) -> None:
+    def append(
+        self, word_index: int, token: str, token_id: int, probs: np.ndarray, state: dict[str, np.ndarray]
+    ) -> None:
+        """Record one step: ``probs`` (labels,), ``state`` name -> (layers, hidden)."""
         if self.length == len(self.token_ids):
             self._grow()
         i = self.length
         self.token_ids[i], self.word_index[i], self.probs[i] = token_id, word_index, probs
         for name, value in state.items():
-            self.states[name][i] = value[:, 0]  # (layers, 1, hidden) -> (layers, hidden)
+            self.states[name][i] = value
         self.tokens.append(token)
         self.length += 1
 
@@ -80,32 +84,42 @@ class History:
         del self.tokens[length:]
 
     def _grow(self) -> None:
-        capacity = 2 * len(self.token_ids)
+        capacity = max(8, 2 * len(self.token_ids))
         self.token_ids = np.resize(self.token_ids, capacity)
         self.word_index = np.resize(self.word_index, capacity)
         self.probs = np.resize(self.probs, (capacity, self.labels))
         self.states = {n: np.resize(a, (capacity, *a.shape[1:])) for n, a in self.states.items()}
 
-    def state_after(self, step: int | None) -> State:
-        """The state after ``step`` (None: the initial zeros), shaped (layers, 1, hidden) for the model."""
-        if step is None:
-            return {s.name: np.zeros((s.layers, 1, s.hidden), np.float32) for s in self.specs}
-        return {n: a[step][:, None, :].copy() for n, a in self.states.items()}
+    def state_after(self, step: int) -> dict[str, np.ndarray]:
+        """The state after ``step``, each tensor (layers, hidden)."""
+        return {n: a[step] for n, a in self.states.items()}
 
 
 class Session:
-    """One text being typed: its model, words, history and current state."""
+    """One text being typed: its model, words, history, and its slot in the model's state bank."""
 
-    def __init__(self, session_id: str, model: StepModel, mode: HistoryMode, now: float) -> None:
+    __slots__ = ("id", "model", "mode", "history", "words", "word_starts", "bank", "slot", "attached", "last_active")
+
+    def __init__(self, session_id: str, model: StepModel, mode: HistoryMode, now: float, bank: StateBank) -> None:
         self.id = session_id
         self.model = model
         self.mode = mode
         self.history = History(model)
         self.words: list[str] = []
         self.word_starts: list[int] = []  # first step of each word
-        self.state: State = self.history.state_after(None)
+        self.bank = bank
+        self.slot = bank.alloc()  # the current state lives there
         self.attached = False
         self.last_active = now
+
+    @property
+    def state(self) -> dict[str, np.ndarray]:
+        """The current state, each tensor (layers, hidden)."""
+        return self.bank.get(self.slot)
+
+    def sync_state(self) -> None:
+        """Make the slot hold the state after the last recorded step (zeros before the first)."""
+        self.bank.set(self.slot, self.history.state_after(self.steps - 1) if self.steps else None)
 
     @property
     def steps(self) -> int:
@@ -120,16 +134,15 @@ class Session:
         """Probabilities after the last token, or None before the first."""
         return self.history.probs[self.steps - 1] if self.steps else None
 
-    def append_word(self, word: str, encoded: Encoded, results: list[tuple[np.ndarray, State]]) -> range:
-        """Record a word whose tokens the model has read; returns the new steps' indices."""
+    def append_word(self, word: str, encoded: Encoded, results: list[StepResult]) -> range:
+        """Record a word whose tokens the model has read (the slot already holds the state after
+        its last token); returns the new steps' indices."""
         start = self.steps
         word_index = len(self.words)
         self.words.append(word)
         self.word_starts.append(start)
         for token, token_id, (probs, state) in zip(encoded.tokens, encoded.ids, results):
             self.history.append(word_index, token, token_id, probs, state)
-        if results:
-            self.state = results[-1][1]
         return range(start, self.steps)
 
     def rewind(self, words: int) -> None:
@@ -141,7 +154,7 @@ class Session:
         steps = self.word_starts[keep]
         del self.words[keep:], self.word_starts[keep:]
         self.history.truncate(steps)
-        self.state = self.history.state_after(steps - 1 if steps else None)
+        self.sync_state()
 
     def reset(self) -> None:
         if self.words:
@@ -174,14 +187,18 @@ class SessionStore:
         self.settings = settings
         self.clock = clock
         self._sessions: dict[str, Session] = {}
+        self.banks: dict[str, StateBank] = {}  # model name -> the state bank of its sessions
         self.total_bytes = 0  # history bytes across sessions, kept up to date by the methods below
 
     def __len__(self) -> int:
         return len(self._sessions)
 
-    def append_word(
-        self, session: Session, word: str, encoded: Encoded, results: list[tuple[np.ndarray, State]]
-    ) -> range:
+    def bank(self, model: StepModel) -> StateBank:
+        if model.name not in self.banks:
+            self.banks[model.name] = StateBank(model.states)
+        return self.banks[model.name]
+
+    def append_word(self, session: Session, word: str, encoded: Encoded, results: list[StepResult]) -> range:
         before = session.history_bytes
         new_steps = session.append_word(word, encoded, results)
         self.total_bytes += session.history_bytes - before
@@ -196,7 +213,7 @@ class SessionStore:
     def create(self, model: StepModel, mode: HistoryMode) -> Session:
         if len(self._sessions) >= self.settings.max_sessions:
             raise ServerFull(f"the server holds its maximum of {self.settings.max_sessions} live sessions; retry later")
-        session = Session(secrets.token_urlsafe(24), model, mode, self.clock())
+        session = Session(secrets.token_urlsafe(24), model, mode, self.clock(), self.bank(model))
         self._sessions[session.id] = session
         return session
 
@@ -226,6 +243,7 @@ class SessionStore:
         if session is None:
             raise SessionNotFound(session_id)
         self.total_bytes -= session.history_bytes
+        session.bank.release(session.slot)
         return session
 
     def check_words(self, session: Session, words: list[str], encoded: list[Encoded]) -> None:

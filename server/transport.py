@@ -81,18 +81,24 @@ class WordstreamServicer(pb_grpc.WordstreamServicer):
                         session = None
                         return
                 except errors.RejectedRequest as e:
+                    self._count(status_of(e))
                     error = pb.StreamError(code=status_of(e).name, message=str(e))
                     yield pb.StreamResponse(seq=request.seq, session_id=session.id if session else "", error=error)
         except errors.StreamRefused as e:
+            self._count(status_of(e))
             await context.abort(status_of(e), str(e))
         except (asyncio.CancelledError, grpc.aio.AbortError):
             raise
         except Exception:
             log.exception("stream failed", extra={"event": "internal_error", "session": session.id if session else ""})
+            self._count(grpc.StatusCode.INTERNAL)
             await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
         finally:
             if session is not None and self.service.exists(session.id):
                 self.service.detach(session)
+
+    def _count(self, code: grpc.StatusCode) -> None:
+        self.service.metrics.errors.labels(code.name).inc()
 
     def _attach(self, request: pb.StreamRequest, kind: str | None) -> Session:
         if kind == "open":
@@ -156,6 +162,7 @@ class WordstreamServicer(pb_grpc.WordstreamServicer):
             session = self.service.get(request.session_id)
             steps = session.step_range(request.start, request.end or None)
         except errors.WordstreamError as e:
+            self._count(status_of(e))
             await context.abort(status_of(e), str(e))
         return pb.Session(
             session_id=session.id,
@@ -181,6 +188,7 @@ class WordstreamServicer(pb_grpc.WordstreamServicer):
         try:
             session = self.service.close(request.session_id)
         except errors.WordstreamError as e:
+            self._count(status_of(e))
             await context.abort(status_of(e), str(e))
         return pb.CloseSessionResponse(words=len(session.words), steps=session.steps)
 
@@ -223,7 +231,7 @@ def position(session: Session) -> pb.Position:
         words=len(session.words),
         steps=session.steps,
         output=output(session.model, session.output),
-        state=tensors(session.model, {n: v[:, 0] for n, v in session.state.items()}),
+        state=tensors(session.model, session.state),
     )
 
 

@@ -1,0 +1,113 @@
+"""Micro-batching and the state bank against real tiny models; metrics over real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from client import AsyncClient
+from server.batching import Batcher, StateBank
+from server.inference import load_model
+from tests.conftest import ServerThread
+from tests.test_server import offline_prefix_probs
+
+TEXTS = [f"the film is {a} and {b} but {c}".split() for a in ("great", "dull") for b in ("fun", "flat")
+         for c in ("smart", "silly", "warm")]
+
+
+@pytest.mark.parametrize("batching", [True, False])
+def test_concurrent_sessions_each_equal_their_offline_run(make_server, tiny_models: dict[str, Path],
+                                                          batching: bool) -> None:  # type: ignore[no-untyped-def]
+    server: ServerThread = make_server(batching=batching, default_model="tiny-gru")
+
+    async def one(client: AsyncClient, words: list[str]) -> list[list[float]]:
+        async with client.session() as session:
+            return [list((await session.push(w)).output.probabilities.values()) for w in words]
+
+    async def scenario() -> list[list[list[float]]]:
+        async with AsyncClient(server.target) as client:
+            return await asyncio.gather(*(one(client, words) for words in TEXTS))
+
+    results = asyncio.run(scenario())
+    for words, got in zip(TEXTS, results):
+        np.testing.assert_allclose(got, offline_prefix_probs(tiny_models["gru"], words), atol=1e-5)
+    sizes = server.service.metrics.batch_size.collect()[0].samples
+    count = next(s.value for s in sizes if s.name.endswith("_count"))
+    total = next(s.value for s in sizes if s.name.endswith("_sum"))
+    steps = sum(len(w) for w in TEXTS)
+    assert total == steps
+    if batching:
+        assert count < steps  # some calls carried several sessions
+    else:
+        assert count == steps
+
+
+def test_a_cancelled_step_does_not_advance_its_slot(tiny_models: dict[str, Path]) -> None:
+    model = load_model(tiny_models["lstm"])
+    bank = StateBank(model.states, capacity=2)
+
+    async def scenario() -> None:
+        batcher = Batcher(model, bank, ThreadPoolExecutor(1))
+        a, b = bank.alloc(), bank.alloc()
+        first = asyncio.create_task(batcher.step(a, 5))
+        second = asyncio.create_task(batcher.step(b, 6))
+        await asyncio.sleep(0)  # both are queued; the drain has started
+        second.cancel()
+        probs, state = await first
+        with pytest.raises(asyncio.CancelledError):
+            await second
+        assert all(not v.any() for v in bank.get(b).values())  # b was not advanced
+        expected, expected_state = model.run(np.array([5], np.int64), model.initial_state(1))
+        np.testing.assert_allclose(probs, expected[0], atol=1e-6)
+        for name, value in bank.get(a).items():
+            np.testing.assert_allclose(value, expected_state[name][:, 0], atol=1e-6)
+        bank.release(b)
+        assert bank.alloc() == b and bank.capacity == 2
+        bank.alloc()  # full: the bank grows
+        assert bank.capacity == 4
+        np.testing.assert_allclose(bank.get(a)["h"], expected_state["h"][:, 0], atol=1e-6)
+
+    asyncio.run(scenario())
+
+
+def test_a_slot_freed_during_a_call_is_reused_only_after_it(tiny_models: dict[str, Path]) -> None:
+    model = load_model(tiny_models["rnn"])
+    bank = StateBank(model.states, capacity=1)
+
+    async def scenario() -> None:
+        batcher = Batcher(model, bank, ThreadPoolExecutor(1))
+        slot = bank.alloc()
+        step = asyncio.create_task(batcher.step(slot, 7))
+        await asyncio.sleep(0)
+        bank.release(slot)  # the session is closed while its step runs
+        other = bank.alloc()
+        assert other != slot  # not handed out while held
+        await step
+        assert bank.alloc() == slot  # free once the call has scattered
+
+    asyncio.run(scenario())
+
+
+def test_metrics_endpoint(make_server) -> None:  # type: ignore[no-untyped-def]
+    server: ServerThread = make_server(metrics_port=0)
+
+    async def scenario() -> None:
+        async with AsyncClient(server.target) as client, client.session() as session:
+            await session.push("fine")
+            await session.push("film!")
+            with pytest.raises(Exception, match="empty word"):
+                await session.push(" ")
+
+    asyncio.run(scenario())
+    port = server.running.metrics_port
+    body = urllib.request.urlopen(f"http://localhost:{port}/metrics", timeout=10).read().decode()
+    assert "wordstream_words_total 2.0" in body
+    assert 'wordstream_errors_total{code="INVALID_ARGUMENT"} 1.0' in body
+    assert "wordstream_batch_size_sum 3.0" in body  # three steps: fine, film, !
+    assert "wordstream_word_latency_seconds_count 2.0" in body
+    assert "wordstream_live_sessions 0.0" in body  # closed on leaving the block
