@@ -1,0 +1,1 @@
+"""The benchmark suite: `python -m bench.run` (or `make bench`); `--smoke` for tiny counts."""

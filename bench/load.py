@@ -1,0 +1,147 @@
+"""One load-generator process: many ping-pong streams against the service or the echo baseline.
+
+    python -m bench.load --target localhost:50051 --kind service --streams 50 --words 40
+
+Each stream sends one message, waits for its answer, and repeats (the way a person
+types: the next word does not leave before the answer to the last). Prints one JSON line:
+per-word latencies (seconds), the wall time of the measured phase, and this process's
+CPU seconds. Streams are opened (and warmed up by one word) before ``--start-at``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import resource
+import sys
+import time
+from typing import Any
+
+import grpc
+
+from wordstream.v1 import wordstream_pb2 as pb
+from wordstream.v1 import wordstream_pb2_grpc as pb_grpc
+
+ECHO_METHOD = "/bench.Echo/Stream"
+VOCABULARY = (
+    "the film is a moving and funny portrait of love loss but its plot never quite holds together "
+    "even so the cast is wonderful and the ending earns every tear it asks for"
+).split()
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+class ServiceStream:
+    def __init__(self, channel: grpc.aio.Channel, model: str, history: int) -> None:
+        self.call = pb_grpc.WordstreamStub(channel).Stream()
+        self.model, self.history = model, history
+
+    async def open(self) -> None:
+        await self.call.write(pb.StreamRequest(open=pb.Open(model=self.model, history=self.history)))
+        await self.call.read()
+
+    async def send(self, i: int) -> None:
+        await self.call.write(pb.StreamRequest(word=VOCABULARY[i % len(VOCABULARY)]))
+        response = await self.call.read()
+        if response.WhichOneof("kind") != "word":
+            raise RuntimeError(f"unexpected answer: {response}")
+
+    async def paste(self, words: int) -> None:
+        batch = [VOCABULARY[i % len(VOCABULARY)] for i in range(words)]
+        await self.call.write(pb.StreamRequest(paste=pb.Paste(words=batch)))
+        for _ in range(words):
+            await self.call.read()
+
+    async def close(self) -> None:
+        await self.call.write(pb.StreamRequest(close=pb.Close()))
+        await self.call.read()
+        await self.call.done_writing()
+
+
+class EchoStream:
+    """The transport's own limit: the same message sizes, no work."""
+
+    def __init__(self, channel: grpc.aio.Channel, request_bytes: int, response_bytes: int) -> None:
+        self.call = channel.stream_stream(ECHO_METHOD)()
+        self.request = response_bytes.to_bytes(4, "big") + bytes(max(0, request_bytes - 4))
+
+    async def open(self) -> None:
+        pass
+
+    async def send(self, i: int) -> None:
+        await self.call.write(self.request)
+        await self.call.read()
+
+    async def close(self) -> None:
+        await self.call.done_writing()
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    channels = [grpc.aio.insecure_channel(args.target) for _ in range(max(1, args.channels))]
+    streams: list[Any] = []
+    for i in range(args.streams):
+        channel = channels[i % len(channels)]
+        if args.kind == "echo":
+            streams.append(EchoStream(channel, args.request_bytes, args.response_bytes))
+        else:
+            streams.append(ServiceStream(channel, args.model, args.history))
+    for start in range(0, len(streams), 200):  # open in waves, so the server is not flooded with opens
+        await asyncio.gather(*(s.open() for s in streams[start : start + 200]))
+    await asyncio.gather(*(s.send(0) for s in streams))  # warm-up word
+    if args.start_at:
+        await asyncio.sleep(max(0.0, args.start_at - time.time()))
+    latencies: list[list[float]] = [[] for _ in streams]
+    cpu_before = cpu_seconds()
+    began = time.perf_counter()
+
+    async def drive(n: int, stream: Any) -> None:
+        for i in range(1, args.words + 1):
+            sent = time.perf_counter()
+            if args.paste:
+                await stream.paste(args.paste)
+            else:
+                await stream.send(i)
+            latencies[n].append(time.perf_counter() - sent)
+
+    await asyncio.gather(*(drive(n, s) for n, s in enumerate(streams)))
+    wall = time.perf_counter() - began
+    cpu = cpu_seconds() - cpu_before
+    if args.hold:  # report now, then keep the streams open while the caller measures the server
+        print(json.dumps({"streams": len(streams), "holding": args.hold}), flush=True)
+        await asyncio.sleep(args.hold)
+    if not args.keep_open:
+        await asyncio.gather(*(s.close() for s in streams))
+    for channel in channels:
+        await channel.close()
+    return {"latencies": latencies, "wall": wall, "cpu": cpu, "streams": len(streams), "words": args.words,
+            "paste": args.paste}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--target", required=True)
+    p.add_argument("--kind", choices=("service", "echo"), required=True)
+    p.add_argument("--streams", type=int, default=1)
+    p.add_argument("--words", type=int, default=100, help="messages per stream in the measured phase")
+    p.add_argument("--paste", type=int, default=0, help="send pastes of this many words instead of single words")
+    p.add_argument("--model", default="")
+    p.add_argument("--history", type=int, default=pb.HISTORY_MODE_DELTA)
+    p.add_argument("--request-bytes", type=int, default=16)
+    p.add_argument("--response-bytes", type=int, default=1200)
+    p.add_argument("--channels", type=int, default=1, help="TCP connections to spread the streams over")
+    p.add_argument("--start-at", type=float, default=0.0, help="epoch seconds at which to start measuring")
+    p.add_argument("--keep-open", action="store_true")
+    p.add_argument("--hold", type=float, default=0.0, help="print a line, then hold the streams open this long")
+    args = p.parse_args()
+    result = asyncio.run(run(args))
+    if not args.hold:
+        json.dump(result, sys.stdout)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,360 @@
+"""The benchmark suite, everything side by side in one run (issue 5).
+
+    python -m bench.run                  # full run, about 10 minutes; writes the files below
+    python -m bench.run --smoke          # tiny counts, seconds (the test suite runs this)
+
+Servers: (a) a bare grpc.aio echo stream with the service's message sizes, (b) the
+service with micro-batching, (c) the service with batching off. Baselines: (d) the
+stateless way, re-running the whole prefix for every word, end to end over gRPC and at
+the model level; (e) a PyTorch eager step against the ONNX Runtime step.
+
+Writes bench/results.json, docs/BENCHMARKS.md and docs/bench-*.png (not with --smoke,
+unless --out is given).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+
+from bench.load import VOCABULARY
+from wordstream.v1 import wordstream_pb2 as pb
+from wordstream.v1 import wordstream_pb2_grpc as pb_grpc
+
+ROOT = Path(__file__).resolve().parent.parent
+ENV = {**os.environ, "GRPC_VERBOSITY": "ERROR", "PYTHONPATH": str(ROOT)}
+
+
+@dataclass
+class Server:
+    name: str
+    process: subprocess.Popen[str]
+    port: int
+
+    @property
+    def target(self) -> str:
+        return f"localhost:{self.port}"
+
+    def rss(self) -> int:
+        """Resident memory in bytes."""
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        return int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) * 1024  # type: ignore[union-attr]
+
+    def cpu(self) -> float:
+        """User + system CPU seconds so far."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def start(name: str, command: list[str]) -> Server:
+    process = subprocess.Popen(command, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                               text=True)
+    line = process.stdout.readline() if process.stdout else ""
+    match = re.search(r"port (\d+)", line)
+    if not match:
+        process.kill()
+        raise RuntimeError(f"{name} did not start: {line!r}")
+    return Server(name, process, int(match.group(1)))
+
+
+def start_service(name: str, models: str, batching: bool, extra: list[str] | None = None) -> Server:
+    return start(name, [sys.executable, "-m", "server", "--host", "localhost", "--port", "0", "--models", models,
+                        "--batching", str(batching).lower(), "--log-level", "WARNING", *(extra or [])])
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+def load(server: Server, kind: str, streams: int, words: int, processes: int, **options: Any) -> dict[str, Any]:
+    """Run ``processes`` load generators at once (streams split between them) and merge their figures."""
+    processes = max(1, min(processes, streams))
+    start_at = time.time() + 1.5 + streams / 400  # after every generator has opened its streams
+    command = [sys.executable, "-m", "bench.load", "--target", server.target, "--kind", kind, "--words", str(words),
+               "--start-at", str(start_at)]
+    for key, value in options.items():
+        command += [f"--{key.replace('_', '-')}", str(value)]
+    shares = [streams // processes + (i < streams % processes) for i in range(processes)]
+    cpu_before = server.cpu()
+    children = [subprocess.Popen(command + ["--streams", str(n)], cwd=ROOT, env=ENV, stdout=subprocess.PIPE, text=True)
+                for n in shares]
+    results = [json.loads(child.communicate(timeout=900)[0]) for child in children]
+    latencies = [x for r in results for stream in r["latencies"] for x in stream]
+    wall = max(r["wall"] for r in results)
+    per_message = max(1, options.get("paste", 0) or 1)
+    return {
+        "streams": streams, "processes": processes,
+        "words_per_second": len(latencies) * per_message / wall,
+        "p50_ms": 1000 * percentile(latencies, 50), "p99_ms": 1000 * percentile(latencies, 99),
+        "server_cpu_s": server.cpu() - cpu_before, "client_cpu_s": sum(r["cpu"] for r in results),
+        "wall_s": wall, "messages": len(latencies), "per_stream": [r["latencies"] for r in results],
+    }
+
+
+def message_sizes(target: str) -> tuple[int, int]:
+    """Bytes of a typical word request and its answer (delta history, the default model)."""
+    with grpc.insecure_channel(target) as channel:
+        stub = pb_grpc.WordstreamStub(channel)
+        requests = [pb.StreamRequest(open=pb.Open()), pb.StreamRequest(word="wonderful")]
+        responses = list(stub.Stream(iter(requests + [pb.StreamRequest(close=pb.Close())])))
+        return len(requests[1].SerializeToString()), len(responses[1].SerializeToString())
+
+
+def create_sessions(target: str, sessions: int, words: int) -> None:
+    """Open ``sessions`` sessions (each reading ``words`` words) and leave them idle, streams ended."""
+
+    async def one(stub: pb_grpc.WordstreamStub) -> None:
+        call = stub.Stream()
+        await call.write(pb.StreamRequest(open=pb.Open(history=pb.HISTORY_MODE_NONE)))
+        await call.read()
+        if words:
+            await call.write(pb.StreamRequest(paste=pb.Paste(words=[VOCABULARY[i % 30] for i in range(words)])))
+            for _ in range(words):
+                await call.read()
+        await call.done_writing()
+        await call.read()  # EOF: the stream ends, the session stays (detached)
+
+    async def run() -> None:
+        async with grpc.aio.insecure_channel(target) as channel:
+            stub = pb_grpc.WordstreamStub(channel)
+            for start_index in range(0, sessions, 250):
+                await asyncio.gather(*(one(stub) for _ in range(min(250, sessions - start_index))))
+
+    asyncio.run(run())
+
+
+def settle_rss(server: Server) -> int:
+    time.sleep(1.0)
+    return server.rss()
+
+
+def model_level(model_path: Path, prefix: int, repeats: int) -> dict[str, Any]:
+    """(d) at the model level and (e): ONNX Runtime steps, a prefix re-run, PyTorch eager."""
+    from server.inference import load_model
+
+    model = load_model(model_path, threads=1)
+    ids = [model.codec.encode_ids(w)[0] for w in (VOCABULARY * 40)[:prefix]]
+
+    def timed(fn: Any, n: int) -> float:
+        samples = []
+        for _ in range(n):
+            begin = time.perf_counter()
+            fn()
+            samples.append(time.perf_counter() - begin)
+        return statistics.median(samples)
+
+    out: dict[str, Any] = {}
+    for batch in (1, 64):
+        tokens = np.resize(np.array(ids, np.int64), batch)
+        state = model.initial_state(batch)
+        out[f"ort_step_b{batch}_us"] = 1e6 * timed(lambda: model.run(tokens, state), repeats * 10)
+
+    def prefix_rerun() -> None:
+        state = model.initial_state(1)
+        for token in ids:
+            _, state = model.run(np.array([token], np.int64), state)
+
+    out["ort_prefix_rerun_us"] = 1e6 * timed(prefix_rerun, max(3, repeats // 10))
+    try:
+        import torch
+
+        from export.config import TrainConfig
+        from export.model import StepModel, TextClassifier
+    except ImportError:
+        out["torch"] = "not installed (pip install torch==2.13.0)"
+        return out
+    torch.set_num_threads(1)
+    meta = model.metadata
+    config = TrainConfig.from_dict(meta["training"])
+    # Timing does not depend on the weights' values: the same architecture, initialised afresh.
+    net = TextClassifier(config, len(model.codec.vocab), len(model.labels), meta["model"].get("learned_vocab_size"),
+                         len(meta["model"].get("lexicon_features", []))).eval()
+    step = StepModel(net)
+    with torch.no_grad():
+        for batch in (1, 64):
+            tokens_t = torch.from_numpy(np.resize(np.array(ids, np.int64), batch))
+            state_t = net.init_state(batch)
+            out[f"torch_step_b{batch}_us"] = 1e6 * timed(lambda: step(tokens_t, *state_t), repeats * 10)
+        sequence = torch.tensor([ids])
+        out["torch_full_sequence_us"] = 1e6 * timed(lambda: net(sequence, net.init_state(1)), max(3, repeats // 5))
+    return out
+
+
+def stateless_over_grpc(target: str, prefix: int, repeats: int) -> float:
+    """Seconds to get the output after word ``prefix`` statelessly: send the whole prefix to a new session."""
+
+    async def once(stub: pb_grpc.WordstreamStub) -> float:
+        begin = time.perf_counter()
+        call = stub.Stream()
+        await call.write(pb.StreamRequest(open=pb.Open(history=pb.HISTORY_MODE_NONE)))
+        await call.read()
+        await call.write(pb.StreamRequest(paste=pb.Paste(words=[VOCABULARY[i % 30] for i in range(prefix)])))
+        for _ in range(prefix):
+            await call.read()
+        await call.write(pb.StreamRequest(close=pb.Close()))
+        await call.read()
+        await call.done_writing()
+        return time.perf_counter() - begin
+
+    async def run() -> list[float]:
+        async with grpc.aio.insecure_channel(target) as channel:
+            stub = pb_grpc.WordstreamStub(channel)
+            return [await once(stub) for _ in range(repeats)]
+
+    return statistics.median(asyncio.run(run()))
+
+
+def machine() -> dict[str, Any]:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "grpcio": grpc.__version__,
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    smoke = args.smoke
+    models = args.models
+    model_path = Path(models) / f"{args.model}.onnx"
+    concurrency = [1, 10] if smoke else [1, 10, 100, 1000]
+    results: dict[str, Any] = {"machine": machine(), "command": " ".join(["python -m bench.run", *sys.argv[1:]])}
+    echo = start("echo", [sys.executable, "-m", "bench.echo_server"])
+    batched = start_service("batching", models, True)
+    unbatched = start_service("no batching", models, False)
+    servers = [echo, batched, unbatched]
+    try:
+        request_bytes, response_bytes = message_sizes(batched.target)
+        results["message_bytes"] = {"request": request_bytes, "response": response_bytes}
+        sizes = {"request_bytes": request_bytes, "response_bytes": response_bytes}
+
+        def run_load(server: Server, streams: int, words: int, processes: int, **extra: Any) -> dict[str, Any]:
+            if server is echo:
+                return load(server, "echo", streams, words, processes, **sizes, **extra)
+            return load(server, "service", streams, words, processes, **extra)
+
+        # One stream, ping-pong: latency.
+        words = 30 if smoke else 2000
+        results["one_stream"] = {s.name: strip(run_load(s, 1, words, 1)) for s in servers}
+        # Concurrency: throughput and latency.
+        results["concurrency"] = {}
+        for c in concurrency:
+            per_stream = max(5, min(400, (300 if smoke else 30000) // c))
+            processes = 1 if c < 100 else 2
+            results["concurrency"][str(c)] = {s.name: strip(run_load(s, c, per_stream, processes)) for s in servers}
+        # Cost per word against session length (one stream, the batching service).
+        length = 60 if smoke else 1000
+        long = run_load(batched, 1, length, 1)
+        per_word = long["per_stream"][0][0]
+        window = 5 if smoke else 20
+        early = per_word[max(0, 10 - window // 2) : 10 + window // 2]
+        late = per_word[length - window :]
+        results["session_length"] = {
+            "per_word_ms": [1000 * x for x in per_word],
+            "step10_ms": 1000 * statistics.median(early),
+            "step_end_ms": 1000 * statistics.median(late),
+            "end_step": length,
+        }
+        # Stateless baseline at step `prefix`, end to end, against the service's cost per word there.
+        prefix = 20 if smoke else 500
+        stateless = stateless_over_grpc(batched.target, prefix, 3 if smoke else 10)
+        around = per_word[max(0, prefix - window) : prefix + window]
+        results["stateless"] = {"prefix": prefix, "stateless_ms": 1000 * stateless,
+                                "service_ms": 1000 * statistics.median(around)}
+        # Paste throughput.
+        paste = 10 if smoke else 100
+        results["paste"] = {"words_per_message": paste,
+                            **strip(run_load(batched, 1, 5 if smoke else 40, 1, paste=paste))}
+        # Memory per idle session, and per open stream of the bare echo.
+        sessions = 200 if smoke else 10000
+        results["memory"] = memory(models, sessions, 2 if smoke else 20, echo, sizes)
+    finally:
+        for server in servers:
+            server.stop()
+    results["model_level"] = model_level(model_path, 20 if smoke else 500, 5 if smoke else 50)
+    return results
+
+
+def memory(models: str, sessions: int, words: int, echo: Server, sizes: dict[str, int]) -> dict[str, Any]:
+    from server.inference import load_model
+
+    out: dict[str, Any] = {"sessions": sessions, "words_each": words}
+    for label, count in (("no_history", 0), ("history", words)):
+        server = start_service(f"memory {label}", models, True)
+        try:
+            before = settle_rss(server)
+            create_sessions(server.target, sessions, count)
+            after = settle_rss(server)
+            out[f"{label}_bytes_per_session"] = (after - before) / sessions
+        finally:
+            server.stop()
+    model = load_model(Path(models) / "sentiment-lstm.onnx")
+    state_bytes = sum(4 * s.layers * s.hidden for s in model.states)
+    step_bytes = 8 + 4 + 4 * len(model.labels) + state_bytes
+    out["state_bytes"] = state_bytes
+    out["beyond_state_bytes"] = out["no_history_bytes_per_session"] - state_bytes
+    out["history_bytes_per_step"] = (out["history_bytes_per_session"] - out["no_history_bytes_per_session"]) / words
+    out["raw_bytes_per_step"] = step_bytes
+    # What an open gRPC stream costs by itself: the bare echo with open, idle streams.
+    streams = min(sessions, 1000)
+    before = settle_rss(echo)
+    holder = subprocess.Popen([sys.executable, "-m", "bench.load", "--target", echo.target, "--kind", "echo",
+                               "--streams", str(streams), "--words", "0", "--hold", "5",
+                               "--request-bytes", str(sizes["request_bytes"]),
+                               "--response-bytes", str(sizes["response_bytes"])],
+                              cwd=ROOT, env=ENV, stdout=subprocess.PIPE, text=True)
+    holder.stdout.readline() if holder.stdout else None  # the streams are open now
+    out["echo_stream_bytes"] = (settle_rss(echo) - before) / streams
+    out["echo_streams"] = streams
+    holder.communicate(timeout=300)
+    return out
+
+
+def strip(result: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in result.items() if k != "per_stream"}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny counts, for the tests")
+    parser.add_argument("--models", default="models")
+    parser.add_argument("--model", default="sentiment-lstm")
+    parser.add_argument("--out", help="folder for results.json, BENCHMARKS.md and the plots (default: docs/)")
+    args = parser.parse_args()
+    results = run(args)
+    from bench.report import write_report
+
+    out = Path(args.out) if args.out else (None if args.smoke else ROOT / "docs")
+    if out is not None:
+        write_report(results, out)
+    print(json.dumps(results, default=float)[:2000] if args.smoke else json.dumps(summary(results)))
+    return 0
+
+
+def summary(results: dict[str, Any]) -> dict[str, Any]:
+    from bench.report import ratios
+
+    return ratios(results)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
