@@ -117,8 +117,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         await asyncio.gather(*(s.close() for s in streams))
     for channel in channels:
         await channel.close()
-    return {"latencies": latencies, "wall": wall, "cpu": cpu, "streams": len(streams), "words": args.words,
-            "paste": args.paste}
+    return {
+        "latencies": latencies,
+        "wall": wall,
+        "cpu": cpu,
+        "streams": len(streams),
+        "words": args.words,
+        "paste": args.paste,
+    }
 
 
 def main() -> int:

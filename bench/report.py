@@ -8,29 +8,73 @@ from typing import Any
 
 # (name, the ratio's value from the results, comparison, target)
 TARGETS = [
-    ("one stream: service p50 / echo p50", lambda r: r["one_stream"]["batching"]["p50_ms"]
-     / r["one_stream"]["echo"]["p50_ms"], "<=", 1.15),
-    ("100 sessions: service throughput / echo", lambda r: _c(r, "100", "batching", "words_per_second")
-     / _c(r, "100", "echo", "words_per_second"), ">=", 0.85),
-    ("100 sessions: service p99 / echo p99", lambda r: _c(r, "100", "batching", "p99_ms") / _c(r, "100", "echo", "p99_ms"),
-     "<=", 1.5),
-    ("1,000 sessions: service throughput / echo", lambda r: _c(r, "1000", "batching", "words_per_second")
-     / _c(r, "1000", "echo", "words_per_second"), ">=", 0.85),
-    ("1,000 sessions: service p99 / echo p99", lambda r: _c(r, "1000", "batching", "p99_ms")
-     / _c(r, "1000", "echo", "p99_ms"), "<=", 1.5),
-    ("cost per word, step 1,000 / step 10", lambda r: r["session_length"]["step_end_ms"]
-     / r["session_length"]["step10_ms"], "<=", 1.10),
-    ("step 500, end to end: stateless / service", lambda r: r["stateless"]["stateless_ms"]
-     / r["stateless"]["service_ms"], ">=", 10.0),
-    ("step 500, model level: prefix re-run / one step", lambda r: r["model_level"]["ort_prefix_rerun_us"]
-     / r["model_level"]["ort_step_b1_us"], ">=", 40.0),
-    ("1,000 sessions: batching on / off throughput", lambda r: _c(r, "1000", "batching", "words_per_second")
-     / _c(r, "1000", "no batching", "words_per_second"), ">=", 1.4),
+    (
+        "one stream: service p50 / echo p50",
+        lambda r: r["one_stream"]["batching"]["p50_ms"] / r["one_stream"]["echo"]["p50_ms"],
+        "<=",
+        1.15,
+    ),
+    (
+        "100 sessions: service throughput / echo",
+        lambda r: _c(r, "100", "batching", "words_per_second") / _c(r, "100", "echo", "words_per_second"),
+        ">=",
+        0.85,
+    ),
+    (
+        "100 sessions: service p99 / echo p99",
+        lambda r: _c(r, "100", "batching", "p99_ms") / _c(r, "100", "echo", "p99_ms"),
+        "<=",
+        1.5,
+    ),
+    (
+        "1,000 sessions: service throughput / echo",
+        lambda r: _c(r, "1000", "batching", "words_per_second") / _c(r, "1000", "echo", "words_per_second"),
+        ">=",
+        0.85,
+    ),
+    (
+        "1,000 sessions: service p99 / echo p99",
+        lambda r: _c(r, "1000", "batching", "p99_ms") / _c(r, "1000", "echo", "p99_ms"),
+        "<=",
+        1.5,
+    ),
+    (
+        "cost per word, step 1,000 / step 10",
+        lambda r: r["session_length"]["step_end_ms"] / r["session_length"]["step10_ms"],
+        "<=",
+        1.10,
+    ),
+    (
+        "step 500, end to end: stateless / service",
+        lambda r: r["stateless"]["stateless_ms"] / r["stateless"]["service_ms"],
+        ">=",
+        10.0,
+    ),
+    (
+        "step 500, model level: prefix re-run / one step",
+        lambda r: r["model_level"]["ort_prefix_rerun_us"] / r["model_level"]["ort_step_b1_us"],
+        ">=",
+        40.0,
+    ),
+    (
+        "1,000 sessions: batching on / off throughput",
+        lambda r: _c(r, "1000", "batching", "words_per_second") / _c(r, "1000", "no batching", "words_per_second"),
+        ">=",
+        1.4,
+    ),
     ("memory beyond the state tensors, bytes per session", lambda r: r["memory"]["beyond_state_bytes"], "<=", 4096),
-    ("history bytes per step / raw bytes", lambda r: r["memory"]["history_bytes_per_step"]
-     / r["memory"]["raw_bytes_per_step"], "<=", 1.5),
-    ("batch 1: PyTorch eager step / ONNX Runtime step", lambda r: r["model_level"]["torch_step_b1_us"]
-     / r["model_level"]["ort_step_b1_us"], ">=", 5.0),
+    (
+        "history bytes per step / raw bytes",
+        lambda r: r["memory"]["history_bytes_per_step"] / r["memory"]["raw_bytes_per_step"],
+        "<=",
+        1.5,
+    ),
+    (
+        "batch 1: PyTorch eager step / ONNX Runtime step",
+        lambda r: r["model_level"]["torch_step_b1_us"] / r["model_level"]["ort_step_b1_us"],
+        ">=",
+        5.0,
+    ),
 ]
 
 
@@ -74,44 +118,77 @@ def write_report(results: dict[str, Any], out: Path) -> None:
     ]
     for name, r in ratios(results).items():
         lines.append(f"| {name} | {r['value']} | {r['target']} | {'yes' if r['met'] else '**no**'} |")
-    lines += ["", "## One stream, ping-pong", "", "| server | p50 ms | p99 ms | words/s | server CPU s | client CPU s |",
-              "|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## One stream, ping-pong",
+        "",
+        "| server | p50 ms | p99 ms | words/s | server CPU s | client CPU s |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, r in results["one_stream"].items():
-        lines.append(f"| {name} | {r['p50_ms']:.3f} | {r['p99_ms']:.3f} | {r['words_per_second']:.0f} | "
-                     f"{r['server_cpu_s']:.1f} | {r['client_cpu_s']:.1f} |")
-    lines += ["", "## Concurrent sessions", "",
-              "| sessions | server | words/s | p50 ms | p99 ms | server CPU s | client CPU s (processes) |",
-              "|---|---|---|---|---|---|---|"]
+        lines.append(
+            f"| {name} | {r['p50_ms']:.3f} | {r['p99_ms']:.3f} | {r['words_per_second']:.0f} | "
+            f"{r['server_cpu_s']:.1f} | {r['client_cpu_s']:.1f} |"
+        )
+    lines += [
+        "",
+        "## Concurrent sessions",
+        "",
+        "| sessions | server | words/s | p50 ms | p99 ms | server CPU s | client CPU s (processes) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for c, by_server in results["concurrency"].items():
         for name, r in by_server.items():
-            lines.append(f"| {c} | {name} | {r['words_per_second']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
-                         f"{r['server_cpu_s']:.1f} | {r['client_cpu_s']:.1f} ({r['processes']}) |")
-    s, st, p, mem, ml = (results["session_length"], results["stateless"], results["paste"], results["memory"],
-                         results["model_level"])
+            lines.append(
+                f"| {c} | {name} | {r['words_per_second']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
+                f"{r['server_cpu_s']:.1f} | {r['client_cpu_s']:.1f} ({r['processes']}) |"
+            )
+    s, st, p, mem, ml = (
+        results["session_length"],
+        results["stateless"],
+        results["paste"],
+        results["memory"],
+        results["model_level"],
+    )
     lines += [
-        "", "## Cost per word against session length", "",
+        "",
+        "## Cost per word against session length",
+        "",
         f"One session, {s['end_step']} words: median {s['step10_ms']:.3f} ms around step 10, "
         f"{s['step_end_ms']:.3f} ms over the last words.",
         "",
         f"Stateless baseline at step {st['prefix']} (a new session fed the whole prefix, as a client without "
         f"server-side state would): {st['stateless_ms']:.1f} ms per word, against {st['service_ms']:.3f} ms for "
         "the service's next word at that point.",
-        "", "## Paste", "",
+        "",
+        "## Paste",
+        "",
         f"One stream, {p['words_per_message']} words per message: {p['words_per_second']:.0f} words/s "
         f"(ping-pong one word per message: {results['one_stream']['batching']['words_per_second']:.0f} words/s).",
-        "", "## Memory", "",
+        "",
+        "## Memory",
+        "",
         f"{mem['sessions']} idle sessions (streams ended, sessions kept): "
         f"{mem['no_history_bytes_per_session']:.0f} bytes per session without history, of which "
         f"{mem['state_bytes']} are the state tensors ({mem['beyond_state_bytes']:.0f} beyond them); with "
         f"{mem['words_each']} words each, {mem['history_bytes_per_step']:.0f} bytes per step of history against "
         f"{mem['raw_bytes_per_step']} raw bytes (token id, word index, probabilities, state). An open, idle stream "
-        f"of the bare echo server costs {mem['echo_stream_bytes']:.0f} bytes by itself ({mem['echo_streams']} streams).",
-        "", "## Model level", "", "| measurement | median µs |", "|---|---|",
+        f"of the bare echo server costs {mem['echo_stream_bytes']:.0f} bytes by itself "
+        f"({mem['echo_streams']} streams).",
+        "",
+        "## Model level",
+        "",
+        "| measurement | median µs |",
+        "|---|---|",
     ]
     for key, value in ml.items():
         lines.append(f"| {key} | {value if isinstance(value, str) else f'{value:.1f}'} |")
-    lines += ["", "PyTorch eager is timed on the same architecture with fresh weights (timing does not depend "
-              "on the values); one thread for both runtimes.", ""]
+    lines += [
+        "",
+        "PyTorch eager is timed on the same architecture with fresh weights (timing does not depend "
+        "on the values); one thread for both runtimes.",
+        "",
+    ]
     lines += [f"![{name}]({path.name})" for name, path in plots]
     (out / "BENCHMARKS.md").write_text("\n".join(lines) + "\n")
 
@@ -143,8 +220,10 @@ def _plots(results: dict[str, Any], out: Path) -> list[tuple[str, Path]]:
     fig, ax = plt.subplots(figsize=(8, 3.2), dpi=110)
     ax.plot(range(1, len(per_word) + 1), per_word, lw=0.6, alpha=0.5, label="each word")
     window = 25
-    smooth = [sum(per_word[max(0, i - window) : i + 1]) / len(per_word[max(0, i - window) : i + 1])
-              for i in range(len(per_word))]
+    smooth = [
+        sum(per_word[max(0, i - window) : i + 1]) / len(per_word[max(0, i - window) : i + 1])
+        for i in range(len(per_word))
+    ]
     ax.plot(range(1, len(per_word) + 1), smooth, lw=1.5, label=f"mean of the last {window}")
     ax.set(xlabel="step (word) in the session", ylabel="latency (ms)", title="cost per word against session length")
     ax.grid(alpha=0.3)

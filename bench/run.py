@@ -68,8 +68,7 @@ class Server:
 
 
 def start(name: str, command: list[str]) -> Server:
-    process = subprocess.Popen(command, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                               text=True)
+    process = subprocess.Popen(command, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     line = process.stdout.readline() if process.stdout else ""
     match = re.search(r"port (\d+)", line)
     if not match:
@@ -79,8 +78,25 @@ def start(name: str, command: list[str]) -> Server:
 
 
 def start_service(name: str, models: str, batching: bool, extra: list[str] | None = None) -> Server:
-    return start(name, [sys.executable, "-m", "server", "--host", "localhost", "--port", "0", "--models", models,
-                        "--batching", str(batching).lower(), "--log-level", "WARNING", *(extra or [])])
+    return start(
+        name,
+        [
+            sys.executable,
+            "-m",
+            "server",
+            "--host",
+            "localhost",
+            "--port",
+            "0",
+            "--models",
+            models,
+            "--batching",
+            str(batching).lower(),
+            "--log-level",
+            "WARNING",
+            *(extra or []),
+        ],
+    )
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -91,24 +107,42 @@ def load(server: Server, kind: str, streams: int, words: int, processes: int, **
     """Run ``processes`` load generators at once (streams split between them) and merge their figures."""
     processes = max(1, min(processes, streams))
     start_at = time.time() + 1.5 + streams / 400  # after every generator has opened its streams
-    command = [sys.executable, "-m", "bench.load", "--target", server.target, "--kind", kind, "--words", str(words),
-               "--start-at", str(start_at)]
+    command = [
+        sys.executable,
+        "-m",
+        "bench.load",
+        "--target",
+        server.target,
+        "--kind",
+        kind,
+        "--words",
+        str(words),
+        "--start-at",
+        str(start_at),
+    ]
     for key, value in options.items():
         command += [f"--{key.replace('_', '-')}", str(value)]
     shares = [streams // processes + (i < streams % processes) for i in range(processes)]
     cpu_before = server.cpu()
-    children = [subprocess.Popen(command + ["--streams", str(n)], cwd=ROOT, env=ENV, stdout=subprocess.PIPE, text=True)
-                for n in shares]
+    children = [
+        subprocess.Popen(command + ["--streams", str(n)], cwd=ROOT, env=ENV, stdout=subprocess.PIPE, text=True)
+        for n in shares
+    ]
     results = [json.loads(child.communicate(timeout=900)[0]) for child in children]
     latencies = [x for r in results for stream in r["latencies"] for x in stream]
     wall = max(r["wall"] for r in results)
     per_message = max(1, options.get("paste", 0) or 1)
     return {
-        "streams": streams, "processes": processes,
+        "streams": streams,
+        "processes": processes,
         "words_per_second": len(latencies) * per_message / wall,
-        "p50_ms": 1000 * percentile(latencies, 50), "p99_ms": 1000 * percentile(latencies, 99),
-        "server_cpu_s": server.cpu() - cpu_before, "client_cpu_s": sum(r["cpu"] for r in results),
-        "wall_s": wall, "messages": len(latencies), "per_stream": [r["latencies"] for r in results],
+        "p50_ms": 1000 * percentile(latencies, 50),
+        "p99_ms": 1000 * percentile(latencies, 99),
+        "server_cpu_s": server.cpu() - cpu_before,
+        "client_cpu_s": sum(r["cpu"] for r in results),
+        "wall_s": wall,
+        "messages": len(latencies),
+        "per_stream": [r["latencies"] for r in results],
     }
 
 
@@ -168,7 +202,7 @@ def model_level(model_path: Path, prefix: int, repeats: int) -> dict[str, Any]:
     for batch in (1, 64):
         tokens = np.resize(np.array(ids, np.int64), batch)
         state = model.initial_state(batch)
-        out[f"ort_step_b{batch}_us"] = 1e6 * timed(lambda: model.run(tokens, state), repeats * 10)
+        out[f"ort_step_b{batch}_us"] = 1e6 * timed(lambda t=tokens, s=state: model.run(t, s), repeats * 10)
 
     def prefix_rerun() -> None:
         state = model.initial_state(1)
@@ -188,14 +222,19 @@ def model_level(model_path: Path, prefix: int, repeats: int) -> dict[str, Any]:
     meta = model.metadata
     config = TrainConfig.from_dict(meta["training"])
     # Timing does not depend on the weights' values: the same architecture, initialised afresh.
-    net = TextClassifier(config, len(model.codec.vocab), len(model.labels), meta["model"].get("learned_vocab_size"),
-                         len(meta["model"].get("lexicon_features", []))).eval()
+    net = TextClassifier(
+        config,
+        len(model.codec.vocab),
+        len(model.labels),
+        meta["model"].get("learned_vocab_size"),
+        len(meta["model"].get("lexicon_features", [])),
+    ).eval()
     step = StepModel(net)
     with torch.no_grad():
         for batch in (1, 64):
             tokens_t = torch.from_numpy(np.resize(np.array(ids, np.int64), batch))
             state_t = net.init_state(batch)
-            out[f"torch_step_b{batch}_us"] = 1e6 * timed(lambda: step(tokens_t, *state_t), repeats * 10)
+            out[f"torch_step_b{batch}_us"] = 1e6 * timed(lambda t=tokens_t, s=state_t: step(t, *s), repeats * 10)
         sequence = torch.tensor([ids])
         out["torch_full_sequence_us"] = 1e6 * timed(lambda: net(sequence, net.init_state(1)), max(3, repeats // 5))
     return out
@@ -226,10 +265,21 @@ def stateless_over_grpc(target: str, prefix: int, repeats: int) -> float:
 
 
 def machine() -> dict[str, Any]:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "grpcio": grpc.__version__,
-            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "grpcio": grpc.__version__,
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -278,12 +328,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         prefix = 20 if smoke else 500
         stateless = stateless_over_grpc(batched.target, prefix, 3 if smoke else 10)
         around = per_word[max(0, prefix - window) : prefix + window]
-        results["stateless"] = {"prefix": prefix, "stateless_ms": 1000 * stateless,
-                                "service_ms": 1000 * statistics.median(around)}
+        results["stateless"] = {
+            "prefix": prefix,
+            "stateless_ms": 1000 * stateless,
+            "service_ms": 1000 * statistics.median(around),
+        }
         # Paste throughput.
         paste = 10 if smoke else 100
-        results["paste"] = {"words_per_message": paste,
-                            **strip(run_load(batched, 1, 5 if smoke else 40, 1, paste=paste))}
+        results["paste"] = {
+            "words_per_message": paste,
+            **strip(run_load(batched, 1, 5 if smoke else 40, 1, paste=paste)),
+        }
         # Memory per idle session, and per open stream of the bare echo.
         sessions = 200 if smoke else 10000
         results["memory"] = memory(models, sessions, 2 if smoke else 20, echo, sizes)
@@ -317,11 +372,31 @@ def memory(models: str, sessions: int, words: int, echo: Server, sizes: dict[str
     # What an open gRPC stream costs by itself: the bare echo with open, idle streams.
     streams = min(sessions, 1000)
     before = settle_rss(echo)
-    holder = subprocess.Popen([sys.executable, "-m", "bench.load", "--target", echo.target, "--kind", "echo",
-                               "--streams", str(streams), "--words", "0", "--hold", "5",
-                               "--request-bytes", str(sizes["request_bytes"]),
-                               "--response-bytes", str(sizes["response_bytes"])],
-                              cwd=ROOT, env=ENV, stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bench.load",
+            "--target",
+            echo.target,
+            "--kind",
+            "echo",
+            "--streams",
+            str(streams),
+            "--words",
+            "0",
+            "--hold",
+            "5",
+            "--request-bytes",
+            str(sizes["request_bytes"]),
+            "--response-bytes",
+            str(sizes["response_bytes"]),
+        ],
+        cwd=ROOT,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     holder.stdout.readline() if holder.stdout else None  # the streams are open now
     out["echo_stream_bytes"] = (settle_rss(echo) - before) / streams
     out["echo_streams"] = streams

@@ -63,8 +63,12 @@ class StateBank:
 
     def _grow(self) -> None:
         old = self.capacity
-        self.arrays = {n: np.concatenate([a, np.zeros_like(a)], axis=1) for n, a in self.arrays.items()}
-        self._free.extend(range(2 * old - 1, old - 1, -1))
+        new = max(old + 64, old * 5 // 4)  # 1.25x: little slack per live session
+        self.arrays = {
+            n: np.concatenate([a, np.zeros((a.shape[0], new - old, a.shape[2]), a.dtype)], axis=1)
+            for n, a in self.arrays.items()
+        }
+        self._free.extend(range(new - 1, old - 1, -1))
 
     def get(self, slot: int) -> dict[str, np.ndarray]:
         """A copy of the slot's state, each tensor (layers, hidden)."""

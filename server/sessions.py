@@ -45,20 +45,28 @@ class StepView:
 
 
 class History:
-    """Every step's token, output and state, in arrays that grow by doubling.
+    """Every step's token, output and state, in arrays that grow by a quarter when full.
 
     Step i's state is the recurrent state after token i, so the current state of the
-    session is the last row, and rewinding is a truncation.
+    session is the last row, and rewinding is a truncation. A history with no steps
+    shares one set of empty arrays per model, so an idle session costs little.
     """
 
-    def __init__(self, model: StepModel, capacity: int = 0) -> None:
+    __slots__ = ("labels", "specs", "length", "token_ids", "word_index", "probs", "states", "tokens")
+    _EMPTY: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]] = {}
+
+    def __init__(self, model: StepModel) -> None:
         self.labels = len(model.labels)
         self.specs = model.states
         self.length = 0
-        self.token_ids = np.zeros(capacity, np.int64)
-        self.word_index = np.zeros(capacity, np.int32)
-        self.probs = np.zeros((capacity, self.labels), np.float32)
-        self.states = {s.name: np.zeros((capacity, s.layers, s.hidden), np.float32) for s in self.specs}
+        if model.name not in History._EMPTY:
+            History._EMPTY[model.name] = (
+                np.zeros(0, np.int64),
+                np.zeros(0, np.int32),
+                np.zeros((0, self.labels), np.float32),
+                {s.name: np.zeros((0, s.layers, s.hidden), np.float32) for s in self.specs},
+            )
+        self.token_ids, self.word_index, self.probs, self.states = History._EMPTY[model.name]  # read-only until grown
         self.tokens: list[str] = []
 
     @property
@@ -84,7 +92,7 @@ class History:
         del self.tokens[length:]
 
     def _grow(self) -> None:
-        capacity = max(8, 2 * len(self.token_ids))
+        capacity = max(8, len(self.token_ids) * 5 // 4)  # 1.25x: the slack stays under a quarter
         self.token_ids = np.resize(self.token_ids, capacity)
         self.word_index = np.resize(self.word_index, capacity)
         self.probs = np.resize(self.probs, (capacity, self.labels))
