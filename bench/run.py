@@ -172,8 +172,8 @@ def create_sessions(target: str, sessions: int, words: int) -> None:
     async def run() -> None:
         async with grpc.aio.insecure_channel(target) as channel:
             stub = pb_grpc.WordstreamStub(channel)
-            for start_index in range(0, sessions, 250):
-                await asyncio.gather(*(one(stub) for _ in range(min(250, sessions - start_index))))
+            for start_index in range(0, sessions, 100):
+                await asyncio.gather(*(one(stub) for _ in range(min(100, sessions - start_index))))
 
     asyncio.run(run())
 

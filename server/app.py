@@ -12,6 +12,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from server import persistence
+from server.auth import TokenAuth
 from server.config import Settings
 from server.inference import load_models
 from server.service import Wordstream
@@ -44,6 +46,9 @@ class Running:
         log.info("shutting down", extra={"event": "shutdown", "grace": grace, "sessions": len(self.service.store)})
         self.reaper.cancel()
         await self.server.stop(grace)
+        if self.service.settings.state_dir:  # every stream has ended: the sessions are quiet
+            path = persistence.save(self.service.store, Path(self.service.settings.state_dir))
+            log.info("sessions saved", extra={"event": "save", "sessions": len(self.service.store), "file": str(path)})
         self.service.shutdown()
         self.service.metrics.stop()
 
@@ -52,20 +57,32 @@ async def start(settings: Settings) -> Running:
     """Load the models, bind ``host:port`` (port 0 picks a free one) and start serving."""
     models = load_models(Path(settings.models), settings.threads)
     service = Wordstream(settings, models, SessionStore(settings))
+    tokens = settings.accepted_tokens()
+    if settings.state_dir:
+        persistence.load(service.store, models, Path(settings.state_dir))
     server = grpc.aio.server(
+        interceptors=[TokenAuth(tokens)] if tokens else [],
         options=[
             ("grpc.max_receive_message_length", settings.max_message_bytes),
+            ("grpc.max_concurrent_streams", settings.max_streams_per_connection),
             # Notice dead clients, so their sessions detach and become resumable elsewhere.
             ("grpc.keepalive_time_ms", 30_000),
             ("grpc.keepalive_timeout_ms", 10_000),
             ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
-        ]
+        ],
     )
-    pb_grpc.add_WordstreamServicer_to_server(WordstreamServicer(service), server)
+    pb_grpc.add_WordstreamServicer_to_server(WordstreamServicer(service, authenticate=bool(tokens)), server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+    address = f"{settings.host}:{settings.port}"
+    if settings.tls_cert:
+        credentials = grpc.ssl_server_credentials(
+            [(Path(settings.tls_key).read_bytes(), Path(settings.tls_cert).read_bytes())]
+        )
+        port = server.add_secure_port(address, credentials)
+    else:
+        port = server.add_insecure_port(address)
     if port == 0:
         raise OSError(f"cannot bind {settings.host}:{settings.port}")
     await server.start()

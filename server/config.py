@@ -52,6 +52,18 @@ class Settings:
     """Port of the Prometheus endpoint; -1 turns it off, 0 picks a free port."""
     grace: float = 5.0
     """Seconds in-flight requests get to finish on SIGTERM/SIGINT."""
+    state_dir: str = ""
+    """Directory where live sessions are saved on shutdown and restored from on start; empty: off."""
+    tokens: str = ""
+    """Comma-separated bearer tokens that may call the service; empty (and no tokens_file): no authentication."""
+    tokens_file: str = ""
+    """File with one accepted bearer token per line (joins --tokens)."""
+    tls_cert: str = ""
+    """PEM certificate chain for TLS (with --tls-key); empty: plaintext."""
+    tls_key: str = ""
+    """PEM private key for TLS."""
+    max_streams_per_connection: int = 1000
+    """Concurrent streams one client connection may hold."""
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
@@ -72,8 +84,18 @@ class Settings:
         for name in ("idle_timeout", "reap_interval", "grace"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("TLS needs both tls_cert and tls_key")
         if self.max_wait < 0:
             raise ValueError(f"max_wait must be 0 or more, got {self.max_wait}")
+
+    def accepted_tokens(self) -> frozenset[str]:
+        """Every accepted bearer token (empty: authentication is off)."""
+        tokens = [t.strip() for t in self.tokens.split(",")]
+        if self.tokens_file:
+            with open(self.tokens_file, encoding="utf-8") as f:
+                tokens += [line.strip() for line in f if line.strip() and not line.startswith("#")]
+        return frozenset(t for t in tokens if t)
 
     @classmethod
     def from_args(cls, argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> Settings:

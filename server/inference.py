@@ -7,6 +7,7 @@ served by the same code. No torch here.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ class StepModel:
     labels: tuple[str, ...]
     states: tuple[StateSpec, ...]
     metadata: dict[str, Any] = field(repr=False)
+    fingerprint: str = ""  # SHA-256 of the file: saved sessions are restored only onto the same model
 
     @property
     def state_names(self) -> tuple[str, ...]:
@@ -121,7 +123,8 @@ def load_model(path: Path, threads: int = 1) -> StepModel:
         codec = TextCodec.from_metadata(metadata["tokenizer"], metadata["vocabulary"])
     except (ValueError, TypeError) as e:
         raise fail(f"bad tokenizer or vocabulary metadata ({e})") from None
-    model = StepModel(path.stem, path, session, codec, labels, tuple(states), metadata)
+    fingerprint = hashlib.sha256(path.read_bytes()).hexdigest()
+    model = StepModel(path.stem, path, session, codec, labels, tuple(states), metadata, fingerprint)
     _smoke(model)
     return model
 

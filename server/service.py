@@ -65,11 +65,11 @@ class Wordstream:
             raise ModelNotFound(name, list(self.models))
         return model
 
-    def open(self, model_name: str, mode: HistoryMode) -> Session:
+    def open(self, model_name: str, mode: HistoryMode, owner: str | None = None) -> Session:
         if not self.accepting:
             raise ShuttingDown()
         try:
-            session = self.store.create(self.model(model_name), mode)
+            session = self.store.create(self.model(model_name), mode, owner)
         except ServerFull:
             self.metrics.sessions_refused.inc()
             raise
@@ -77,9 +77,10 @@ class Wordstream:
         log.info("session opened", extra={"event": "open", "session": session.id, "model": session.model.name})
         return session
 
-    def resume(self, session_id: str, mode: HistoryMode | None) -> Session:
+    def resume(self, session_id: str, mode: HistoryMode | None, owner: str | None = None) -> Session:
         if not self.accepting:
             raise ShuttingDown()
+        self.get(session_id, owner)
         session = self.store.attach(session_id)
         if mode is not None:
             session.mode = mode
@@ -103,6 +104,7 @@ class Wordstream:
         encoded = [session.model.codec.encode(word) for word in words]
         self.store.check_words(session, words, encoded)
         batcher = self.batchers[session.model.name]
+        session.history.reserve(sum(len(tokens.ids) for tokens in encoded))
         updates = []
         for word, tokens in zip(words, encoded):
             try:
@@ -124,13 +126,18 @@ class Wordstream:
         self.store.touch(session)
         self.store.rewind(session, words)
 
-    def close(self, session_id: str) -> Session:
+    def close(self, session_id: str, owner: str | None = None) -> Session:
+        self.get(session_id, owner)
         session = self.store.remove(session_id)
         log.info("session closed", extra={"event": "close", "session": session_id, "steps": session.steps})
         return session
 
-    def get(self, session_id: str) -> Session:
-        return self.store.get(session_id)
+    def get(self, session_id: str, owner: str | None = None) -> Session:
+        """The session, if ``owner`` may see it: another token's session is reported as not found."""
+        session = self.store.get(session_id)
+        if session.owner != owner:
+            raise SessionNotFound(session_id)
+        return session
 
     def exists(self, session_id: str) -> bool:
         try:

@@ -11,6 +11,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -91,8 +92,13 @@ class History:
         self.length = length
         del self.tokens[length:]
 
-    def _grow(self) -> None:
-        capacity = max(8, len(self.token_ids) * 5 // 4)  # 1.25x: the slack stays under a quarter
+    def reserve(self, steps: int) -> None:
+        """Make room for ``steps`` more steps in one allocation (a paste knows its size)."""
+        if self.length + steps > len(self.token_ids):
+            self._grow(self.length + steps)
+
+    def _grow(self, at_least: int = 0) -> None:
+        capacity = max(8, at_least, len(self.token_ids) * 5 // 4)  # 1.25x: the slack stays under a quarter
         self.token_ids = np.resize(self.token_ids, capacity)
         self.word_index = np.resize(self.word_index, capacity)
         self.probs = np.resize(self.probs, (capacity, self.labels))
@@ -106,10 +112,31 @@ class History:
 class Session:
     """One text being typed: its model, words, history, and its slot in the model's state bank."""
 
-    __slots__ = ("id", "model", "mode", "history", "words", "word_starts", "bank", "slot", "attached", "last_active")
+    __slots__ = (
+        "id",
+        "model",
+        "mode",
+        "history",
+        "words",
+        "word_starts",
+        "bank",
+        "slot",
+        "attached",
+        "last_active",
+        "owner",
+    )
 
-    def __init__(self, session_id: str, model: StepModel, mode: HistoryMode, now: float, bank: StateBank) -> None:
+    def __init__(
+        self,
+        session_id: str,
+        model: StepModel,
+        mode: HistoryMode,
+        now: float,
+        bank: StateBank,
+        owner: str | None = None,
+    ) -> None:
         self.id = session_id
+        self.owner = owner  # a digest of the token that created it, when the server checks tokens
         self.model = model
         self.mode = mode
         self.history = History(model)
@@ -147,6 +174,7 @@ class Session:
         its last token); returns the new steps' indices."""
         start = self.steps
         word_index = len(self.words)
+        self.history.reserve(len(results))
         self.words.append(word)
         self.word_starts.append(start)
         for token, token_id, (probs, state) in zip(encoded.tokens, encoded.ids, results):
@@ -167,6 +195,29 @@ class Session:
     def reset(self) -> None:
         if self.words:
             self.rewind(len(self.words))
+
+    def restore(self, words: list[str], word_starts: list[int], tokens: list[str], arrays: dict[str, Any]) -> None:
+        """Load a saved history (persistence.py); ValueError if it does not fit this session's model."""
+        steps = len(tokens)
+        h = self.history
+        expected = {"token_ids": (steps,), "word_index": (steps,), "probs": (steps, h.labels)}
+        expected.update({f"state.{s.name}": (steps, s.layers, s.hidden) for s in h.specs})
+        for name, shape in expected.items():
+            if name not in arrays or tuple(arrays[name].shape) != shape:
+                raise ValueError(f"array {name} should have shape {shape}")
+        if (
+            len(word_starts) != len(words)
+            or sorted(word_starts) != word_starts
+            or any(not 0 <= start <= steps for start in word_starts)
+        ):
+            raise ValueError("word starts do not fit the steps")
+        if steps and not 0 <= int(arrays["word_index"].min()) <= int(arrays["word_index"].max()) < len(words):
+            raise ValueError("a step names a word the session does not have")
+        for i in range(steps):
+            state = {s.name: arrays[f"state.{s.name}"][i] for s in h.specs}
+            h.append(int(arrays["word_index"][i]), tokens[i], int(arrays["token_ids"][i]), arrays["probs"][i], state)
+        self.words, self.word_starts = list(words), list(word_starts)
+        self.sync_state()
 
     def step(self, i: int) -> StepView:
         h = self.history
@@ -218,11 +269,37 @@ class SessionStore:
         session.reset() if words is None else session.rewind(words)
         self.total_bytes += session.history_bytes - before
 
-    def create(self, model: StepModel, mode: HistoryMode) -> Session:
+    def create(self, model: StepModel, mode: HistoryMode, owner: str | None = None) -> Session:
         if len(self._sessions) >= self.settings.max_sessions:
             raise ServerFull(f"the server holds its maximum of {self.settings.max_sessions} live sessions; retry later")
-        session = Session(secrets.token_urlsafe(24), model, mode, self.clock(), self.bank(model))
+        session = Session(secrets.token_urlsafe(24), model, mode, self.clock(), self.bank(model), owner)
         self._sessions[session.id] = session
+        return session
+
+    def sessions(self) -> list[Session]:
+        return list(self._sessions.values())
+
+    def restore(
+        self,
+        session_id: str,
+        model: StepModel,
+        mode: HistoryMode,
+        last_active: float,
+        owner: str | None,
+        words: list[str],
+        word_starts: list[int],
+        tokens: list[str],
+        arrays: dict[str, Any],
+    ) -> Session:
+        """Bring back a saved session under its own id; ValueError if its data does not fit its model."""
+        session = Session(session_id, model, mode, last_active, self.bank(model), owner)
+        try:
+            session.restore(words, word_starts, tokens, arrays)
+        except (ValueError, IndexError, TypeError):
+            session.bank.release(session.slot)
+            raise
+        self._sessions[session.id] = session
+        self.total_bytes += session.history_bytes
         return session
 
     def get(self, session_id: str) -> Session:

@@ -14,6 +14,7 @@ import grpc
 import numpy as np
 
 from server import errors
+from server.auth import owner_of
 from server.inference import StepModel
 from server.service import Wordstream, WordUpdate
 from server.sessions import HistoryMode, Session
@@ -58,8 +59,9 @@ def status_of(error: errors.WordstreamError) -> grpc.StatusCode:
 
 
 class WordstreamServicer(pb_grpc.WordstreamServicer):
-    def __init__(self, service: Wordstream) -> None:
+    def __init__(self, service: Wordstream, authenticate: bool = False) -> None:
         self.service = service
+        self.authenticate = authenticate  # tokens are checked by auth.TokenAuth; here they name the owner
 
     async def Stream(
         self, request_iterator: AsyncIterator[pb.StreamRequest], context: grpc.aio.ServicerContext
@@ -70,7 +72,7 @@ class WordstreamServicer(pb_grpc.WordstreamServicer):
                 kind = request.WhichOneof("kind")
                 try:
                     if session is None:
-                        session = self._attach(request, kind)
+                        session = self._attach(request, kind, owner_of(context, self.authenticate))
                         yield pb.StreamResponse(
                             seq=request.seq, session_id=session.id, opened=self._opened(session, kind)
                         )
@@ -100,12 +102,12 @@ class WordstreamServicer(pb_grpc.WordstreamServicer):
     def _count(self, code: grpc.StatusCode) -> None:
         self.service.metrics.errors.labels(code.name).inc()
 
-    def _attach(self, request: pb.StreamRequest, kind: str | None) -> Session:
+    def _attach(self, request: pb.StreamRequest, kind: str | None, owner: str | None) -> Session:
         if kind == "open":
-            return self.service.open(request.open.model, _MODES[request.open.history])
+            return self.service.open(request.open.model, _MODES[request.open.history], owner)
         if kind == "resume":
             mode = None if request.resume.history == pb.HISTORY_MODE_UNSPECIFIED else _MODES[request.resume.history]
-            return self.service.resume(request.resume.session_id, mode)
+            return self.service.resume(request.resume.session_id, mode, owner)
         raise errors.NotOpened(kind or "")
 
     async def _handle(self, session: Session, request: pb.StreamRequest, kind: str | None) -> list[pb.StreamResponse]:
@@ -121,7 +123,7 @@ class WordstreamServicer(pb_grpc.WordstreamServicer):
             self.service.rewind(session, request.rewind.words if kind == "rewind" else None)
             return [reply(rewound=position(session))]
         if kind == "close":
-            self.service.close(session.id)
+            self.service.close(session.id, session.owner)  # the stream already proved its owner
             return [reply(closed=pb.Closed(words=len(session.words), steps=session.steps))]
         if kind in ("open", "resume"):
             raise errors.AlreadyOpen()
@@ -159,7 +161,7 @@ class WordstreamServicer(pb_grpc.WordstreamServicer):
 
     async def GetSession(self, request: pb.GetSessionRequest, context: grpc.aio.ServicerContext) -> pb.Session:
         try:
-            session = self.service.get(request.session_id)
+            session = self.service.get(request.session_id, owner_of(context, self.authenticate))
             steps = session.step_range(request.start, request.end or None)
         except errors.WordstreamError as e:
             self._count(status_of(e))
@@ -186,7 +188,7 @@ class WordstreamServicer(pb_grpc.WordstreamServicer):
         self, request: pb.CloseSessionRequest, context: grpc.aio.ServicerContext
     ) -> pb.CloseSessionResponse:
         try:
-            session = self.service.close(request.session_id)
+            session = self.service.close(request.session_id, owner_of(context, self.authenticate))
         except errors.WordstreamError as e:
             self._count(status_of(e))
             await context.abort(status_of(e), str(e))

@@ -16,13 +16,18 @@ from server.inference import load_model
 from tests.conftest import ServerThread
 from tests.test_server import offline_prefix_probs
 
-TEXTS = [f"the film is {a} and {b} but {c}".split() for a in ("great", "dull") for b in ("fun", "flat")
-         for c in ("smart", "silly", "warm")]
+TEXTS = [
+    f"the film is {a} and {b} but {c}".split()
+    for a in ("great", "dull")
+    for b in ("fun", "flat")
+    for c in ("smart", "silly", "warm")
+]
 
 
 @pytest.mark.parametrize("batching", [True, False])
-def test_concurrent_sessions_each_equal_their_offline_run(make_server, tiny_models: dict[str, Path],
-                                                          batching: bool) -> None:  # type: ignore[no-untyped-def]
+def test_concurrent_sessions_each_equal_their_offline_run(
+    make_server, tiny_models: dict[str, Path], batching: bool
+) -> None:  # type: ignore[no-untyped-def]
     server: ServerThread = make_server(batching=batching, default_model="tiny-gru")
 
     async def one(client: AsyncClient, words: list[str]) -> list[list[float]]:
