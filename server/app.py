@@ -18,9 +18,8 @@ from server.config import Settings
 from server.inference import load_models
 from server.service import Wordstream
 from server.sessions import SessionStore
-from server.transport import WordstreamServicer
+from server.transport import WordstreamServicer, add_to_server
 from wordstream.v1 import wordstream_pb2 as pb
-from wordstream.v1 import wordstream_pb2_grpc as pb_grpc
 
 log = logging.getLogger("wordstream.server")
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Wordstream"].full_name
@@ -71,7 +70,7 @@ async def start(settings: Settings) -> Running:
             ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
         ],
     )
-    pb_grpc.add_WordstreamServicer_to_server(WordstreamServicer(service, authenticate=bool(tokens)), server)
+    add_to_server(WordstreamServicer(service, authenticate=bool(tokens)), server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)

@@ -45,6 +45,11 @@ class AlreadyOpen(RejectedRequest):
         super().__init__("this stream already has a session; open a new stream for another one")
 
 
+class MalformedRequest(RejectedRequest):
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"malformed request, not a valid message (bad protobuf or invalid UTF-8): {detail}")
+
+
 class SessionLimit(RejectedRequest):
     pass
 

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
+from typing import Any
 
 import grpc
 import numpy as np
+from google.protobuf.message import DecodeError
 
 from server import errors
 from server.auth import owner_of
@@ -28,6 +30,7 @@ STATUS: dict[type[errors.WordstreamError], grpc.StatusCode] = {
     errors.BadRewind: grpc.StatusCode.INVALID_ARGUMENT,
     errors.BadRange: grpc.StatusCode.OUT_OF_RANGE,
     errors.AlreadyOpen: grpc.StatusCode.FAILED_PRECONDITION,
+    errors.MalformedRequest: grpc.StatusCode.INVALID_ARGUMENT,
     errors.SessionLimit: grpc.StatusCode.RESOURCE_EXHAUSTED,
     errors.NotOpened: grpc.StatusCode.INVALID_ARGUMENT,
     errors.ModelNotFound: grpc.StatusCode.NOT_FOUND,
@@ -69,8 +72,10 @@ class WordstreamServicer(pb_grpc.WordstreamServicer):
         session: Session | None = None
         try:
             async for request in request_iterator:
-                kind = request.WhichOneof("kind")
+                kind = None if isinstance(request, Malformed) else request.WhichOneof("kind")
                 try:
+                    if isinstance(request, Malformed):
+                        raise errors.MalformedRequest(request.error)
                     if session is None:
                         session = self._attach(request, kind, owner_of(context, self.authenticate))
                         yield pb.StreamResponse(
@@ -161,6 +166,7 @@ class WordstreamServicer(pb_grpc.WordstreamServicer):
 
     async def GetSession(self, request: pb.GetSessionRequest, context: grpc.aio.ServicerContext) -> pb.Session:
         try:
+            _check_parsed(request)
             session = self.service.get(request.session_id, owner_of(context, self.authenticate))
             steps = session.step_range(request.start, request.end or None)
         except errors.WordstreamError as e:
@@ -188,11 +194,59 @@ class WordstreamServicer(pb_grpc.WordstreamServicer):
         self, request: pb.CloseSessionRequest, context: grpc.aio.ServicerContext
     ) -> pb.CloseSessionResponse:
         try:
+            _check_parsed(request)
             session = self.service.close(request.session_id, owner_of(context, self.authenticate))
         except errors.WordstreamError as e:
             self._count(status_of(e))
             await context.abort(status_of(e), str(e))
         return pb.CloseSessionResponse(words=len(session.words), steps=session.steps)
+
+
+class Malformed:
+    """Stands in for a request whose bytes did not parse, so the servicer can answer it clearly."""
+
+    seq = 0
+
+    def __init__(self, error: str) -> None:
+        self.error = error
+
+
+def _tolerant(parse: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
+    def deserialize(data: bytes) -> Any:
+        try:
+            return parse(data)
+        except DecodeError as e:
+            return Malformed(str(e))
+
+    return deserialize
+
+
+def _check_parsed(request: Any) -> None:
+    if isinstance(request, Malformed):
+        raise errors.MalformedRequest(request.error)
+
+
+def add_to_server(servicer: WordstreamServicer, server: grpc.aio.Server) -> None:
+    """Register the servicer like the generated helper does, but with request parsers that turn
+    undecodable bytes into an INVALID_ARGUMENT answer instead of an INTERNAL error."""
+    handlers = {
+        "Stream": grpc.stream_stream_rpc_method_handler(
+            servicer.Stream, _tolerant(pb.StreamRequest.FromString), pb.StreamResponse.SerializeToString
+        ),
+        "GetSession": grpc.unary_unary_rpc_method_handler(
+            servicer.GetSession, _tolerant(pb.GetSessionRequest.FromString), pb.Session.SerializeToString
+        ),
+        "ListModels": grpc.unary_unary_rpc_method_handler(
+            servicer.ListModels, _tolerant(pb.ListModelsRequest.FromString), pb.ListModelsResponse.SerializeToString
+        ),
+        "CloseSession": grpc.unary_unary_rpc_method_handler(
+            servicer.CloseSession,
+            _tolerant(pb.CloseSessionRequest.FromString),
+            pb.CloseSessionResponse.SerializeToString,
+        ),
+    }
+    service = pb.DESCRIPTOR.services_by_name["Wordstream"].full_name
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, handlers),))
 
 
 def model_info(model: StepModel) -> pb.ModelInfo:

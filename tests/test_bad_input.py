@@ -1,0 +1,129 @@
+"""The bad-input matrix (docs/RELIABILITY.md): each input, the answer it gets, and proof that
+the session's state and history are unchanged afterwards. Real server, real channel."""
+
+from __future__ import annotations
+
+import time
+
+import grpc
+import pytest
+
+from tests.conftest import ServerThread
+from tests.test_server import Stream, expect_abort, open_stream
+from wordstream.v1 import wordstream_pb2 as pb
+from wordstream.v1 import wordstream_pb2_grpc as pb_grpc
+
+RAW_STREAM = "/wordstream.v1.Wordstream/Stream"
+
+
+def snapshot(target: str, session_id: str) -> tuple[int, list[pb.Step]]:
+    record = pb_grpc.WordstreamStub(grpc.insecure_channel(target)).GetSession(pb.GetSessionRequest(session_id=session_id))
+    return record.words, list(record.history)
+
+
+@pytest.mark.parametrize(
+    ("word", "message"),
+    [
+        ("\x07\x1b", "has no tokens after normalisation"),  # control characters only
+        ("\u200b\u200d", "has no tokens after normalisation"),  # invisible format characters only
+        ("a\tb", "must not contain whitespace"),
+        ("\n", "empty word"),
+        ("w" * 10_000, "10000 characters is over the limit of 100"),
+    ],
+)
+def test_bad_words(server: ServerThread, word: str, message: str) -> None:
+    stream, opened = open_stream(server.target)
+    stream.word("fine")
+    before = snapshot(server.target, opened.session_id)
+    answer = stream.word(word)
+    assert answer.error.code == "INVALID_ARGUMENT" and message in answer.error.message
+    assert snapshot(server.target, opened.session_id) == before
+    assert stream.word("film").word.word_index == 1
+    stream.end()
+
+
+def test_a_control_character_inside_a_word_separates_tokens(server: ServerThread) -> None:
+    stream, _ = open_stream(server.target)
+    assert [t.text for t in stream.word("fine\x00film").word.tokens] == ["fine", "film"]
+    stream.end()
+
+
+@pytest.mark.parametrize("words", [2**31 - 1, -(2**31), 3])
+def test_huge_negative_and_past_the_start_rewinds(server: ServerThread, words: int) -> None:
+    stream, opened = open_stream(server.target)
+    stream.word("fine")
+    stream.word("film")
+    before = snapshot(server.target, opened.session_id)
+    answer = stream.send(rewind=pb.Rewind(words=words))
+    assert answer.error.code == "INVALID_ARGUMENT" and "rewind" in answer.error.message
+    assert snapshot(server.target, opened.session_id) == before
+    stream.end()
+
+
+def test_invalid_utf8_and_malformed_protobuf_on_the_wire(server: ServerThread) -> None:
+    stream, opened = open_stream(server.target)
+    stream.word("fine")
+    before = snapshot(server.target, opened.session_id)
+    stream.end()
+    channel = grpc.insecure_channel(server.target)
+    raw = channel.stream_stream(RAW_STREAM)  # bytes in, bytes out
+    resume = pb.StreamRequest(resume=pb.Resume(session_id=opened.session_id)).SerializeToString()
+    invalid_utf8 = bytes([0x22, 0x02, 0xFF, 0xFE])  # field 4 (word), two bytes that are not UTF-8
+    not_protobuf = bytes([0xFF, 0xFF, 0xFF])
+    word = pb.StreamRequest(word="film").SerializeToString()
+    for attempt in range(50):  # the first stream may still be detaching
+        answers = [pb.StreamResponse.FromString(b) for b in raw(iter([resume, invalid_utf8, not_protobuf, word]))]
+        if answers and answers[0].WhichOneof("kind") == "opened":
+            break
+        time.sleep(0.1)
+    kinds = [a.WhichOneof("kind") for a in answers]
+    assert kinds == ["opened", "error", "error", "word"]
+    for answer in answers[1:3]:
+        assert answer.error.code == "INVALID_ARGUMENT" and "malformed request" in answer.error.message
+    words, steps = snapshot(server.target, opened.session_id)
+    assert (words, steps[:-1]) == (before[0] + 1, before[1])  # only the good word was added
+    unary = channel.unary_unary("/wordstream.v1.Wordstream/GetSession")
+    with pytest.raises(grpc.RpcError) as info:
+        unary(not_protobuf)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "malformed request" in info.value.details()
+
+
+def test_unknown_expired_and_closed_sessions(make_server) -> None:  # type: ignore[no-untyped-def]
+    server: ServerThread = make_server(idle_timeout=0.2, reap_interval=0.05)
+    stream, opened = open_stream(server.target)
+    stream.word("fine")
+    stream.end()
+    time.sleep(0.6)
+    expect_abort(Stream(server.target), grpc.StatusCode.NOT_FOUND, "not found (unknown, expired or closed)",
+                 resume=pb.Resume(session_id=opened.session_id))
+    closing, closing_opened = open_stream(server.target)
+    closing.send(close=pb.Close())
+    closing.end()
+    expect_abort(Stream(server.target), grpc.StatusCode.NOT_FOUND, "not found (unknown, expired or closed)",
+                 resume=pb.Resume(session_id=closing_opened.session_id))
+    expect_abort(Stream(server.target), grpc.StatusCode.NOT_FOUND, "not found", resume=pb.Resume(session_id=""))
+
+
+def test_a_second_stream_leaves_the_busy_session_intact(server: ServerThread) -> None:
+    stream, opened = open_stream(server.target)
+    stream.word("fine")
+    before = snapshot(server.target, opened.session_id)
+    expect_abort(Stream(server.target), grpc.StatusCode.FAILED_PRECONDITION, "attached to another stream",
+                 resume=pb.Resume(session_id=opened.session_id))
+    assert snapshot(server.target, opened.session_id) == before
+    assert stream.word("film").word.word_index == 1  # the first stream goes on
+    stream.end()
+
+
+def test_a_session_at_its_step_limit_and_a_full_server(make_server) -> None:  # type: ignore[no-untyped-def]
+    server: ServerThread = make_server(max_steps=2, max_sessions=1)
+    stream, opened = open_stream(server.target)
+    stream.word("fine!")
+    before = snapshot(server.target, opened.session_id)
+    answer = stream.word("again")
+    assert answer.error.code == "RESOURCE_EXHAUSTED" and "limit of 2 steps" in answer.error.message
+    assert snapshot(server.target, opened.session_id) == before
+    expect_abort(Stream(server.target), grpc.StatusCode.RESOURCE_EXHAUSTED, "maximum of 1 live sessions",
+                 open=pb.Open())
+    assert snapshot(server.target, opened.session_id) == before  # never evicted
+    stream.end()
