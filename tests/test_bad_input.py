@@ -17,7 +17,8 @@ RAW_STREAM = "/wordstream.v1.Wordstream/Stream"
 
 
 def snapshot(target: str, session_id: str) -> tuple[int, list[pb.Step]]:
-    record = pb_grpc.WordstreamStub(grpc.insecure_channel(target)).GetSession(pb.GetSessionRequest(session_id=session_id))
+    stub = pb_grpc.WordstreamStub(grpc.insecure_channel(target))
+    record = stub.GetSession(pb.GetSessionRequest(session_id=session_id))
     return record.words, list(record.history)
 
 
@@ -71,11 +72,13 @@ def test_invalid_utf8_and_malformed_protobuf_on_the_wire(server: ServerThread) -
     invalid_utf8 = bytes([0x22, 0x02, 0xFF, 0xFE])  # field 4 (word), two bytes that are not UTF-8
     not_protobuf = bytes([0xFF, 0xFF, 0xFF])
     word = pb.StreamRequest(word="film").SerializeToString()
-    for attempt in range(50):  # the first stream may still be detaching
-        answers = [pb.StreamResponse.FromString(b) for b in raw(iter([resume, invalid_utf8, not_protobuf, word]))]
-        if answers and answers[0].WhichOneof("kind") == "opened":
+    for _ in range(50):  # the first stream may still be detaching
+        try:
+            answers = [pb.StreamResponse.FromString(b) for b in raw(iter([resume, invalid_utf8, not_protobuf, word]))]
             break
-        time.sleep(0.1)
+        except grpc.RpcError as e:
+            assert e.code() == grpc.StatusCode.FAILED_PRECONDITION
+            time.sleep(0.1)
     kinds = [a.WhichOneof("kind") for a in answers]
     assert kinds == ["opened", "error", "error", "word"]
     for answer in answers[1:3]:
