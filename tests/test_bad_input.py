@@ -97,13 +97,21 @@ def test_unknown_expired_and_closed_sessions(make_server) -> None:  # type: igno
     stream.word("fine")
     stream.end()
     time.sleep(0.6)
-    expect_abort(Stream(server.target), grpc.StatusCode.NOT_FOUND, "not found (unknown, expired or closed)",
-                 resume=pb.Resume(session_id=opened.session_id))
+    expect_abort(
+        Stream(server.target),
+        grpc.StatusCode.NOT_FOUND,
+        "not found (unknown, expired or closed)",
+        resume=pb.Resume(session_id=opened.session_id),
+    )
     closing, closing_opened = open_stream(server.target)
     closing.send(close=pb.Close())
     closing.end()
-    expect_abort(Stream(server.target), grpc.StatusCode.NOT_FOUND, "not found (unknown, expired or closed)",
-                 resume=pb.Resume(session_id=closing_opened.session_id))
+    expect_abort(
+        Stream(server.target),
+        grpc.StatusCode.NOT_FOUND,
+        "not found (unknown, expired or closed)",
+        resume=pb.Resume(session_id=closing_opened.session_id),
+    )
     expect_abort(Stream(server.target), grpc.StatusCode.NOT_FOUND, "not found", resume=pb.Resume(session_id=""))
 
 
@@ -111,8 +119,12 @@ def test_a_second_stream_leaves_the_busy_session_intact(server: ServerThread) ->
     stream, opened = open_stream(server.target)
     stream.word("fine")
     before = snapshot(server.target, opened.session_id)
-    expect_abort(Stream(server.target), grpc.StatusCode.FAILED_PRECONDITION, "attached to another stream",
-                 resume=pb.Resume(session_id=opened.session_id))
+    expect_abort(
+        Stream(server.target),
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "attached to another stream",
+        resume=pb.Resume(session_id=opened.session_id),
+    )
     assert snapshot(server.target, opened.session_id) == before
     assert stream.word("film").word.word_index == 1  # the first stream goes on
     stream.end()
@@ -126,7 +138,8 @@ def test_a_session_at_its_step_limit_and_a_full_server(make_server) -> None:  # 
     answer = stream.word("again")
     assert answer.error.code == "RESOURCE_EXHAUSTED" and "limit of 2 steps" in answer.error.message
     assert snapshot(server.target, opened.session_id) == before
-    expect_abort(Stream(server.target), grpc.StatusCode.RESOURCE_EXHAUSTED, "maximum of 1 live sessions",
-                 open=pb.Open())
+    expect_abort(
+        Stream(server.target), grpc.StatusCode.RESOURCE_EXHAUSTED, "maximum of 1 live sessions", open=pb.Open()
+    )
     assert snapshot(server.target, opened.session_id) == before  # never evicted
     stream.end()
