@@ -154,6 +154,27 @@ class Batcher:
         finally:
             self.bank.unhold(slot)
 
+    async def sequence(self, slot: int, token_ids: list[int]) -> list[StepResult]:
+        """Advance ``slot`` by several tokens in order (a paste, a word of several tokens).
+
+        One token goes through the batch queue like any step; several run in one executor
+        call, so a paste pays one thread hand-off, not one per token.
+        """
+        if len(token_ids) == 1:
+            return [await self.step(slot, token_ids[0])]
+        self.bank.hold(slot)
+        try:
+            state = self.bank.gather([slot])
+            loop = asyncio.get_running_loop()
+            results, final = await loop.run_in_executor(self.executor, _run_sequence, self.model, token_ids, state)
+            self.bank.scatter([slot], final)  # not reached if the stream was cancelled meanwhile
+            if self.observe:
+                for _ in token_ids:
+                    self.observe(1)
+            return results
+        finally:
+            self.bank.unhold(slot)
+
     async def _run_one(self, slot: int, token_id: int) -> StepResult:
         state = self.bank.gather([slot])
         loop = asyncio.get_running_loop()
@@ -202,3 +223,12 @@ class Batcher:
                     batch[row].future.set_result((probs[row], {n: v[:, row] for n, v in new_state.items()}))
         finally:
             self._running -= 1
+
+
+def _run_sequence(model: StepModel, token_ids: list[int], state: State) -> tuple[list[StepResult], State]:
+    """Each token in turn, batch of one, carrying the state (runs on an executor thread)."""
+    results = []
+    for token_id in token_ids:
+        probs, state = model.run(np.array([token_id], np.int64), state)
+        results.append((probs[0], {n: v[:, 0].copy() for n, v in state.items()}))
+    return results, state

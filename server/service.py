@@ -105,20 +105,22 @@ class Wordstream:
         self.store.check_words(session, words, encoded)
         batcher = self.batchers[session.model.name]
         session.history.reserve(sum(len(tokens.ids) for tokens in encoded))
-        updates = []
-        for word, tokens in zip(words, encoded):
-            try:
-                results: list[StepResult] = [await batcher.step(session.slot, token_id) for token_id in tokens.ids]
-            except asyncio.CancelledError:  # the stream left mid-word: the state goes back to the last whole word
+        ids = [token_id for tokens in encoded for token_id in tokens.ids]
+        try:
+            results: list[StepResult] = await batcher.sequence(session.slot, ids)
+        except asyncio.CancelledError:  # the stream left mid-way: the state goes back to the last whole word
+            if self.exists(session.id):
                 session.sync_state()
-                raise
-            if not self.exists(session.id):  # closed by CloseSession while the model ran
-                raise SessionNotFound(session.id)
-            new_steps = self.store.append_word(session, word, tokens, results)
+            raise
+        if not self.exists(session.id):  # closed by CloseSession while the model ran
+            raise SessionNotFound(session.id)
+        updates, used = [], 0
+        elapsed = (time.perf_counter() - start) / len(words)
+        for word, tokens in zip(words, encoded):
+            new_steps = self.store.append_word(session, word, tokens, results[used : used + len(tokens.ids)])
+            used += len(tokens.ids)
             updates.append(WordUpdate(len(session.words) - 1, word, tokens, new_steps))
-            now = time.perf_counter()
-            self.metrics.word_latency.observe(now - start)
-            start = now
+            self.metrics.word_latency.observe(elapsed)
         self.metrics.words.inc(len(words))
         return updates
 
