@@ -10,12 +10,13 @@ COPY textcodec ./textcodec
 COPY server ./server
 COPY client ./client
 COPY wordstream ./wordstream
-RUN pip install '.[serve]' && useradd --create-home --uid 10001 wordstream
+RUN pip install '.[serve]' && useradd --create-home --uid 10001 wordstream \
+    && mkdir -p /app/state && chown wordstream /app/state
 COPY models ./models
 
 USER wordstream
 EXPOSE 50051
-ENV WORDSTREAM_PORT=50051 WORDSTREAM_MODELS=/app/models
+ENV WORDSTREAM_PORT=50051 WORDSTREAM_MODELS=/app/models WORDSTREAM_STATE_DIR=/app/state
 HEALTHCHECK --interval=10s --timeout=5s --start-period=20s --retries=3 \
     CMD ["python", "-m", "client", "health", "--server", "localhost:50051"]
 CMD ["python", "-m", "server"]

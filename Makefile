@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 CELLS := lstm gru rnn
 
-.PHONY: setup setup-serve serve test models proto bench clean
+.PHONY: setup setup-serve serve test models proto bench soak clean
 
 .venv/bin/python:
 	python3.11 -m venv .venv || python3 -m venv .venv
@@ -30,6 +30,14 @@ test: setup
 # The three default models, from the default corpus, with the default configuration.
 models: setup
 	for cell in $(CELLS); do $(PY) -m export.train --cell $$cell --out models/sentiment-$$cell.onnx --checkpoint runs/sentiment-$$cell.pt || exit 1; done
+
+# Every benchmark side by side; writes docs/BENCHMARKS.md, docs/bench-*.png, docs/bench-results.json.
+bench: setup
+	$(PY) -m bench.run
+
+# Two minutes, 500 sessions, random disconnects and bad messages; prints the figures.
+soak: setup
+	$(PY) -m bench.soak --seconds 120 --sessions 500
 
 proto: setup
 	$(PY) scripts/gen_proto.py

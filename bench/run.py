@@ -366,7 +366,9 @@ def memory(models: str, sessions: int, words: int, echo: Server, sizes: dict[str
     state_bytes = sum(4 * s.layers * s.hidden for s in model.states)
     step_bytes = 8 + 4 + 4 * len(model.labels) + state_bytes
     out["state_bytes"] = state_bytes
-    out["beyond_state_bytes"] = out["no_history_bytes_per_session"] - state_bytes
+    out["rss_beyond_state_bytes"] = out["no_history_bytes_per_session"] - state_bytes
+    out["accounted_bytes_per_session"] = accounted_session_bytes(model, sessions)
+    out["beyond_state_bytes"] = out["accounted_bytes_per_session"] - state_bytes
     out["history_bytes_per_step"] = (out["history_bytes_per_session"] - out["no_history_bytes_per_session"]) / words
     out["raw_bytes_per_step"] = step_bytes
     # What an open gRPC stream costs by itself: the bare echo with open, idle streams.
@@ -402,6 +404,25 @@ def memory(models: str, sessions: int, words: int, echo: Server, sizes: dict[str
     out["echo_streams"] = streams
     holder.communicate(timeout=300)
     return out
+
+
+def accounted_session_bytes(model: Any, sessions: int) -> float:
+    """Bytes each new idle session allocates (Python objects and arrays, tracemalloc), its state slot
+    and the state bank's spare capacity included: RSS alone is too coarse for a figure of ~1 KB."""
+    import tracemalloc
+
+    from server.config import Settings
+    from server.sessions import HistoryMode, SessionStore
+
+    store = SessionStore(Settings())
+    store.bank(model)
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    kept = [store.create(model, HistoryMode.DELTA) for _ in range(sessions)]
+    after = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    assert len(kept) == sessions
+    return (after - before) / sessions
 
 
 def strip(result: dict[str, Any]) -> dict[str, Any]:

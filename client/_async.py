@@ -312,12 +312,18 @@ class AsyncSession:
 
     async def close(self) -> None:
         """End the session on the server and the stream."""
-        if self._call is not None and not self._closed:
-            self._closed = True
+        if self._closed or not self.id:
+            return
+        self._closed = True
+        try:
+            await self._exchange(pb.StreamRequest(close=pb.Close()))
+        except errors.Unavailable:  # the stream died under us: close the session by id instead
             try:
-                await self._exchange(pb.StreamRequest(close=pb.Close()))
-            finally:
-                self._end_stream()
+                await self.client.close_session(self.id)
+            except errors.NotFound:
+                pass  # the server no longer had it: closed all the same
+        finally:
+            self._end_stream()
 
     async def history(self) -> list[t.Step]:
         """The complete record of every step (fetched from the server in history mode "none")."""

@@ -12,6 +12,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from server import memory
 from server.batching import Batcher, StepResult
 from server.config import Settings
 from server.errors import BadWord, ModelNotFound, ServerFull, SessionNotFound, ShuttingDown
@@ -155,6 +156,9 @@ class Wordstream:
             for session_id in self.store.reap():
                 self.metrics.sessions_expired.inc()
                 log.info("session expired", extra={"event": "expire", "session": session_id})
+            if self.store.freed:  # sessions closed or expired since the last sweep: give their memory back
+                self.store.freed = 0
+                memory.trim()
 
     def shutdown(self) -> None:
         self.executor.shutdown(wait=True)

@@ -248,6 +248,7 @@ class SessionStore:
         self._sessions: dict[str, Session] = {}
         self.banks: dict[str, StateBank] = {}  # model name -> the state bank of its sessions
         self.total_bytes = 0  # history bytes across sessions, kept up to date by the methods below
+        self.freed = 0  # sessions removed since the reaper last returned memory to the OS
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -329,6 +330,7 @@ class SessionStore:
             raise SessionNotFound(session_id)
         self.total_bytes -= session.history_bytes
         session.bank.release(session.slot)
+        self.freed += 1
         return session
 
     def check_words(self, session: Session, words: list[str], encoded: list[Encoded]) -> None:

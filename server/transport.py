@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
@@ -144,14 +144,20 @@ class WordstreamServicer(pb_grpc.WordstreamServicer):
         )
 
     def _word(self, session: Session, update: WordUpdate) -> pb.WordResult:
+        end = update.new_steps.stop  # the history as it stood after this word (a paste answers each word)
         if session.mode is HistoryMode.FULL:
-            shown: Iterable[int] = range(session.steps)
+            shown = range(end)
         elif session.mode is HistoryMode.DELTA:
             shown = update.new_steps
         else:
-            shown = range(0)
-        start = shown.start if isinstance(shown, range) and len(shown) else session.steps
-        after = session.step(update.new_steps[-1])  # this word's last step (a paste answers later words too)
+            shown = range(end, end)
+        steps = [step(session, i) for i in shown]
+        last_output: pb.Output | None
+        if steps:  # the word's last step is among them: its output and state are the word's
+            last_output, last_state = steps[-1].output, steps[-1].state
+        else:
+            after = session.step(end - 1)
+            last_output, last_state = output(session.model, after.probs), tensors(session.model, after.state)
         return pb.WordResult(
             word_index=update.word_index,
             word=update.word,
@@ -159,9 +165,9 @@ class WordstreamServicer(pb_grpc.WordstreamServicer):
                 pb.Token(text=t, id=i, unknown=u)
                 for t, i, u in zip(update.encoded.tokens, update.encoded.ids, update.encoded.unknown)
             ],
-            output=output(session.model, after.probs),
-            state=tensors(session.model, after.state),
-            history=pb.HistoryUpdate(length=session.steps, start=start, steps=[step(session, i) for i in shown]),
+            output=last_output,
+            state=last_state,
+            history=pb.HistoryUpdate(length=end, start=shown.start, steps=steps),
         )
 
     async def GetSession(self, request: pb.GetSessionRequest, context: grpc.aio.ServicerContext) -> pb.Session:

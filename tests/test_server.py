@@ -437,3 +437,21 @@ def test_total_history_bytes_limit(make_server) -> None:  # type: ignore[no-unty
     assert b.word("c!").word.history.length == 3
     a.end()
     b.end()
+
+
+@pytest.mark.parametrize("mode", [pb.HISTORY_MODE_DELTA, pb.HISTORY_MODE_FULL, pb.HISTORY_MODE_NONE])
+def test_each_word_of_a_paste_is_answered_as_if_typed(server: ServerThread, mode: int) -> None:
+    pasting, _ = open_stream(server.target, history=mode)
+    pasting.seq += 1
+    pasting.requests.put(pb.StreamRequest(seq=pasting.seq, paste=pb.Paste(words=["fine", "film!", "dull"])))
+    pasted = [next(pasting.responses).word for _ in range(3)]
+    typing, _ = open_stream(server.target, history=mode)
+    typed = [typing.word(w).word for w in ["fine", "film!", "dull"]]
+    for a, b in zip(pasted, typed):
+        assert a.history.length == b.history.length and a.history.start == b.history.start
+        assert list(a.history.steps) == list(b.history.steps)
+        assert list(a.output.probabilities) == list(b.output.probabilities)
+        assert state_of(a.state) == state_of(b.state)
+    assert [p.history.length for p in pasted] == [1, 3, 4]
+    pasting.end()
+    typing.end()
