@@ -145,14 +145,25 @@ class Batcher:
         try:
             if not self.enabled:
                 return await self._run_one(slot, token_id)
+            if not self._queue and self._running < self._runners:  # nothing to batch with: run it now
+                self._running += 1
+                try:
+                    return await self._run_one(slot, token_id)
+                finally:
+                    self._running -= 1
+                    self._kick()  # steps that queued meanwhile need a runner
             future: asyncio.Future[StepResult] = loop.create_future()
             self._queue.append(_Pending(slot, token_id, future))
-            if self._running < self._runners:
-                self._running += 1
-                loop.create_task(self._drain())
+            self._kick()
             return await future
         finally:
             self.bank.unhold(slot)
+
+    def _kick(self) -> None:
+        """Start a drain for waiting steps if a runner is free (every path that frees one calls this)."""
+        if self._queue and self._running < self._runners:
+            self._running += 1
+            asyncio.get_running_loop().create_task(self._drain())
 
     async def sequence(self, slot: int, token_ids: list[int]) -> list[StepResult]:
         """Advance ``slot`` by several tokens in order (a paste, a word of several tokens).
@@ -223,6 +234,7 @@ class Batcher:
                     batch[row].future.set_result((probs[row], {n: v[:, row] for n, v in new_state.items()}))
         finally:
             self._running -= 1
+            self._kick()
 
 
 def _run_sequence(model: StepModel, token_ids: list[int], state: State) -> tuple[list[StepResult], State]:

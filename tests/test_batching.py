@@ -116,3 +116,16 @@ def test_metrics_endpoint(make_server) -> None:  # type: ignore[no-untyped-def]
     assert "wordstream_batch_size_sum 3.0" in body  # three steps: fine, film, !
     assert "wordstream_word_latency_seconds_count 2.0" in body
     assert "wordstream_live_sessions 0.0" in body  # closed on leaving the block
+
+
+def test_steps_queued_behind_busy_runners_are_never_stranded(tiny_models: dict[str, Path]) -> None:
+    model = load_model(tiny_models["gru"])
+    bank = StateBank(model.states)
+
+    async def scenario() -> None:
+        batcher = Batcher(model, bank, ThreadPoolExecutor(2), concurrency=2)
+        slots = [bank.alloc() for _ in range(8)]
+        for _ in range(20):  # many rounds: lone runs, queued steps and drains interleave
+            await asyncio.wait_for(asyncio.gather(*(batcher.step(s, 5) for s in slots)), timeout=10)
+
+    asyncio.run(scenario())
