@@ -12,8 +12,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_bench_smoke_writes_every_figure(tmp_path: Path) -> None:
     out = tmp_path / "bench"
-    result = subprocess.run([sys.executable, "-m", "bench.run", "--smoke", "--out", str(out)], cwd=ROOT,
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--smoke", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     figures = json.loads((out / "bench-results.json").read_text())
     assert set(figures["one_stream"]) == {"echo", "batching", "no batching"}
@@ -28,8 +33,13 @@ def test_bench_smoke_writes_every_figure(tmp_path: Path) -> None:
 
 
 def test_soak_short_variant_loses_no_session() -> None:
-    result = subprocess.run([sys.executable, "-m", "bench.soak", "--seconds", "4", "--sessions", "20"], cwd=ROOT,
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.soak", "--seconds", "4", "--sessions", "20"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout + result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["sessions_lost"] == 0 and report["words_served"] > 0

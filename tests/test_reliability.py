@@ -192,3 +192,31 @@ def test_tls(make_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-de
         assert session.push("fine").word == "fine"
     with pytest.raises(grpc.RpcError):  # plaintext cannot talk to it
         pb_grpc.WordstreamStub(grpc.insecure_channel(server.target)).ListModels(pb.ListModelsRequest(), timeout=3)
+
+
+def test_streams_per_connection_are_limited(make_server) -> None:  # type: ignore[no-untyped-def]
+    import queue
+
+    server: ServerThread = make_server(max_streams_per_connection=2)
+    # A connection of its own (channels in one process otherwise share their subchannels).
+    channel = grpc.insecure_channel(server.target, options=[("grpc.use_local_subchannel_pool", 1)])
+    stub = pb_grpc.WordstreamStub(channel)
+    feeds: list[queue.Queue[pb.StreamRequest | None]] = []
+    calls = []  # kept, so the streams stay open
+
+    def held_stream(timeout: float | None = None) -> pb.StreamResponse:
+        feed: queue.Queue[pb.StreamRequest | None] = queue.Queue()
+        feeds.append(feed)
+        feed.put(pb.StreamRequest(open=pb.Open()))
+        calls.append(stub.Stream(iter(feed.get, None), timeout=timeout))
+        return next(calls[-1])
+
+    assert held_stream().opened.model.name and held_stream().opened.model.name  # two streams, one connection
+    with pytest.raises(grpc.RpcError) as info:  # a third waits for a free stream (or is refused), never served
+        held_stream(timeout=1.5)
+    assert info.value.code() in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE)
+    other, _ = open_stream(server.target)  # another connection is served
+    assert other.word("fine").word.word == "fine"
+    other.end()
+    for feed in feeds:
+        feed.put(None)
