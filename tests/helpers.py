@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import csv
+import os
 import random
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 POSITIVE = ["good", "great", "superb", "lovely", "fun", "moving", "smart", "warm"]
@@ -63,3 +67,24 @@ def train_tiny(cell: str, directory: Path, n: int = 2000, layers: int = 1) -> Pa
     )
     assert code == 0
     return out
+
+
+def start_server_process(
+    models: Path, *flags: str, port: int = 0, stderr: int = subprocess.DEVNULL
+) -> tuple[subprocess.Popen[str], int]:
+    """``python -m server`` in a process of its own on localhost; returns it and its real port."""
+    command = [sys.executable, "-m", "server", "--host", "localhost", "--port", str(port), "--models", str(models)]
+    process = subprocess.Popen(
+        command + list(flags),
+        cwd=Path(__file__).resolve().parent.parent,
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        text=True,
+        env={**os.environ},
+    )
+    line = process.stdout.readline() if process.stdout else ""
+    match = re.search(r"on port (\d+)", line)
+    if not match:
+        process.kill()
+        raise RuntimeError(f"the server did not start: {line!r}")
+    return process, int(match.group(1))

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import re
 import signal
 import subprocess
 import sys
@@ -13,6 +11,7 @@ from pathlib import Path
 
 from client import Client
 from tests.conftest import ServerThread
+from tests.helpers import start_server_process
 from tests.test_server import Stream
 from wordstream.v1 import wordstream_pb2 as pb
 
@@ -64,28 +63,7 @@ def test_a_killed_client_leaves_resumable_sessions_that_expire_without_a_leak(ma
 
 
 def start_server(models: Path, port: int = 0) -> tuple[subprocess.Popen[str], int]:
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "server",
-            "--host",
-            "localhost",
-            "--port",
-            str(port),
-            "--models",
-            str(models),
-            "--default-model",
-            "tiny-gru",
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env={**os.environ},
-    )
-    line = process.stdout.readline() if process.stdout else ""
-    return process, int(re.search(r"on port (\d+)", line).group(1))  # type: ignore[union-attr]
+    return start_server_process(models, "--default-model", "tiny-gru", port=port)
 
 
 def test_a_server_killed_with_sigkill_loses_no_words(tiny_models: dict[str, Path]) -> None:

@@ -378,38 +378,14 @@ def test_graceful_shutdown_answers_words_in_flight(make_server) -> None:  # type
 
 
 def test_sigterm_stops_the_server_process_gracefully(tiny_models: dict[str, Path]) -> None:
-    import os
-    import re
     import signal
     import subprocess
-    import sys
 
-    root = Path(__file__).resolve().parent.parent
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "server",
-            "--port",
-            "0",
-            "--host",
-            "localhost",
-            "--models",
-            str(tiny_models["lstm"].parent),
-            "--default-model",
-            "tiny-lstm",
-            "--grace",
-            "3",
-        ],
-        cwd=root,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ},
-    )
+    from tests.helpers import start_server_process
+
+    models = tiny_models["lstm"].parent
+    process, port = start_server_process(models, "--default-model", "tiny-lstm", "--grace", "3", stderr=subprocess.PIPE)
     try:
-        line = process.stdout.readline() if process.stdout else ""
-        port = int(re.search(r"on port (\d+)", line).group(1))  # type: ignore[union-attr]
         stream, _ = open_stream(f"localhost:{port}")
         assert stream.word("fine").word.word == "fine"
         process.send_signal(signal.SIGTERM)
