@@ -225,6 +225,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     checkpoint = Path(args.checkpoint) if args.checkpoint else out.with_suffix(".pt")
     if not args.dry_run or args.checkpoint:
         # The state dict and the configuration: plain tensors and JSON-able values, no pickled module.
+        checkpoint.parent.mkdir(parents=True, exist_ok=True)
         torch.save(
             {
                 "state_dict": model.state_dict(),

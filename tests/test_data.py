@@ -128,6 +128,18 @@ def test_train_command_reports_bad_input(tmp_path: Path, capsys: pytest.CaptureF
     assert "expected true or false, got 'maybe'" in capsys.readouterr().err
 
 
+def test_checkpoint_folder_is_created(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import torch
+
+    checkpoint = tmp_path / "runs" / "deep" / "m.pt"
+    assert (
+        train_main(["--cell", "rnn", "--out", str(tmp_path / "m.onnx"), "--dry-run", "--checkpoint", str(checkpoint)])
+        == 0
+    )
+    saved = torch.load(checkpoint, weights_only=True)  # plain tensors and values: loads without unpickling code
+    assert saved["config"]["cell"] == "rnn" and "state_dict" in saved and saved["vocabulary"][:2] == ["<pad>", "<unk>"]
+
+
 def test_dry_run_trains_exports_and_evaluates_in_seconds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "dry.onnx"
     assert train_main(["--cell", "gru", "--out", str(out), "--dry-run"]) == 0

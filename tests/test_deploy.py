@@ -119,3 +119,10 @@ def test_quick_start_serve_command_from_a_fresh_copy(tmp_path: Path) -> None:
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=60)
+
+
+def test_readme_documents_every_server_setting() -> None:
+    readme = (ROOT / "README.md").read_text()
+    table = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    missing = [f.name for f in fields(Settings) if f"--{f.name.replace('_', '-')}" not in table]
+    assert missing == [], missing
