@@ -53,12 +53,14 @@ class History:
     shares one set of empty arrays per model, so an idle session costs little.
     """
 
-    __slots__ = ("labels", "specs", "length", "token_ids", "word_index", "probs", "states", "tokens")
+    __slots__ = ("labels", "specs", "length", "token_ids", "word_index", "probs", "states", "tokens", "step_bytes")
     _EMPTY: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]] = {}
 
     def __init__(self, model: StepModel) -> None:
         self.labels = len(model.labels)
         self.specs = model.states
+        # Raw bytes one step adds: token id, word index, probabilities and every state tensor.
+        self.step_bytes = 8 + 4 + 4 * self.labels + sum(4 * s.layers * s.hidden for s in self.specs)
         self.length = 0
         if model.name not in History._EMPTY:
             History._EMPTY[model.name] = (
@@ -69,11 +71,6 @@ class History:
             )
         self.token_ids, self.word_index, self.probs, self.states = History._EMPTY[model.name]  # read-only until grown
         self.tokens: list[str] = []
-
-    @property
-    def step_bytes(self) -> int:
-        """Raw bytes one step adds: token id, word index, probabilities and every state tensor."""
-        return 8 + 4 + 4 * self.labels + sum(4 * s.layers * s.hidden for s in self.specs)
 
     def append(
         self, word_index: int, token: str, token_id: int, probs: np.ndarray, state: dict[str, np.ndarray]
@@ -98,7 +95,9 @@ class History:
             self._grow(self.length + steps)
 
     def _grow(self, at_least: int = 0) -> None:
-        capacity = max(8, at_least, len(self.token_ids) * 5 // 4)  # 1.25x: the slack stays under a quarter
+        # Double while small (few copies for short texts), then 1.25x (the slack stays under a quarter).
+        size = len(self.token_ids)
+        capacity = max(8, at_least, 2 * size if size < 64 else size * 5 // 4)
         self.token_ids = np.resize(self.token_ids, capacity)
         self.word_index = np.resize(self.word_index, capacity)
         self.probs = np.resize(self.probs, (capacity, self.labels))

@@ -20,6 +20,7 @@ from server.auth import owner_of
 from server.inference import StepModel
 from server.service import Wordstream, WordUpdate
 from server.sessions import HistoryMode, Session
+from textcodec import UNK_ID
 from wordstream.v1 import wordstream_pb2 as pb
 from wordstream.v1 import wordstream_pb2_grpc as pb_grpc
 
@@ -277,7 +278,8 @@ def model_info(model: StepModel) -> pb.ModelInfo:
 def output(model: StepModel, probs: np.ndarray | None) -> pb.Output | None:
     if probs is None:
         return None
-    return pb.Output(probabilities=probs.tolist(), label=model.labels[int(np.argmax(probs))])
+    values = probs.tolist()  # plain floats: max() over a short list is cheaper than a numpy call
+    return pb.Output(probabilities=values, label=model.labels[values.index(max(values))])
 
 
 def tensors(model: StepModel, state: dict[str, np.ndarray]) -> list[pb.Tensor]:
@@ -298,12 +300,18 @@ def position(session: Session) -> pb.Position:
 
 
 def step(session: Session, index: int) -> pb.Step:
-    view = session.step(index)
+    """Step ``index`` of the history, read straight from its arrays (the hot path of every answer)."""
+    h = session.history
+    word_index = int(h.word_index[index])
+    token_id = int(h.token_ids[index])
     return pb.Step(
-        index=view.index,
-        word_index=view.word_index,
-        word=view.word,
-        token=pb.Token(text=view.token, id=view.token_id, unknown=view.unknown),
-        output=output(session.model, view.probs),
-        state=tensors(session.model, view.state),
+        index=index,
+        word_index=word_index,
+        word=session.words[word_index],
+        token=pb.Token(text=h.tokens[index], id=token_id, unknown=token_id == UNK_ID),
+        output=output(session.model, h.probs[index]),
+        state=[
+            pb.Tensor(name=s.name, layers=s.layers, hidden=s.hidden, values=h.states[s.name][index].ravel().tolist())
+            for s in session.model.states
+        ],
     )
