@@ -183,60 +183,65 @@ def settle_rss(server: Server) -> int:
     return server.rss()
 
 
-def model_level(model_path: Path, prefix: int, repeats: int) -> dict[str, Any]:
-    """(d) at the model level and (e): ONNX Runtime steps, a prefix re-run, PyTorch eager."""
+def model_level(model_path: Path, prefix: int, repeats: int, rounds: int = 5) -> dict[str, Any]:
+    """(d) at the model level and (e): ONNX Runtime steps, a prefix re-run, PyTorch eager.
+
+    The measurements take turns over ``rounds`` rounds and each figure is the median of its
+    rounds' medians, so a slow spell of the shared machine does not fall on one side only.
+    """
     from server.inference import load_model
 
     model = load_model(model_path, threads=1)
     ids = [model.codec.encode_ids(w)[0] for w in (VOCABULARY * 40)[:prefix]]
-
-    def timed(fn: Any, n: int) -> float:
-        samples = []
-        for _ in range(n):
-            begin = time.perf_counter()
-            fn()
-            samples.append(time.perf_counter() - begin)
-        return statistics.median(samples)
-
-    out: dict[str, Any] = {}
+    work: dict[str, tuple[Any, int]] = {}  # name -> (callable, samples per round)
     for batch in (1, 64):
-        tokens = np.resize(np.array(ids, np.int64), batch)
-        state = model.initial_state(batch)
-        out[f"ort_step_b{batch}_us"] = 1e6 * timed(lambda t=tokens, s=state: model.run(t, s), repeats * 10)
+        tokens, state = np.resize(np.array(ids, np.int64), batch), model.initial_state(batch)
+        work[f"ort_step_b{batch}_us"] = (lambda t=tokens, s=state: model.run(t, s), repeats * 2)
 
     def prefix_rerun() -> None:
         state = model.initial_state(1)
         for token in ids:
             _, state = model.run(np.array([token], np.int64), state)
 
-    out["ort_prefix_rerun_us"] = 1e6 * timed(prefix_rerun, max(3, repeats // 10))
+    work["ort_prefix_rerun_us"] = (prefix_rerun, max(2, repeats // 25))
+    out: dict[str, Any] = {}
     try:
         import torch
 
         from export.config import TrainConfig
         from export.model import StepModel, TextClassifier
     except ImportError:
+        torch = None  # type: ignore[assignment]
         out["torch"] = "not installed (pip install torch==2.13.0)"
-        return out
-    torch.set_num_threads(1)
-    meta = model.metadata
-    config = TrainConfig.from_dict(meta["training"])
-    # Timing does not depend on the weights' values: the same architecture, initialised afresh.
-    net = TextClassifier(
-        config,
-        len(model.codec.vocab),
-        len(model.labels),
-        meta["model"].get("learned_vocab_size"),
-        len(meta["model"].get("lexicon_features", [])),
-    ).eval()
-    step = StepModel(net)
-    with torch.no_grad():
+    if torch is not None:
+        torch.set_num_threads(1)
+        torch.set_grad_enabled(False)
+        meta = model.metadata
+        # Timing does not depend on the weights' values: the same architecture, initialised afresh.
+        net = TextClassifier(
+            TrainConfig.from_dict(meta["training"]),
+            len(model.codec.vocab),
+            len(model.labels),
+            meta["model"].get("learned_vocab_size"),
+            len(meta["model"].get("lexicon_features", [])),
+        ).eval()
+        step = StepModel(net)
         for batch in (1, 64):
-            tokens_t = torch.from_numpy(np.resize(np.array(ids, np.int64), batch))
-            state_t = net.init_state(batch)
-            out[f"torch_step_b{batch}_us"] = 1e6 * timed(lambda t=tokens_t, s=state_t: step(t, *s), repeats * 10)
+            tokens_t, state_t = torch.from_numpy(np.resize(np.array(ids, np.int64), batch)), net.init_state(batch)
+            work[f"torch_step_b{batch}_us"] = (lambda t=tokens_t, s=state_t: step(t, *s), repeats * 2)
         sequence = torch.tensor([ids])
-        out["torch_full_sequence_us"] = 1e6 * timed(lambda: net(sequence, net.init_state(1)), max(3, repeats // 5))
+        work["torch_full_sequence_us"] = (lambda: net(sequence, net.init_state(1)), max(2, repeats // 10))
+
+    per_round: dict[str, list[float]] = {name: [] for name in work}
+    for _ in range(rounds):
+        for name, (fn, samples) in work.items():
+            times = []
+            for _ in range(samples):
+                begin = time.perf_counter()
+                fn()
+                times.append(time.perf_counter() - begin)
+            per_round[name].append(statistics.median(times))
+    out.update({name: 1e6 * statistics.median(values) for name, values in per_round.items()})
     return out
 
 
