@@ -99,3 +99,19 @@ def test_random_streams_keep_sessions_exact(server: ServerThread, tiny_models: d
             )
     client.stream.send(close=pb.Close())
     client.stream.end()
+
+
+def test_coverage_guided_fuzzing_of_decoding_and_tokenizer_runs_clean() -> None:
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run(
+        [sys.executable, "scripts/fuzz_atheris.py", "--seconds", "3"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Done " in result.stderr and " runs in " in result.stderr
