@@ -101,13 +101,14 @@ class Settings:
     def from_args(cls, argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
         environ = os.environ if environ is None else environ
         parser = argparse.ArgumentParser(prog="python -m server", description="The Wordstream gRPC server.")
+        docs = _field_docs()
         for field in fields(cls):
             env = f"WORDSTREAM_{field.name.upper()}"
             parser.add_argument(
                 f"--{field.name.replace('_', '-')}",
                 dest=field.name,
                 default=None,
-                help=f"{_doc(field.name)} Env {env}; default {field.default}.",
+                help=f"{docs.get(field.name, '')} Env {env}; default {field.default}.",
             )
         args = parser.parse_args(argv)
         values: dict[str, Any] = {}
@@ -134,12 +135,14 @@ def _bool(value: str) -> bool:
     raise ValueError(value)
 
 
-def _doc(name: str) -> str:
-    """The docstring under a field (kept in the class source), for --help."""
+def _field_docs() -> dict[str, str]:
+    """The docstring under each field (kept in the class source), for --help."""
     import inspect
 
     lines = inspect.getsource(Settings).splitlines()
-    for i, line in enumerate(lines):
-        if line.strip().startswith(f"{name}:") and i + 1 < len(lines) and '"""' in lines[i + 1]:
-            return lines[i + 1].strip().strip('"')
-    return ""
+    docs = {}
+    for line, below in zip(lines, lines[1:]):
+        name = line.strip().split(":", 1)[0]
+        if ":" in line and name.isidentifier() and below.strip().startswith('"""'):
+            docs[name] = below.strip().strip('"')
+    return docs

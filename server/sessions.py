@@ -10,7 +10,6 @@ import enum
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -26,23 +25,6 @@ class HistoryMode(enum.Enum):
     DELTA = "delta"
     FULL = "full"
     NONE = "none"
-
-
-@dataclass(frozen=True)
-class StepView:
-    """One step of a history: the token, the output and the state after it."""
-
-    index: int
-    word_index: int
-    word: str
-    token: str
-    token_id: int
-    probs: np.ndarray  # (labels,)
-    state: dict[str, np.ndarray]  # name -> (layers, hidden)
-
-    @property
-    def unknown(self) -> bool:
-        return self.token_id == 1
 
 
 class History:
@@ -173,7 +155,6 @@ class Session:
         its last token); returns the new steps' indices."""
         start = self.steps
         word_index = len(self.words)
-        self.history.reserve(len(results))
         self.words.append(word)
         self.word_starts.append(start)
         for token, token_id, (probs, state) in zip(encoded.tokens, encoded.ids, results):
@@ -217,19 +198,6 @@ class Session:
             h.append(int(arrays["word_index"][i]), tokens[i], int(arrays["token_ids"][i]), arrays["probs"][i], state)
         self.words, self.word_starts = list(words), list(word_starts)
         self.sync_state()
-
-    def step(self, i: int) -> StepView:
-        h = self.history
-        word_index = int(h.word_index[i])
-        return StepView(
-            i,
-            word_index,
-            self.words[word_index],
-            h.tokens[i],
-            int(h.token_ids[i]),
-            h.probs[i],
-            {n: a[i] for n, a in h.states.items()},
-        )
 
     def step_range(self, start: int, end: int | None) -> range:
         end = self.steps if end is None else end

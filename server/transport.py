@@ -157,8 +157,9 @@ class WordstreamServicer(pb_grpc.WordstreamServicer):
         if steps:  # the word's last step is among them: its output and state are the word's
             last_output, last_state = steps[-1].output, steps[-1].state
         else:
-            after = session.step(end - 1)
-            last_output, last_state = output(session.model, after.probs), tensors(session.model, after.state)
+            h = session.history
+            last_output = output(session.model, h.probs[end - 1])
+            last_state = tensors(session.model, h.state_after(end - 1))
         return pb.WordResult(
             word_index=update.word_index,
             word=update.word,
@@ -310,8 +311,5 @@ def step(session: Session, index: int) -> pb.Step:
         word=session.words[word_index],
         token=pb.Token(text=h.tokens[index], id=token_id, unknown=token_id == UNK_ID),
         output=output(session.model, h.probs[index]),
-        state=[
-            pb.Tensor(name=s.name, layers=s.layers, hidden=s.hidden, values=h.states[s.name][index].ravel().tolist())
-            for s in session.model.states
-        ],
+        state=tensors(session.model, h.state_after(index)),
     )

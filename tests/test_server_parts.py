@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import subprocess
 import sys
@@ -23,14 +22,11 @@ from wordstream.v1 import wordstream_pb2_grpc as pb_grpc
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def graph_model(path: Path, inputs: list, outputs: list, nodes: list, metadata: dict | None = None) -> Path:
-    model = helper.make_model(
-        helper.make_graph(nodes, "g", inputs, outputs), opset_imports=[helper.make_opsetid("", 17)]
-    )
-    for key, value in (metadata or {}).items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, json.dumps(value)
-    onnx.save(model, str(path))
+def graph_model(path: Path, inputs: list, outputs: list, nodes: list, axes: int | None = None) -> Path:
+    """A small ONNX graph; ``axes`` adds the int64 initializer "axes" that Squeeze/Unsqueeze read."""
+    initializers = [] if axes is None else [helper.make_tensor("axes", TensorProto.INT64, [1], [axes])]
+    graph = helper.make_graph(nodes, "g", inputs, outputs, initializer=initializers)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     return path
 
 
@@ -48,10 +44,8 @@ def test_truncated_and_foreign_files_are_refused_naming_the_file(tmp_path: Path,
             helper.make_node("Unsqueeze", ["t", "axes"], ["u"]),
             helper.make_node("Concat", ["u", "u"], ["probs"], axis=1),
         ],
+        axes=1,
     )
-    model = onnx.load(str(no_state))
-    model.graph.initializer.append(helper.make_tensor("axes", TensorProto.INT64, [1], [1]))
-    onnx.save(model, str(no_state))
     with pytest.raises(ModelError, match=r"nostate\.onnx: no state_in\.<name> inputs"):
         load_model(no_state)
     unpaired = graph_model(
@@ -62,10 +56,8 @@ def test_truncated_and_foreign_files_are_refused_naming_the_file(tmp_path: Path,
         ],
         [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["batch", 4])],
         [helper.make_node("Squeeze", ["state_in.h", "axes"], ["probs"])],
+        axes=0,
     )
-    model = onnx.load(str(unpaired))
-    model.graph.initializer.append(helper.make_tensor("axes", TensorProto.INT64, [1], [0]))
-    onnx.save(model, str(unpaired))
     with pytest.raises(ModelError, match=r"unpaired\.onnx: input state_in\.h has no matching output state_out\.h"):
         load_model(unpaired)
     wrong_input = graph_model(
