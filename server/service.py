@@ -19,7 +19,6 @@ from server.errors import BadWord, ModelNotFound, ServerFull, SessionNotFound, S
 from server.inference import StepModel
 from server.metrics import Metrics
 from server.sessions import HistoryMode, Session, SessionStore
-from textcodec import Encoded
 
 log = logging.getLogger("wordstream.sessions")
 
@@ -27,9 +26,7 @@ log = logging.getLogger("wordstream.sessions")
 @dataclass(frozen=True)
 class WordUpdate:
     word_index: int
-    word: str
-    encoded: Encoded
-    new_steps: range
+    new_steps: range  # the history's steps this word added
 
 
 class Wordstream:
@@ -92,12 +89,9 @@ class Wordstream:
         self.store.detach(session)
         log.info("stream left", extra={"event": "detach", "session": session.id, "steps": session.steps})
 
-    async def push_word(self, session: Session, word: str) -> WordUpdate:
-        """Read one word: its tokens go through the model one step each, carrying the state."""
-        return (await self.push_words(session, [word]))[0]
-
     async def push_words(self, session: Session, words: list[str]) -> list[WordUpdate]:
-        """Read several words in order; all are checked first, so a bad one changes nothing."""
+        """Read words in order, each token one model step carrying the state; all are checked
+        first, so a bad one changes nothing."""
         self.store.touch(session)
         if not words:
             raise BadWord("paste needs at least one word")
@@ -120,7 +114,7 @@ class Wordstream:
         for word, tokens in zip(words, encoded):
             new_steps = self.store.append_word(session, word, tokens, results[used : used + len(tokens.ids)])
             used += len(tokens.ids)
-            updates.append(WordUpdate(len(session.words) - 1, word, tokens, new_steps))
+            updates.append(WordUpdate(len(session.words) - 1, new_steps))
             self.metrics.word_latency.observe(elapsed)
         self.metrics.words.inc(len(words))
         return updates

@@ -15,10 +15,10 @@ import grpc
 import numpy as np
 from google.protobuf.message import DecodeError
 
-from server import errors
+from server import errors, wire
 from server.auth import owner_of
 from server.inference import StepModel
-from server.service import Wordstream, WordUpdate
+from server.service import Wordstream
 from server.sessions import HistoryMode, Session
 from textcodec import UNK_ID
 from wordstream.v1 import wordstream_pb2 as pb
@@ -65,12 +65,14 @@ def status_of(error: errors.WordstreamError) -> grpc.StatusCode:
 class WordstreamServicer(pb_grpc.WordstreamServicer):
     def __init__(self, service: Wordstream, authenticate: bool = False) -> None:
         self.service = service
+        self.answers = {name: wire.WordAnswers(model) for name, model in service.models.items()}
         self.authenticate = authenticate  # tokens are checked by auth.TokenAuth; here they name the owner
 
     async def Stream(
         self, request_iterator: AsyncIterator[pb.StreamRequest], context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[pb.StreamResponse]:
+    ) -> AsyncIterator[bytes]:
         session: Session | None = None
+        session_field = b""  # the session id as the answers' field, encoded once
         try:
             async for request in request_iterator:
                 kind = None if isinstance(request, Malformed) else request.WhichOneof("kind")
@@ -79,19 +81,29 @@ class WordstreamServicer(pb_grpc.WordstreamServicer):
                         raise errors.MalformedRequest(request.error)
                     if session is None:
                         session = self._attach(request, kind, owner_of(context, self.authenticate))
+                        session_field = wire.session_id(session.id)
+                        opened = self._opened(session, kind)
                         yield pb.StreamResponse(
-                            seq=request.seq, session_id=session.id, opened=self._opened(session, kind)
-                        )
+                            seq=request.seq, session_id=session.id, opened=opened
+                        ).SerializeToString()
                         continue
-                    for response in await self._handle(session, request, kind):
-                        yield response
+                    if kind == "word" or kind == "paste":
+                        words = [request.word] if kind == "word" else list(request.paste.words)
+                        answers = self.answers[session.model.name]
+                        for update in await self.service.push_words(session, words):
+                            yield answers.answer(
+                                request.seq, session_field, session, update.word_index, update.new_steps
+                            )
+                        continue
+                    yield self._handle(session, request, kind).SerializeToString()
                     if kind == "close":
                         session = None
                         return
                 except errors.RejectedRequest as e:
                     self._count(status_of(e))
                     error = pb.StreamError(code=status_of(e).name, message=str(e))
-                    yield pb.StreamResponse(seq=request.seq, session_id=session.id if session else "", error=error)
+                    answer = pb.StreamResponse(seq=request.seq, session_id=session.id if session else "", error=error)
+                    yield answer.SerializeToString()
         except errors.StreamRefused as e:
             self._count(status_of(e))
             await context.abort(status_of(e), str(e))
@@ -116,21 +128,15 @@ class WordstreamServicer(pb_grpc.WordstreamServicer):
             return self.service.resume(request.resume.session_id, mode, owner)
         raise errors.NotOpened(kind or "")
 
-    async def _handle(self, session: Session, request: pb.StreamRequest, kind: str | None) -> list[pb.StreamResponse]:
-        def reply(**kwargs: object) -> pb.StreamResponse:
-            return pb.StreamResponse(seq=request.seq, session_id=session.id, **kwargs)  # type: ignore[arg-type]
-
-        if kind == "word":
-            return [reply(word=self._word(session, await self.service.push_word(session, request.word)))]
-        if kind == "paste":
-            updates = await self.service.push_words(session, list(request.paste.words))
-            return [reply(word=self._word(session, update)) for update in updates]
+    def _handle(self, session: Session, request: pb.StreamRequest, kind: str | None) -> pb.StreamResponse:
+        """Every request of an attached stream but words and pastes (those answer in wire.py)."""
         if kind in ("rewind", "reset"):
             self.service.rewind(session, request.rewind.words if kind == "rewind" else None)
-            return [reply(rewound=position(session))]
+            return pb.StreamResponse(seq=request.seq, session_id=session.id, rewound=position(session))
         if kind == "close":
             self.service.close(session.id, session.owner)  # the stream already proved its owner
-            return [reply(closed=pb.Closed(words=len(session.words), steps=session.steps))]
+            closed = pb.Closed(words=len(session.words), steps=session.steps)
+            return pb.StreamResponse(seq=request.seq, session_id=session.id, closed=closed)
         if kind in ("open", "resume"):
             raise errors.AlreadyOpen()
         raise errors.BadWord(f"empty request: set one of word, paste, rewind, reset, close (got {kind})")
@@ -142,34 +148,6 @@ class WordstreamServicer(pb_grpc.WordstreamServicer):
             resumed=kind == "resume",
             position=position(session),
             idle_timeout_seconds=self.service.settings.idle_timeout,
-        )
-
-    def _word(self, session: Session, update: WordUpdate) -> pb.WordResult:
-        end = update.new_steps.stop  # the history as it stood after this word (a paste answers each word)
-        if session.mode is HistoryMode.FULL:
-            shown = range(end)
-        elif session.mode is HistoryMode.DELTA:
-            shown = update.new_steps
-        else:
-            shown = range(end, end)
-        steps = [step(session, i) for i in shown]
-        last_output: pb.Output | None
-        if steps:  # the word's last step is among them: its output and state are the word's
-            last_output, last_state = steps[-1].output, steps[-1].state
-        else:
-            h = session.history
-            last_output = output(session.model, h.probs[end - 1])
-            last_state = tensors(session.model, h.state_after(end - 1))
-        return pb.WordResult(
-            word_index=update.word_index,
-            word=update.word,
-            tokens=[
-                pb.Token(text=t, id=i, unknown=u)
-                for t, i, u in zip(update.encoded.tokens, update.encoded.ids, update.encoded.unknown)
-            ],
-            output=last_output,
-            state=last_state,
-            history=pb.HistoryUpdate(length=end, start=shown.start, steps=steps),
         )
 
     async def GetSession(self, request: pb.GetSessionRequest, context: grpc.aio.ServicerContext) -> pb.Session:
@@ -239,7 +217,9 @@ def add_to_server(servicer: WordstreamServicer, server: grpc.aio.Server) -> None
     undecodable bytes into an INVALID_ARGUMENT answer instead of an INTERNAL error."""
     handlers = {
         "Stream": grpc.stream_stream_rpc_method_handler(
-            servicer.Stream, _tolerant(pb.StreamRequest.FromString), pb.StreamResponse.SerializeToString
+            servicer.Stream,
+            _tolerant(pb.StreamRequest.FromString),
+            None,  # Stream yields encoded answers
         ),
         "GetSession": grpc.unary_unary_rpc_method_handler(
             servicer.GetSession, _tolerant(pb.GetSessionRequest.FromString), pb.Session.SerializeToString

@@ -1,0 +1,151 @@
+"""The answer to a word, encoded straight to protobuf wire bytes: the hot path of every stream.
+
+Building that answer from protobuf objects takes about a dozen message objects and a
+Python list per float tensor, for every word; with the bare transport costing about 80 us
+of server CPU per message, that building was the largest share of the service's own cost
+(docs/BENCHMARKS.md has the profile). Here what never changes for a model (tensor names and
+shapes, label strings, field headers) is encoded once, and the floats go out as the arrays'
+own bytes: a packed ``repeated float`` is little-endian float32, numpy's layout here.
+
+Only ``StreamResponse{seq, session_id, word: WordResult}`` is encoded by hand; every other
+answer is built with the protobuf classes. tests/test_wire.py parses these bytes with the
+protobuf library and checks them against the messages that library builds from the same
+history. Field numbers are the ones in proto/wordstream/v1/wordstream.proto.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+from server.inference import StepModel
+from server.sessions import History, HistoryMode, Session
+from textcodec import UNK_ID
+
+_LENGTH_DELIMITED = 2
+
+
+def varint(value: int) -> bytes:
+    """A non-negative integer as a protobuf base-128 varint."""
+    if value < 0x80:
+        return bytes((value,))
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def tag(field: int, wire_type: int) -> bytes:
+    return varint(field << 3 | wire_type)
+
+
+def message(field: int, body: bytes) -> bytes:
+    """A length-delimited field: a string, bytes, packed numbers or a nested message."""
+    return tag(field, _LENGTH_DELIMITED) + varint(len(body)) + body
+
+
+def string(field: int, text: str) -> bytes:
+    """A string field, left out when empty (proto3 does not send default values)."""
+    return message(field, text.encode()) if text else b""
+
+
+def uint(field: int, value: int) -> bytes:
+    """A varint field (uint32, uint64, int64 >= 0, bool), left out when zero."""
+    return tag(field, 0) + varint(value) if value else b""
+
+
+if sys.byteorder == "little":
+
+    def floats(array: np.ndarray) -> bytes:
+        return array.tobytes()
+
+else:  # pragma: no cover - no big-endian machine serves this
+
+    def floats(array: np.ndarray) -> bytes:
+        return array.astype("<f4").tobytes()
+
+
+class WordAnswers:
+    """Encodes the answers to words for the sessions of one model."""
+
+    def __init__(self, model: StepModel) -> None:
+        self.model = model
+        labels = len(model.labels)
+        self._probs_header = tag(1, _LENGTH_DELIMITED) + varint(4 * labels)  # Output.probabilities, packed
+        self._labels = [string(2, label) for label in model.labels]  # Output.label
+        self._output_size = len(self._probs_header) + 4 * labels
+        # One Tensor message per state, everything but the values: its header as a field of
+        # WordResult (field 5) and of Step (field 6), the values' bytes follow.
+        self._tensor_headers: dict[int, list[bytes]] = {5: [], 6: []}
+        for spec in model.states:
+            values = 4 * spec.layers * spec.hidden
+            body_head = (
+                string(1, spec.name)
+                + uint(2, spec.layers)
+                + uint(3, spec.hidden)
+                + tag(4, _LENGTH_DELIMITED)
+                + varint(values)
+            )
+            for field in (5, 6):
+                self._tensor_headers[field].append(
+                    tag(field, _LENGTH_DELIMITED) + varint(len(body_head) + values) + body_head
+                )
+        self._state_names = [spec.name for spec in model.states]
+
+    def answer(self, seq: int, session_field: bytes, session: Session, word_index: int, steps: range) -> bytes:
+        """``StreamResponse`` for the word ``word_index``, whose tokens are the history's ``steps``.
+
+        ``session_field`` is ``session_id(session.id)``, encoded once per stream.
+        """
+        h = session.history
+        end = steps.stop  # the history as it stood after this word (a paste answers each word)
+        if session.mode is HistoryMode.FULL:
+            shown = range(end)
+        elif session.mode is HistoryMode.DELTA:
+            shown = steps
+        else:
+            shown = range(end, end)
+        last = end - 1  # the word's last step: its output and state are the word's
+        word = session.words[word_index]
+        body = [uint(1, word_index), string(2, word)]
+        body.extend(message(3, self._token(h, i)) for i in steps)
+        body.append(message(4, self._output(h.probs[last])))
+        body.extend(self._tensors(5, h, last))
+        history = [uint(1, end), uint(2, shown.start)]
+        history.extend(message(3, self._step(session, i)) for i in shown)
+        body.append(message(6, b"".join(history)))
+        return uint(1, seq) + session_field + message(4, b"".join(body))
+
+    def _token(self, h: History, i: int) -> bytes:
+        token_id = int(h.token_ids[i])
+        return string(1, h.tokens[i]) + uint(2, token_id) + uint(3, token_id == UNK_ID)
+
+    def _output(self, probs: np.ndarray) -> bytes:
+        values = probs.tolist()  # plain floats: max() over a short list is cheaper than a numpy call
+        return self._probs_header + floats(probs) + self._labels[values.index(max(values))]
+
+    def _tensors(self, field: int, h: History, i: int) -> list[bytes]:
+        return [
+            header + floats(h.states[name][i]) for header, name in zip(self._tensor_headers[field], self._state_names)
+        ]
+
+    def _step(self, session: Session, i: int) -> bytes:
+        h = session.history
+        word_index = int(h.word_index[i])
+        parts = [
+            uint(1, i),
+            uint(2, word_index),
+            string(3, session.words[word_index]),
+            message(4, self._token(h, i)),
+            message(5, self._output(h.probs[i])),
+            *self._tensors(6, h, i),
+        ]
+        return b"".join(parts)
+
+
+def session_id(value: str) -> bytes:
+    """``StreamResponse.session_id``, to encode once per stream."""
+    return string(2, value)
