@@ -48,7 +48,6 @@ class Running:
         if self.service.settings.state_dir:  # every stream has ended: the sessions are quiet
             path = persistence.save(self.service.store, Path(self.service.settings.state_dir))
             log.info("sessions saved", extra={"event": "save", "sessions": len(self.service.store), "file": str(path)})
-        self.service.shutdown()
         self.service.metrics.stop()
 
 

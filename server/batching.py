@@ -6,7 +6,7 @@ copy per tensor, scattering its results one assignment per tensor: no per-sessio
 objects on the hot path.
 
 The :class:`Batcher` is Triton's sequence batcher with the "oldest" strategy: the steps
-waiting at the moment a model call can start go into one ONNX Runtime call, at most one
+waiting at the moment a model call starts go into one ONNX Runtime call, at most one
 step per session (a session's next token waits for its previous one), each session's
 order preserved, at most ``max_batch`` rows. With nothing else waiting a step runs at
 once; ``max_wait`` (seconds, default 0) lets a lone step wait for company. No grpc here.
@@ -15,10 +15,8 @@ once; ``max_wait`` (seconds, default 0) lets a lone step wait for company. No gr
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
-from concurrent.futures import Executor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -105,142 +103,95 @@ class _Pending:
     slot: int
     token_id: int
     future: asyncio.Future[StepResult]
-    queued: float = field(default_factory=time.perf_counter)
 
 
 BatchObserver = Callable[[int], None]  # called with each batch's size
 
 
 class Batcher:
-    """Runs steps of one model, batching across sessions (or one call per step when disabled)."""
+    """Runs steps of one model, batching across sessions (or one call per step when disabled).
+
+    Model calls run on the event loop's own thread, between two rounds of callbacks: a step
+    of these models costs about 30 us, handing it to a worker thread and back about 100 us
+    more (``python -m bench.run`` measures both), and the loop has nothing else to do
+    meanwhile that would not wait for the GIL anyway. Every step that became ready in the
+    same round of the loop joins the same call; while a call runs, the next round's steps
+    gather behind it.
+    """
 
     def __init__(
         self,
         model: StepModel,
         bank: StateBank,
-        executor: Executor,
         *,
         enabled: bool = True,
         max_batch: int = 256,
         max_wait: float = 0.0,
-        concurrency: int = 1,
         observe: BatchObserver | None = None,
     ) -> None:
         self.model = model
         self.bank = bank
-        self.executor = executor
-        self.enabled = enabled
-        self.max_batch = max_batch
+        self.max_batch = max_batch if enabled else 1
         self.max_wait = max_wait
         self.observe = observe
         self._queue: list[_Pending] = []
-        self._wakeup: asyncio.Event | None = None
-        self._runners = concurrency  # model calls of this model that may run at once
-        self._running = 0
+        self._scheduled = False  # a drain is due on the loop
 
     async def step(self, slot: int, token_id: int) -> StepResult:
         """Advance ``slot`` by one token; returns the probabilities and the slot's new state."""
         loop = asyncio.get_running_loop()
-        self.bank.hold(slot)
+        future: asyncio.Future[StepResult] = loop.create_future()
+        self._queue.append(_Pending(slot, token_id, future))
+        self.bank.hold(slot)  # a session closed meanwhile keeps its slot until the step is done
+        if not self._scheduled:
+            self._scheduled = True
+            if self.max_wait and len(self._queue) < self.max_batch:
+                loop.call_later(self.max_wait, self._drain)
+            else:
+                loop.call_soon(self._drain)  # after the steps that are ready in this round
         try:
-            if not self.enabled:
-                return await self._run_one(slot, token_id)
-            if not self._queue and self._running < self._runners:  # nothing to batch with: run it now
-                self._running += 1
-                try:
-                    return await self._run_one(slot, token_id)
-                finally:
-                    self._running -= 1
-                    self._kick()  # steps that queued meanwhile need a runner
-            future: asyncio.Future[StepResult] = loop.create_future()
-            self._queue.append(_Pending(slot, token_id, future))
-            self._kick()
             return await future
         finally:
             self.bank.unhold(slot)
 
-    def _kick(self) -> None:
-        """Start a drain for waiting steps if a runner is free (every path that frees one calls this)."""
-        if self._queue and self._running < self._runners:
-            self._running += 1
-            asyncio.get_running_loop().create_task(self._drain())
-
     async def sequence(self, slot: int, token_ids: list[int]) -> list[StepResult]:
         """Advance ``slot`` by several tokens in order (a paste, a word of several tokens).
 
-        One token goes through the batch queue like any step; several run in one executor
-        call, so a paste pays one thread hand-off, not one per token.
+        Each token is one step that rides in the batches of the moment, so a long paste
+        never holds the loop for more than one call.
         """
-        if len(token_ids) == 1:
-            return [await self.step(slot, token_ids[0])]
-        self.bank.hold(slot)
-        try:
-            state = self.bank.gather([slot])
-            loop = asyncio.get_running_loop()
-            results, final = await loop.run_in_executor(self.executor, _run_sequence, self.model, token_ids, state)
-            self.bank.scatter([slot], final)  # not reached if the stream was cancelled meanwhile
-            if self.observe:
-                for _ in token_ids:
-                    self.observe(1)
-            return results
-        finally:
-            self.bank.unhold(slot)
+        return [await self.step(slot, token_id) for token_id in token_ids]
 
-    async def _run_one(self, slot: int, token_id: int) -> StepResult:
-        state = self.bank.gather([slot])
-        loop = asyncio.get_running_loop()
-        probs, new_state = await loop.run_in_executor(
-            self.executor, self.model.run, np.array([token_id], np.int64), state
-        )
-        self.bank.scatter([slot], new_state)
+    def _drain(self) -> None:
+        """Run the oldest waiting steps, one per slot, as one model call; come back for the rest."""
+        batch: list[_Pending] = []
+        rest: list[_Pending] = []
+        seen: set[int] = set()
+        for pending in self._queue:
+            if pending.future.done():  # its stream was cancelled while it waited: not run
+                continue
+            if len(batch) < self.max_batch and pending.slot not in seen:
+                seen.add(pending.slot)
+                batch.append(pending)
+            else:
+                rest.append(pending)
+        self._queue = rest
+        if rest:
+            asyncio.get_running_loop().call_soon(self._drain)
+        else:
+            self._scheduled = False
+        if not batch:
+            return
+        slots = [p.slot for p in batch]
+        tokens = np.fromiter((p.token_id for p in batch), np.int64, len(batch))
+        try:
+            probs, new_state = self.model.run(tokens, self.bank.gather(slots))
+        except Exception as e:  # the model call failed: every step in it learns why
+            for pending in batch:
+                pending.future.set_exception(e)
+            return
+        self.bank.scatter(slots, new_state)
         if self.observe:
-            self.observe(1)
-        return probs[0], {n: v[:, 0] for n, v in new_state.items()}
-
-    async def _drain(self) -> None:
-        """Take the oldest waiting steps, one per slot, run them as one batch; repeat while any wait."""
-        loop = asyncio.get_running_loop()
-        try:
-            while self._queue:
-                if self.max_wait and len(self._queue) < self.max_batch:
-                    await asyncio.sleep(self.max_wait)
-                batch: list[_Pending] = []
-                rest: list[_Pending] = []
-                seen: set[int] = set()
-                for pending in self._queue:
-                    if len(batch) < self.max_batch and pending.slot not in seen:
-                        seen.add(pending.slot)
-                        batch.append(pending)
-                    else:
-                        rest.append(pending)
-                self._queue = rest
-                slots = [p.slot for p in batch]
-                tokens = np.fromiter((p.token_id for p in batch), np.int64, len(batch))
-                state = self.bank.gather(slots)
-                try:
-                    probs, new_state = await loop.run_in_executor(self.executor, self.model.run, tokens, state)
-                except Exception as e:  # the model call failed: every waiting step learns it
-                    for pending in batch:
-                        if not pending.future.done():
-                            pending.future.set_exception(e)
-                    continue
-                # A step whose stream was cancelled meanwhile does not advance its slot: the
-                # session's state stays what its history says.
-                keep = [row for row, p in enumerate(batch) if not p.future.done()]
-                self.bank.scatter([slots[row] for row in keep], {n: v[:, keep] for n, v in new_state.items()})
-                if self.observe:
-                    self.observe(len(batch))
-                for row in keep:
-                    batch[row].future.set_result((probs[row], {n: v[:, row] for n, v in new_state.items()}))
-        finally:
-            self._running -= 1
-            self._kick()
-
-
-def _run_sequence(model: StepModel, token_ids: list[int], state: State) -> tuple[list[StepResult], State]:
-    """Each token in turn, batch of one, carrying the state (runs on an executor thread)."""
-    results = []
-    for token_id in token_ids:
-        probs, state = model.run(np.array([token_id], np.int64), state)
-        results.append((probs[0], {n: v[:, 0].copy() for n, v in state.items()}))
-    return results, state
+            self.observe(len(batch))
+        for row, pending in enumerate(batch):
+            pending.future.set_result((probs[row], {n: v[:, row] for n, v in new_state.items()}))

@@ -24,8 +24,6 @@ class Settings:
     """Model used when an open request names none."""
     threads: int = 1
     """ONNX Runtime intra-op threads per model call."""
-    workers: int = 2
-    """Model calls that may run at once (a thread pool beside the event loop)."""
     idle_timeout: float = 600.0
     """Seconds a session with no attached stream lives after its last request."""
     reap_interval: float = 5.0
@@ -69,7 +67,6 @@ class Settings:
     def __post_init__(self) -> None:
         for name in (
             "threads",
-            "workers",
             "max_sessions",
             "max_steps",
             "max_word_chars",

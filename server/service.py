@@ -1,6 +1,6 @@
 """The Wordstream service: the domain behind the transport. No grpc here.
 
-It ties the models, the session store and the model-call executor together; the
+It ties the models, the session store and the batchers of model calls together; the
 servicer (transport.py) only turns protobuf into these calls and the results back.
 """
 
@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from server import memory
@@ -41,16 +40,13 @@ class Wordstream:
         self.store = store
         self.metrics = metrics or Metrics()
         self.metrics.track_sessions(lambda: len(store))
-        self.executor = ThreadPoolExecutor(settings.workers, thread_name_prefix="model")
         self.batchers = {
             name: Batcher(
                 model,
                 store.bank(model),
-                self.executor,
                 enabled=settings.batching,
                 max_batch=settings.max_batch,
                 max_wait=settings.max_wait,
-                concurrency=settings.workers,
                 observe=self.metrics.batch_size.observe,
             )
             for name, model in models.items()
@@ -153,6 +149,3 @@ class Wordstream:
             if self.store.freed:  # sessions closed or expired since the last sweep: give their memory back
                 self.store.freed = 0
                 memory.trim()
-
-    def shutdown(self) -> None:
-        self.executor.shutdown(wait=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -57,11 +56,11 @@ def test_a_cancelled_step_does_not_advance_its_slot(tiny_models: dict[str, Path]
     bank = StateBank(model.states, capacity=2)
 
     async def scenario() -> None:
-        batcher = Batcher(model, bank, ThreadPoolExecutor(1))
+        batcher = Batcher(model, bank)
         a, b = bank.alloc(), bank.alloc()
         first = asyncio.create_task(batcher.step(a, 5))
         second = asyncio.create_task(batcher.step(b, 6))
-        await asyncio.sleep(0)  # both are queued; the drain has started
+        await asyncio.sleep(0)  # both are queued; the drain is due
         second.cancel()
         probs, state = await first
         with pytest.raises(asyncio.CancelledError):
@@ -85,11 +84,11 @@ def test_a_slot_freed_during_a_call_is_reused_only_after_it(tiny_models: dict[st
     bank = StateBank(model.states, capacity=1)
 
     async def scenario() -> None:
-        batcher = Batcher(model, bank, ThreadPoolExecutor(1))
+        batcher = Batcher(model, bank)
         slot = bank.alloc()
         step = asyncio.create_task(batcher.step(slot, 7))
         await asyncio.sleep(0)
-        bank.release(slot)  # the session is closed while its step runs
+        bank.release(slot)  # the session is closed while its step waits
         other = bank.alloc()
         assert other != slot  # not handed out while held
         await step
@@ -118,14 +117,14 @@ def test_metrics_endpoint(make_server) -> None:  # type: ignore[no-untyped-def]
     assert "wordstream_live_sessions 0.0" in body  # closed on leaving the block
 
 
-def test_steps_queued_behind_busy_runners_are_never_stranded(tiny_models: dict[str, Path]) -> None:
+def test_steps_queued_behind_a_full_batch_are_never_stranded(tiny_models: dict[str, Path]) -> None:
     model = load_model(tiny_models["gru"])
     bank = StateBank(model.states)
 
     async def scenario() -> None:
-        batcher = Batcher(model, bank, ThreadPoolExecutor(2), concurrency=2)
+        batcher = Batcher(model, bank, max_batch=3)
         slots = [bank.alloc() for _ in range(8)]
-        for _ in range(20):  # many rounds: lone runs, queued steps and drains interleave
+        for _ in range(20):  # many rounds: full batches leave steps behind for the next drain
             await asyncio.wait_for(asyncio.gather(*(batcher.step(s, 5) for s in slots)), timeout=10)
 
     asyncio.run(scenario())
