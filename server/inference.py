@@ -7,9 +7,11 @@ served by the same code. No torch here.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,12 +20,13 @@ import numpy as np
 import onnxruntime as ort
 
 from server.errors import ModelError
-from textcodec import TextCodec
+from textcodec import Encoded, TextCodec
 
 log = logging.getLogger("wordstream.models")
 
 State = dict[str, np.ndarray]  # name -> (layers, batch, hidden) float32
 REQUIRED_METADATA = ("labels", "vocabulary", "tokenizer", "model")
+WORD_CACHE = 8192  # distinct words whose tokens each model remembers
 
 
 @dataclass(frozen=True)
@@ -46,9 +49,13 @@ class StepModel:
     metadata: dict[str, Any] = field(repr=False)
     fingerprint: str = ""  # SHA-256 of the file: saved sessions are restored only onto the same model
 
-    @property
-    def state_names(self) -> tuple[str, ...]:
-        return tuple(s.name for s in self.states)
+    def __post_init__(self) -> None:
+        self.state_names = tuple(s.name for s in self.states)
+        self._inputs = tuple(f"state_in.{n}" for n in self.state_names)
+        self._outputs = ["probs", *(f"state_out.{n}" for n in self.state_names)]
+        # Typed text repeats its words (the most frequent few thousand words of English are
+        # most of any text), so a word's tokens are looked up once per distinct word.
+        self.encode: Callable[[str], Encoded] = functools.lru_cache(maxsize=WORD_CACHE)(self.codec.encode)
 
     @property
     def cell(self) -> str:
@@ -63,13 +70,10 @@ class StepModel:
 
     def run(self, token_ids: np.ndarray, state: State) -> tuple[np.ndarray, State]:
         """Advance each row by one token: token_ids (batch,) -> probs (batch, labels), next state."""
-        feeds = {"token_ids": token_ids, **{f"state_in.{n}": v for n, v in state.items()}}
-        outputs = self.session.run(self._output_names, feeds)
+        feeds = {feed: state[name] for feed, name in zip(self._inputs, self.state_names)}
+        feeds["token_ids"] = token_ids
+        outputs = self.session.run(self._outputs, feeds)
         return outputs[0], dict(zip(self.state_names, outputs[1:]))
-
-    @property
-    def _output_names(self) -> list[str]:
-        return ["probs", *(f"state_out.{n}" for n in self.state_names)]
 
 
 def load_model(path: Path, threads: int = 1) -> StepModel:

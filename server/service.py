@@ -92,7 +92,7 @@ class Wordstream:
         if not words:
             raise BadWord("paste needs at least one word")
         start = time.perf_counter()
-        encoded = [session.model.codec.encode(word) for word in words]
+        encoded = [session.model.encode(word) for word in words]
         self.store.check_words(session, words, encoded)
         batcher = self.batchers[session.model.name]
         session.history.reserve(sum(len(tokens.ids) for tokens in encoded))

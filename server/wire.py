@@ -24,12 +24,18 @@ from server.sessions import History, HistoryMode, Session
 from textcodec import UNK_ID
 
 _LENGTH_DELIMITED = 2
+_BYTE = [bytes((value,)) for value in range(256)]
+_FIELDS = range(1, 16)  # one-byte tags: every field number in our messages is below 16
+_LD_TAG = {field: _BYTE[field << 3 | _LENGTH_DELIMITED] for field in _FIELDS}
+_VARINT_TAG = {field: _BYTE[field << 3] for field in _FIELDS}
 
 
 def varint(value: int) -> bytes:
     """A non-negative integer as a protobuf base-128 varint."""
     if value < 0x80:
-        return bytes((value,))
+        return _BYTE[value]
+    if value < 0x4000:  # every message length of a word's answer
+        return bytes((value & 0x7F | 0x80, value >> 7))
     out = bytearray()
     while value >= 0x80:
         out.append((value & 0x7F) | 0x80)
@@ -44,7 +50,7 @@ def tag(field: int, wire_type: int) -> bytes:
 
 def message(field: int, body: bytes) -> bytes:
     """A length-delimited field: a string, bytes, packed numbers or a nested message."""
-    return tag(field, _LENGTH_DELIMITED) + varint(len(body)) + body
+    return _LD_TAG[field] + varint(len(body)) + body
 
 
 def string(field: int, text: str) -> bytes:
@@ -54,7 +60,7 @@ def string(field: int, text: str) -> bytes:
 
 def uint(field: int, value: int) -> bytes:
     """A varint field (uint32, uint64, int64 >= 0, bool), left out when zero."""
-    return tag(field, 0) + varint(value) if value else b""
+    return _VARINT_TAG[field] + varint(value) if value else b""
 
 
 if sys.byteorder == "little":

@@ -82,7 +82,7 @@ def test_vocabulary_errors() -> None:
 def test_codec_encode_marks_unknown_and_round_trips_metadata() -> None:
     codec = TextCodec(tok, Vocabulary.build([["great", "!"]], min_freq=1))
     encoded = codec.encode("Great!?")
-    assert encoded.tokens == ["great", "!", "?"]
-    assert encoded.unknown == [False, False, True]
+    assert encoded.tokens == ("great", "!", "?")
+    assert encoded.unknown == (False, False, True)
     again = TextCodec.from_metadata(**codec.to_metadata())
     assert again.encode_ids("great!") == codec.encode_ids("great!")

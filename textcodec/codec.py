@@ -13,12 +13,12 @@ from textcodec.vocab import UNK_ID, Vocabulary
 class Encoded:
     """One piece of text as tokens. ``unknown[i]`` is true where ``tokens[i]`` is out of vocabulary."""
 
-    tokens: list[str]
-    ids: list[int]
+    tokens: tuple[str, ...]
+    ids: tuple[int, ...]
 
     @property
-    def unknown(self) -> list[bool]:
-        return [i == UNK_ID for i in self.ids]
+    def unknown(self) -> tuple[bool, ...]:
+        return tuple(i == UNK_ID for i in self.ids)
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ class TextCodec:
     def encode(self, text: str) -> Encoded:
         """A typed word (or any text) as 0..n tokens and their ids."""
         tokens = self.tokenizer.tokenize(text)
-        return Encoded(tokens, self.vocab.ids(tokens))
+        return Encoded(tuple(tokens), tuple(self.vocab.ids(tokens)))
 
     def encode_ids(self, text: str) -> list[int]:
         return self.vocab.ids(self.tokenizer.tokenize(text))
