@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from server import memory
 from server.batching import Batcher, StepResult
@@ -22,8 +22,7 @@ from server.sessions import HistoryMode, Session, SessionStore
 log = logging.getLogger("wordstream.sessions")
 
 
-@dataclass(frozen=True)
-class WordUpdate:
+class WordUpdate(NamedTuple):
     word_index: int
     new_steps: range  # the history's steps this word added
 
@@ -106,13 +105,12 @@ class Wordstream:
         if not self.exists(session.id):  # closed by CloseSession while the model ran
             raise SessionNotFound(session.id)
         updates, used = [], 0
-        elapsed = (time.perf_counter() - start) / len(words)
         for word, tokens in zip(words, encoded):
             new_steps = self.store.append_word(session, word, tokens, results[used : used + len(tokens.ids)])
             used += len(tokens.ids)
             updates.append(WordUpdate(len(session.words) - 1, new_steps))
-            self.metrics.word_latency.observe(elapsed)
-        self.metrics.words.inc(len(words))
+        self.metrics.word_latency.observe((time.perf_counter() - start) / len(words), len(words))
+        self.metrics.words += len(words)
         return updates
 
     def rewind(self, session: Session, words: int | None) -> None:

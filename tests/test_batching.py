@@ -40,9 +40,7 @@ def test_concurrent_sessions_each_equal_their_offline_run(
     results = asyncio.run(scenario())
     for words, got in zip(TEXTS, results):
         np.testing.assert_allclose(got, offline_prefix_probs(tiny_models["gru"], words), atol=1e-5)
-    sizes = server.service.metrics.batch_size.collect()[0].samples
-    count = next(s.value for s in sizes if s.name.endswith("_count"))
-    total = next(s.value for s in sizes if s.name.endswith("_sum"))
+    count, total = server.service.metrics.batch_size.count, server.service.metrics.batch_size.sum
     steps = sum(len(w) for w in TEXTS)
     assert total == steps
     if batching:

@@ -129,3 +129,30 @@ def test_session_ids_are_long_and_random(server: ServerThread) -> None:
     stub = pb_grpc.WordstreamStub(grpc.insecure_channel(server.target))
     ids = {next(stub.Stream(iter([pb.StreamRequest(open=pb.Open())]))).session_id for _ in range(20)}
     assert len(ids) == 20 and all(len(i) >= 32 for i in ids)  # 24 random bytes, base64url: 192 bits
+
+
+def test_loop_histogram_exports_what_prometheus_client_would() -> None:
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+    from server.metrics import LoopHistogram
+
+    buckets = (0.001, 0.01, 0.1)
+    values = [0.05, 0.05, 0.0005, 0.001, 0.0011, 0.01, 0.1, 0.2, 3.0]  # bounds included: le means <=
+    reference_registry = CollectorRegistry()
+    reference = Histogram("h_seconds", "doc", buckets=buckets, registry=reference_registry)
+    for value in values:
+        reference.observe(value)
+    ours = LoopHistogram("h_seconds", "doc", buckets)
+    ours.observe(0.05, times=2)  # equal observations at once, as for the words of a paste
+    for value in values[2:]:
+        ours.observe(value)
+
+    class Ours:
+        def collect(self):  # type: ignore[no-untyped-def]
+            yield ours.family()
+
+    registry = CollectorRegistry()
+    registry.register(Ours())  # type: ignore[arg-type]
+    expected = [line for line in generate_latest(reference_registry).decode().splitlines() if "_created" not in line]
+    assert generate_latest(registry).decode().splitlines() == expected
+    assert ours.count == len(values)
