@@ -191,8 +191,31 @@ def write_report(results: dict[str, Any], out: Path) -> None:
         "on the values); one thread for both runtimes.",
         "",
     ]
+    lines += _profile_section(results)
     lines += [f"![{name}]({path.name})" for name, path in plots]
     (out / "BENCHMARKS.md").write_text("\n".join(lines) + "\n")
+
+
+def _profile_section(results: dict[str, Any]) -> list[str]:
+    prof = results.get("profile")
+    if not prof:
+        return []
+    echo = results["concurrency"].get(str(prof["streams"]), {}).get("echo")
+    echo_cpu = f"{1e6 * echo['server_cpu_s'] / echo['messages']:.0f}" if echo else "?"
+    lines = [
+        "## Where the time goes",
+        "",
+        f"`{prof['command']}`: the service under {prof['streams']} ping-pong streams ({prof['words']} words, "
+        f"{prof['words_per_second']:.0f} words/s while profiled) costs {prof['server_cpu_us_per_word']:.0f} us of "
+        f"server CPU per word; the bare echo above cost {echo_cpu} us per message at the same concurrency. "
+        f"py-spy sampled the server's Python while it held the GIL ({prof['samples']} samples); each sample goes "
+        "to the part of the code it is in. gRPC's machinery and the event loop are the work the echo does too.",
+        "",
+        "| part | share of the GIL-holding samples |",
+        "|---|---|",
+    ]
+    lines += [f"| {part} | {100 * share:.1f} % |" for part, share in prof["shares"].items()]
+    return lines + [""]
 
 
 def _plots(results: dict[str, Any], out: Path) -> list[tuple[str, Path]]:

@@ -6,7 +6,8 @@
 Servers: (a) a bare grpc.aio echo stream with the service's message sizes, (b) the
 service with micro-batching, (c) the service with batching off. Baselines: (d) the
 stateless way, re-running the whole prefix for every word, end to end over gRPC and at
-the model level; (e) a PyTorch eager step against the ONNX Runtime step.
+the model level; (e) a PyTorch eager step against the ONNX Runtime step. Then a py-spy
+profile of the service under load (bench/profile.py) says where its time goes.
 
 Writes bench/results.json, docs/BENCHMARKS.md and docs/bench-*.png (not with --smoke,
 unless --out is given).
@@ -32,6 +33,7 @@ import grpc
 import numpy as np
 
 from bench.load import VOCABULARY
+from bench.profile import profile
 from wordstream.v1 import wordstream_pb2 as pb
 from wordstream.v1 import wordstream_pb2_grpc as pb_grpc
 
@@ -351,6 +353,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for server in servers:
             server.stop()
     results["model_level"] = model_level(model_path, 20 if smoke else 500, 5 if smoke else 50)
+    # Where the service's time goes at 100 sessions (py-spy), beside the echo's CPU per message there.
+    results["profile"] = profile(models, args.model, 10 if smoke else 100, 30 if smoke else 300)
     return results
 
 

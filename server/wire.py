@@ -82,7 +82,6 @@ class WordAnswers:
         labels = len(model.labels)
         self._probs_header = tag(1, _LENGTH_DELIMITED) + varint(4 * labels)  # Output.probabilities, packed
         self._labels = [string(2, label) for label in model.labels]  # Output.label
-        self._output_size = len(self._probs_header) + 4 * labels
         # One Tensor message per state, everything but the values: its header as a field of
         # WordResult (field 5) and of Step (field 6), the values' bytes follow.
         self._tensor_headers: dict[int, list[bytes]] = {5: [], 6: []}
@@ -115,39 +114,35 @@ class WordAnswers:
         else:
             shown = range(end, end)
         last = end - 1  # the word's last step: its output and state are the word's
-        word = session.words[word_index]
-        body = [uint(1, word_index), string(2, word)]
-        body.extend(message(3, self._token(h, i)) for i in steps)
-        body.append(message(4, self._output(h.probs[last])))
-        body.extend(self._tensors(5, h, last))
+        parts = {i: self._parts(h, i) for i in (shown or steps)}  # each step's pieces, encoded once
+        _, output, values = parts[last]
+        body = [uint(1, word_index), string(2, session.words[word_index])]
+        body.extend(message(3, parts[i][0]) for i in steps)
+        body.append(message(4, output))
+        body.extend(header + value for header, value in zip(self._tensor_headers[5], values))
         history = [uint(1, end), uint(2, shown.start)]
-        history.extend(message(3, self._step(session, i)) for i in shown)
+        history.extend(message(3, self._step(session, i, *parts[i])) for i in shown)
         body.append(message(6, b"".join(history)))
         return uint(1, seq) + session_field + message(4, b"".join(body))
 
-    def _token(self, h: History, i: int) -> bytes:
+    def _parts(self, h: History, i: int) -> tuple[bytes, bytes, list[bytes]]:
+        """Step ``i``'s Token and Output messages and its state tensors' values."""
         token_id = int(h.token_ids[i])
-        return string(1, h.tokens[i]) + uint(2, token_id) + uint(3, token_id == UNK_ID)
+        token = string(1, h.tokens[i]) + uint(2, token_id) + uint(3, token_id == UNK_ID)
+        probs = h.probs[i]
+        listed = probs.tolist()  # plain floats: max() over a short list is cheaper than a numpy call
+        output = self._probs_header + floats(probs) + self._labels[listed.index(max(listed))]
+        return token, output, [floats(h.states[name][i]) for name in self._state_names]
 
-    def _output(self, probs: np.ndarray) -> bytes:
-        values = probs.tolist()  # plain floats: max() over a short list is cheaper than a numpy call
-        return self._probs_header + floats(probs) + self._labels[values.index(max(values))]
-
-    def _tensors(self, field: int, h: History, i: int) -> list[bytes]:
-        return [
-            header + floats(h.states[name][i]) for header, name in zip(self._tensor_headers[field], self._state_names)
-        ]
-
-    def _step(self, session: Session, i: int) -> bytes:
-        h = session.history
-        word_index = int(h.word_index[i])
+    def _step(self, session: Session, i: int, token: bytes, output: bytes, values: list[bytes]) -> bytes:
+        word_index = int(session.history.word_index[i])
         parts = [
             uint(1, i),
             uint(2, word_index),
             string(3, session.words[word_index]),
-            message(4, self._token(h, i)),
-            message(5, self._output(h.probs[i])),
-            *self._tensors(6, h, i),
+            message(4, token),
+            message(5, output),
+            *(header + value for header, value in zip(self._tensor_headers[6], values)),
         ]
         return b"".join(parts)
 

@@ -30,6 +30,27 @@ def test_bench_smoke_writes_every_figure(tmp_path: Path) -> None:
     assert "python -m bench.run --smoke" in report and "| ratio | measured | target | met |" in report
     for plot in ("bench-concurrency.png", "bench-session-length.png"):
         assert (out / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    profile = figures["profile"]
+    assert profile["samples"] > 0 and abs(sum(profile["shares"].values()) - 1) < 1e-9
+    assert "## Where the time goes" in report and "| gRPC and the event loop |" in report
+
+
+def test_profile_parts_follow_the_innermost_frame_of_ours() -> None:
+    from bench.profile import TRANSPORT, part_of, summarise
+
+    source = (ROOT / "server/transport.py").read_text().splitlines()
+    iteration = next(i for i, line in enumerate(source, 1) if "async for request in request_iterator" in line)
+    outer = ["<module> (server/__main__.py:34)", "Handle._run (asyncio/events.py:80)"]
+    stream = f"WordstreamServicer.Stream (server/transport.py:{iteration})"
+    encode = "WordAnswers.answer (server/wire.py:120)"
+    model = "Session.run (onnxruntime/capi/onnxruntime_inference_collection.py:406)"
+    assert part_of(outer) == TRANSPORT
+    assert part_of([*outer, stream]) == TRANSPORT  # awaiting grpc's next message
+    assert part_of([*outer, f"WordstreamServicer.Stream (server/transport.py:{iteration + 3})"]).startswith("servicer")
+    assert part_of([*outer, stream, encode]).startswith("answer encoding")
+    assert part_of([*outer, "Batcher._drain (server/batching.py:190)", model]).startswith("model calls")
+    raw = f"{';'.join([*outer, stream, encode])} 3\n{';'.join(outer)} 1\n"
+    assert summarise(raw) == {"samples": 4, "shares": {"answer encoding (server/wire.py)": 0.75, TRANSPORT: 0.25}}
 
 
 def test_soak_short_variant_loses_no_session() -> None:
