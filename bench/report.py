@@ -40,7 +40,7 @@ TARGETS = [
     ),
     (
         "cost per word, step 1,000 / step 10",
-        lambda r: r["session_length"]["step_end_ms"] / r["session_length"]["step10_ms"],
+        lambda r: r["session_length"]["late_ms"] / r["session_length"]["early_ms"],
         "<=",
         1.10,
     ),
@@ -104,8 +104,9 @@ def write_report(results: dict[str, Any], out: Path) -> None:
         "",
         f"Produced by `{results['command']}` on {m['date']}: {m['cpu']}, {m['cores']} cores, Python {m['python']}, "
         f"grpcio {m['grpcio']}. Every figure below comes from that one run; servers and load generators shared the "
-        "machine's two cores (the CPU columns say how much each side used). The raw figures are in "
-        "[bench-results.json](bench-results.json).",
+        "machine's two cores (the CPU columns say how much each side used). The servers took turns, "
+        f"{_rounds(results)} round(s) each, and each row merges its rounds, so that a slow spell of the shared "
+        "machine falls on every side. The raw figures are in [bench-results.json](bench-results.json).",
         "",
         f"Messages: a word request is {results['message_bytes']['request']} bytes, its answer "
         f"{results['message_bytes']['response']} bytes (delta history, the default LSTM model); the echo baseline "
@@ -154,8 +155,10 @@ def write_report(results: dict[str, Any], out: Path) -> None:
         "",
         "## Cost per word against session length",
         "",
-        f"One session, {s['end_step']} words: median {s['step10_ms']:.3f} ms around step 10, "
-        f"{s['step_end_ms']:.3f} ms over the last words.",
+        f"Measured in turns, {s['pairs']} pairs: one word to a session at step {s['early_step']} (fresh sessions, "
+        f"each used for 20 words), one to a session that had read {s['late_step']} words: median "
+        f"{s['early_ms']:.3f} ms against {s['late_ms']:.3f} ms. The plot shows every word of one session of "
+        f"{s['end_step']} words.",
         "",
         f"Stateless baseline at step {st['prefix']} (a new session fed the whole prefix, as a client without "
         f"server-side state would): {st['stateless_ms']:.1f} ms per word, against {st['service_ms']:.3f} ms for "
@@ -194,6 +197,10 @@ def write_report(results: dict[str, Any], out: Path) -> None:
     lines += _profile_section(results)
     lines += [f"![{name}]({path.name})" for name, path in plots]
     (out / "BENCHMARKS.md").write_text("\n".join(lines) + "\n")
+
+
+def _rounds(results: dict[str, Any]) -> int:
+    return int(next(iter(results["one_stream"].values())).get("rounds", 1))
 
 
 def _profile_section(results: dict[str, Any]) -> list[str]:

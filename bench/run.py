@@ -148,6 +148,86 @@ def load(server: Server, kind: str, streams: int, words: int, processes: int, **
     }
 
 
+def in_rounds(servers: list[Server], rounds: int, measure: Any) -> dict[str, dict[str, Any]]:
+    """``measure(server)`` for every server, taking turns over ``rounds`` rounds, merged per server:
+    a slow spell of the shared machine falls on every side, not on one."""
+    runs: dict[str, list[dict[str, Any]]] = {s.name: [] for s in servers}
+    for _ in range(rounds):
+        for server in servers:
+            runs[server.name].append(measure(server))
+    return {name: merge(parts) for name, parts in runs.items()}
+
+
+def merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """One result from several runs of the same load: latencies pooled, times and CPU added up."""
+    latencies = [x for part in parts for process in part["per_stream"] for stream in process for x in stream]
+    wall = sum(p["wall_s"] for p in parts)
+    per_message = max(1, parts[0].get("paste", 0) or 1)
+    return {
+        "streams": parts[0]["streams"],
+        "processes": parts[0]["processes"],
+        "rounds": len(parts),
+        "words_per_second": len(latencies) * per_message / wall,
+        "p50_ms": 1000 * percentile(latencies, 50),
+        "p99_ms": 1000 * percentile(latencies, 99),
+        "server_cpu_s": sum(p["server_cpu_s"] for p in parts),
+        "client_cpu_s": sum(p["client_cpu_s"] for p in parts),
+        "wall_s": wall,
+        "messages": len(latencies),
+    }
+
+
+def step_cost(target: str, early: int, late: int, pairs: int) -> dict[str, float]:
+    """Per-word latency at step ``early`` against step ``late``, measured in turns.
+
+    One session is filled to ``late`` words; fresh sessions are filled to ``early`` words.
+    Then, pair after pair, one word goes to a fresh session (its words early..early+19) and
+    one to the long session, so both sides see the same moments of the shared machine.
+    """
+
+    async def open_filled(stub: pb_grpc.WordstreamStub, words: int) -> Any:
+        call = stub.Stream()
+        await call.write(pb.StreamRequest(open=pb.Open()))
+        await call.read()
+        if words:
+            await call.write(pb.StreamRequest(paste=pb.Paste(words=[VOCABULARY[i % 30] for i in range(words)])))
+            for _ in range(words):
+                await call.read()
+        return call
+
+    async def timed(call: Any, i: int) -> float:
+        begin = time.perf_counter()
+        await call.write(pb.StreamRequest(word=VOCABULARY[i % 30]))
+        await call.read()
+        return time.perf_counter() - begin
+
+    async def run() -> tuple[list[float], list[float]]:
+        async with grpc.aio.insecure_channel(target) as channel:
+            stub = pb_grpc.WordstreamStub(channel)
+            long = await open_filled(stub, late)
+            short, at_early, at_late = None, [], []
+            for i in range(pairs):
+                if i % 20 == 0:
+                    if short is not None:
+                        await short.done_writing()
+                    short = await open_filled(stub, early)
+                at_early.append(await timed(short, i))
+                at_late.append(await timed(long, i))
+            await long.done_writing()
+            if short is not None:
+                await short.done_writing()
+            return at_early, at_late
+
+    at_early, at_late = asyncio.run(run())
+    return {
+        "early_step": early,
+        "late_step": late,
+        "pairs": pairs,
+        "early_ms": 1000 * statistics.median(at_early),
+        "late_ms": 1000 * statistics.median(at_late),
+    }
+
+
 def message_sizes(target: str) -> tuple[int, int]:
     """Bytes of a typical word request and its answer (delta history, the default model)."""
     with grpc.insecure_channel(target) as channel:
@@ -309,30 +389,31 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 return load(server, "echo", streams, words, processes, **sizes, **extra)
             return load(server, "service", streams, words, processes, **extra)
 
-        # One stream, ping-pong: latency.
-        words = 30 if smoke else 2000
-        results["one_stream"] = {s.name: strip(run_load(s, 1, words, 1)) for s in servers}
+        # One stream, ping-pong: latency. Every comparison takes turns over the servers.
+        rounds = 1 if smoke else 3
+        words = 30 if smoke else 700
+        results["one_stream"] = in_rounds(servers, rounds, lambda s: run_load(s, 1, words, 1))
         # Concurrency: throughput and latency.
         results["concurrency"] = {}
         for c in concurrency:
-            per_stream = max(5, min(400, (300 if smoke else 30000) // c))
+            per_stream = max(5, min(400, (300 if smoke else 10000) // c))
             processes = 1 if c < 100 else 2
-            results["concurrency"][str(c)] = {s.name: strip(run_load(s, c, per_stream, processes)) for s in servers}
-        # Cost per word against session length (one stream, the batching service).
+            results["concurrency"][str(c)] = in_rounds(
+                servers, rounds, lambda s, c=c, n=per_stream, p=processes: run_load(s, c, n, p)
+            )
+        # Cost per word against session length: one long session's every word (the plot), and
+        # step 10 against step 1,000 measured in turns (the ratio).
         length = 60 if smoke else 1000
         long = run_load(batched, 1, length, 1)
         per_word = long["per_stream"][0][0]
-        window = 5 if smoke else 20
-        early = per_word[max(0, 10 - window // 2) : 10 + window // 2]
-        late = per_word[length - window :]
         results["session_length"] = {
             "per_word_ms": [1000 * x for x in per_word],
-            "step10_ms": 1000 * statistics.median(early),
-            "step_end_ms": 1000 * statistics.median(late),
             "end_step": length,
+            **step_cost(batched.target, 10, length, 20 if smoke else 400),
         }
         # Stateless baseline at step `prefix`, end to end, against the service's cost per word there.
         prefix = 20 if smoke else 500
+        window = 5 if smoke else 20
         stateless = stateless_over_grpc(batched.target, prefix, 3 if smoke else 10)
         around = per_word[max(0, prefix - window) : prefix + window]
         results["stateless"] = {
