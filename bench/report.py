@@ -191,7 +191,9 @@ def write_report(results: dict[str, Any], out: Path) -> None:
     lines += [
         "",
         "PyTorch eager is timed on the same architecture with fresh weights (timing does not depend "
-        "on the values); one thread for both runtimes.",
+        "on the values); one thread for both runtimes. thread_handoff_us is one round trip from the event loop "
+        "to a worker thread and back, doing nothing: what each model call would add if it ran on a thread "
+        "(the server runs them on the loop, server/batching.py).",
         "",
     ]
     lines += _profile_section(results)

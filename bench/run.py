@@ -25,6 +25,7 @@ import statistics
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ from wordstream.v1 import wordstream_pb2 as pb
 from wordstream.v1 import wordstream_pb2_grpc as pb_grpc
 
 ROOT = Path(__file__).resolve().parent.parent
+HANDOFFS = 50  # thread round trips per timed sample
 ENV = {**os.environ, "GRPC_VERBOSITY": "ERROR", "PYTHONPATH": str(ROOT)}
 
 
@@ -314,6 +316,16 @@ def model_level(model_path: Path, prefix: int, repeats: int, rounds: int = 5) ->
         sequence = torch.tensor([ids])
         work["torch_full_sequence_us"] = (lambda: net(sequence, net.init_state(1)), max(2, repeats // 10))
 
+    # What a model call on a worker thread would add: one round trip from the event loop to a
+    # thread and back, doing nothing (server/batching.py runs model calls on the loop instead).
+    loop = asyncio.new_event_loop()
+    pool = ThreadPoolExecutor(1)
+
+    async def handoffs() -> None:
+        for _ in range(HANDOFFS):
+            await loop.run_in_executor(pool, int)
+
+    work["thread_handoff_us"] = (lambda: loop.run_until_complete(handoffs()), repeats)
     per_round: dict[str, list[float]] = {name: [] for name in work}
     for _ in range(rounds):
         for name, (fn, samples) in work.items():
@@ -324,6 +336,9 @@ def model_level(model_path: Path, prefix: int, repeats: int, rounds: int = 5) ->
                 times.append(time.perf_counter() - begin)
             per_round[name].append(statistics.median(times))
     out.update({name: 1e6 * statistics.median(values) for name, values in per_round.items()})
+    out["thread_handoff_us"] /= HANDOFFS  # per round trip
+    pool.shutdown()
+    loop.close()
     return out
 
 

@@ -2,8 +2,8 @@
 
 Every session of a model owns one slot of a :class:`StateBank`: per state tensor, one
 preallocated array ``(layers, capacity, hidden)``. Gathering a batch is one fancy-index
-copy per tensor, scattering its results one assignment per tensor: no per-session Python
-objects on the hot path.
+copy per tensor (a slice for a lone step), scattering its results one assignment per
+tensor: no per-session Python objects on the hot path.
 
 The :class:`Batcher` is Triton's sequence batcher with the "oldest" strategy: the steps
 waiting at the moment a model call starts go into one ONNX Runtime call, at most one
@@ -120,11 +120,12 @@ class Batcher:
     """Runs steps of one model, batching across sessions (or one call per step when disabled).
 
     Model calls run on the event loop's own thread, between two rounds of callbacks: a step
-    of these models costs about 30 us, handing it to a worker thread and back about 100 us
-    more (``python -m bench.run`` measures both), and the loop has nothing else to do
-    meanwhile that would not wait for the GIL anyway. Every step that became ready in the
-    same round of the loop joins the same call; while a call runs, the next round's steps
-    gather behind it.
+    of these models at batch 1 costs about as much as handing it to a worker thread and back
+    would add (``python -m bench.run`` measures both: ort_step_b1_us, thread_handoff_us), and
+    the loop has nothing else to do meanwhile that would not wait for the GIL anyway. Every
+    step that became ready in the same round of the loop joins the same call; while a call
+    runs, the next round's steps gather behind it. A much larger model would want the call
+    on a thread again.
     """
 
     def __init__(

@@ -25,7 +25,7 @@ def test_bench_smoke_writes_every_figure(tmp_path: Path) -> None:
     assert set(figures["concurrency"]) == {"1", "10"}
     for name in ("session_length", "stateless", "paste", "memory", "model_level"):
         assert figures[name], name
-    assert figures["model_level"]["ort_step_b1_us"] > 0
+    assert figures["model_level"]["ort_step_b1_us"] > 0 and figures["model_level"]["thread_handoff_us"] > 0
     assert figures["session_length"]["early_ms"] > 0 and figures["session_length"]["late_ms"] > 0
     report = (out / "BENCHMARKS.md").read_text()
     assert "python -m bench.run --smoke" in report and "| ratio | measured | target | met |" in report
