@@ -171,11 +171,12 @@ def write_report(results: dict[str, Any], out: Path) -> None:
         "",
         "## Memory",
         "",
-        f"{mem['sessions']} idle sessions (streams ended, sessions kept): "
-        f"{mem['no_history_bytes_per_session']:.0f} bytes per session without history, of which "
-        f"{mem['state_bytes']} are the state tensors. Counted exactly (tracemalloc, the same sessions created "
-        f"in-process): {mem.get('accounted_bytes_per_session', float('nan')):.0f} bytes per session, "
-        f"{mem['beyond_state_bytes']:.0f} beyond the state tensors (the state bank's spare slots included). With "
+        f"{mem['sessions']} idle sessions (streams ended, sessions kept) raised the server's resident memory by "
+        f"{mem['no_history_bytes_per_session']:.0f} bytes per session without history (resident memory is coarse "
+        "at this size: the allocator reuses pages it already holds). Counted exactly (tracemalloc, the same "
+        f"sessions created in-process): {mem.get('accounted_bytes_per_session', float('nan')):.0f} bytes per "
+        f"session, of which {mem['state_bytes']} are the state tensors and {mem['beyond_state_bytes']:.0f} the "
+        "rest (the state bank's spare slots included). With "
         f"{mem['words_each']} words each, {mem['history_bytes_per_step']:.0f} bytes per step of history against "
         f"{mem['raw_bytes_per_step']} raw bytes (token id, word index, probabilities, state). An open, idle stream "
         f"of the bare echo server costs {mem['echo_stream_bytes']:.0f} bytes by itself "

@@ -444,7 +444,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         }
         # Memory per idle session, and per open stream of the bare echo.
         sessions = 200 if smoke else 10000
-        results["memory"] = memory(models, sessions, 2 if smoke else 20, echo, sizes)
+        results["memory"] = memory(models, sessions, 2 if smoke else 20, sizes)
     finally:
         for server in servers:
             server.stop()
@@ -454,7 +454,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
-def memory(models: str, sessions: int, words: int, echo: Server, sizes: dict[str, int]) -> dict[str, Any]:
+def memory(models: str, sessions: int, words: int, sizes: dict[str, int]) -> dict[str, Any]:
     from server.inference import load_model
 
     out: dict[str, Any] = {"sessions": sessions, "words_each": words}
@@ -476,8 +476,19 @@ def memory(models: str, sessions: int, words: int, echo: Server, sizes: dict[str
     out["beyond_state_bytes"] = out["accounted_bytes_per_session"] - state_bytes
     out["history_bytes_per_step"] = (out["history_bytes_per_session"] - out["no_history_bytes_per_session"]) / words
     out["raw_bytes_per_step"] = step_bytes
-    # What an open gRPC stream costs by itself: the bare echo with open, idle streams.
+    # What an open gRPC stream costs by itself: a fresh bare echo (no heap left over from the
+    # load runs for new streams to reuse) with open, idle streams.
     streams = min(sessions, 1000)
+    echo = start("echo (memory)", [sys.executable, "-m", "bench.echo_server"])
+    try:
+        out["echo_stream_bytes"] = _stream_bytes(echo, streams, sizes)
+    finally:
+        echo.stop()
+    out["echo_streams"] = streams
+    return out
+
+
+def _stream_bytes(echo: Server, streams: int, sizes: dict[str, int]) -> float:
     before = settle_rss(echo)
     holder = subprocess.Popen(
         [
@@ -505,10 +516,9 @@ def memory(models: str, sessions: int, words: int, echo: Server, sizes: dict[str
         text=True,
     )
     holder.stdout.readline() if holder.stdout else None  # the streams are open now
-    out["echo_stream_bytes"] = (settle_rss(echo) - before) / streams
-    out["echo_streams"] = streams
+    per_stream = (settle_rss(echo) - before) / streams
     holder.communicate(timeout=300)
-    return out
+    return per_stream
 
 
 def accounted_session_bytes(model: Any, sessions: int) -> float:

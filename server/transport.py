@@ -1,5 +1,8 @@
 """The gRPC servicer: protobuf in, the domain (service.py) does the work, protobuf out.
 
+Stream answers leave as encoded bytes: a word's answer is written straight to wire format
+by wire.py (the hot path), every other answer is a protobuf message serialised here.
+
 ``STATUS`` is the one table from domain errors to gRPC status codes. Errors it does not
 know become INTERNAL with a generic message; the traceback stays in the server's log.
 """
