@@ -126,3 +126,22 @@ def test_steps_queued_behind_a_full_batch_are_never_stranded(tiny_models: dict[s
             await asyncio.wait_for(asyncio.gather(*(batcher.step(s, 5) for s in slots)), timeout=10)
 
     asyncio.run(scenario())
+
+
+def test_max_wait_lets_a_step_wait_for_company(tiny_models: dict[str, Path]) -> None:
+    model = load_model(tiny_models["rnn"])
+    bank = StateBank(model.states)
+    sizes: list[int] = []
+
+    async def scenario() -> None:
+        batcher = Batcher(model, bank, max_wait=0.2, observe=sizes.append)
+        a, b = bank.alloc(), bank.alloc()
+        first = asyncio.create_task(batcher.step(a, 5))
+        await asyncio.sleep(0.02)  # well inside the wait: the second step joins the first's call
+        second = asyncio.create_task(batcher.step(b, 6))
+        await asyncio.wait_for(asyncio.gather(first, second), timeout=10)
+        assert sizes == [2]
+        await asyncio.wait_for(batcher.step(a, 7), timeout=10)  # alone, it runs once the wait is over
+        assert sizes == [2, 1]
+
+    asyncio.run(scenario())
