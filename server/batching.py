@@ -167,9 +167,14 @@ class Batcher:
         """Advance ``slot`` by several tokens in order (a paste, a word of several tokens).
 
         Each token is one step that rides in the batches of the moment, so a long paste
-        never holds the loop for more than one call.
+        never holds the loop for more than one call. The slot is held from the first token to
+        the last: a session closed in between does not hand it to a new session mid-way.
         """
-        return [await self.step(slot, token_id) for token_id in token_ids]
+        self.bank.hold(slot)
+        try:
+            return [await self.step(slot, token_id) for token_id in token_ids]
+        finally:
+            self.bank.unhold(slot)
 
     def _drain(self) -> None:
         """Run the oldest waiting steps, one per slot, as one model call; come back for the rest."""

@@ -145,3 +145,23 @@ def test_max_wait_lets_a_step_wait_for_company(tiny_models: dict[str, Path]) -> 
         assert sizes == [2, 1]
 
     asyncio.run(scenario())
+
+
+def test_a_slot_freed_during_a_sequence_is_reused_only_after_it(tiny_models: dict[str, Path]) -> None:
+    model = load_model(tiny_models["gru"])
+    bank = StateBank(model.states)
+
+    async def scenario() -> None:
+        batcher = Batcher(model, bank)
+        slot = bank.alloc()
+        paste = asyncio.create_task(batcher.sequence(slot, [5] * 10))
+        await asyncio.sleep(0)  # the first token is queued
+        bank.release(slot)  # the session is closed in the middle of its paste
+        handed_out = []
+        while not paste.done():
+            handed_out.append(bank.alloc())  # sessions opened meanwhile
+            await asyncio.sleep(0)
+        assert slot not in handed_out
+        assert bank.alloc() == slot  # free once the paste is over
+
+    asyncio.run(scenario())
