@@ -165,3 +165,64 @@ def test_a_slot_freed_during_a_sequence_is_reused_only_after_it(tiny_models: dic
         assert bank.alloc() == slot  # free once the paste is over
 
     asyncio.run(scenario())
+
+
+def test_sessions_closed_mid_paste_do_not_disturb_new_sessions(make_server, tiny_models: dict[str, Path]) -> None:  # type: ignore[no-untyped-def]
+    """A session closed by CloseSession while its paste still runs, and new sessions opened
+    right then (they may get its state slot): each new session's outputs still equal the
+    offline run of its own words."""
+    import grpc
+
+    from wordstream.v1 import wordstream_pb2 as pb
+    from wordstream.v1 import wordstream_pb2_grpc as pb_grpc
+
+    server: ServerThread = make_server(default_model="tiny-gru")
+    words = TEXTS[0] + TEXTS[5]
+
+    async def closed_mid_paste(stub: pb_grpc.WordstreamStub, closed: asyncio.Event) -> bool:
+        """True if the close landed while the paste ran (the paste then ends with NOT_FOUND)."""
+        call = stub.Stream()
+        await call.write(pb.StreamRequest(open=pb.Open()))
+        session_id = (await call.read()).session_id
+        await call.write(pb.StreamRequest(paste=pb.Paste(words=words * 20)))
+        await stub.CloseSession(pb.CloseSessionRequest(session_id=session_id))
+        closed.set()
+        try:
+            answer = await call.read()  # a paste is answered once all its words are read
+        except grpc.aio.AioRpcError as e:
+            assert e.code() == grpc.StatusCode.NOT_FOUND
+            return True
+        assert answer.WhichOneof("kind") == "word"  # the paste beat the close this time
+        call.cancel()
+        return False
+
+    async def typed(stub: pb_grpc.WordstreamStub, closed: asyncio.Event) -> list[list[float]]:
+        await closed.wait()
+        call = stub.Stream()
+        await call.write(pb.StreamRequest(open=pb.Open()))
+        await call.read()
+        out = []
+        for word in words:
+            await call.write(pb.StreamRequest(word=word))
+            out.append(list((await call.read()).word.output.probabilities))
+        await call.done_writing()
+        return out
+
+    async def scenario() -> tuple[list[bool], list[list[list[float]]]]:
+        async with grpc.aio.insecure_channel(server.target) as channel:
+            stub = pb_grpc.WordstreamStub(channel)
+            mid_paste, typed_outputs = [], []
+            for _ in range(5):
+                closed = asyncio.Event()
+                landed, *outputs = await asyncio.gather(
+                    closed_mid_paste(stub, closed), *(typed(stub, closed) for _ in range(3))
+                )
+                mid_paste.append(landed)
+                typed_outputs += outputs
+            return mid_paste, typed_outputs
+
+    mid_paste, outputs = asyncio.run(asyncio.wait_for(scenario(), 120))
+    assert any(mid_paste), "no close landed while its paste ran: the scenario tested nothing"
+    expected = offline_prefix_probs(tiny_models["gru"], words)
+    for got in outputs:
+        np.testing.assert_allclose(got, expected, atol=1e-5)
