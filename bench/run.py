@@ -1,6 +1,6 @@
 """The benchmark suite, everything side by side in one run (issue 5).
 
-    python -m bench.run                  # full run, about 10 minutes; writes the files below
+    python -m bench.run                  # full run, about 6 minutes here; writes the files below
     python -m bench.run --smoke          # tiny counts, seconds (the test suite runs this)
 
 Servers: (a) a bare grpc.aio echo stream with the service's message sizes, (b) the
@@ -9,7 +9,8 @@ stateless way, re-running the whole prefix for every word, end to end over gRPC 
 the model level; (e) a PyTorch eager step against the ONNX Runtime step. Then a py-spy
 profile of the service under load (bench/profile.py) says where its time goes.
 
-Writes bench/results.json, docs/BENCHMARKS.md and docs/bench-*.png (not with --smoke,
+The servers take turns, three rounds per comparison, merged per server. Writes
+docs/bench-results.json, docs/BENCHMARKS.md and docs/bench-*.png (not with --smoke,
 unless --out is given).
 """
 
