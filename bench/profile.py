@@ -97,7 +97,7 @@ def profile(models: str, model: str, streams: int, words: int, rate: int = 200) 
         try:
             port = _port_from(recorder)
             server_pid = _child_of(recorder.pid)
-            cpu_before = _cpu_seconds(server_pid)
+            cpu_before = cpu_seconds(server_pid)
             load = subprocess.run(
                 [sys.executable, "-m", "bench.load", "--target", f"localhost:{port}", "--kind", "service"]
                 + ["--streams", str(streams), "--words", str(words)],
@@ -108,7 +108,7 @@ def profile(models: str, model: str, streams: int, words: int, rate: int = 200) 
                 check=True,
                 timeout=900,
             )
-            cpu = _cpu_seconds(server_pid) - cpu_before
+            cpu = cpu_seconds(server_pid) - cpu_before
             os.kill(server_pid, signal.SIGTERM)
             recorder.wait(timeout=60)
         finally:
@@ -148,7 +148,8 @@ def _child_of(pid: int, timeout: float = 10.0) -> int:
     raise RuntimeError("py-spy started no server")
 
 
-def _cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 

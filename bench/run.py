@@ -35,7 +35,7 @@ import grpc
 import numpy as np
 
 from bench.load import VOCABULARY
-from bench.profile import profile
+from bench.profile import cpu_seconds, profile
 from wordstream.v1 import wordstream_pb2 as pb
 from wordstream.v1 import wordstream_pb2_grpc as pb_grpc
 
@@ -61,8 +61,7 @@ class Server:
 
     def cpu(self) -> float:
         """User + system CPU seconds so far."""
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return cpu_seconds(self.process.pid)
 
     def stop(self) -> None:
         self.process.terminate()
@@ -165,12 +164,11 @@ def merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
     """One result from several runs of the same load: latencies pooled, times and CPU added up."""
     latencies = [x for part in parts for process in part["per_stream"] for stream in process for x in stream]
     wall = sum(p["wall_s"] for p in parts)
-    per_message = max(1, parts[0].get("paste", 0) or 1)
     return {
         "streams": parts[0]["streams"],
         "processes": parts[0]["processes"],
         "rounds": len(parts),
-        "words_per_second": len(latencies) * per_message / wall,
+        "words_per_second": sum(p["words_per_second"] * p["wall_s"] for p in parts) / wall,
         "p50_ms": 1000 * percentile(latencies, 50),
         "p99_ms": 1000 * percentile(latencies, 99),
         "server_cpu_s": sum(p["server_cpu_s"] for p in parts),
@@ -180,6 +178,18 @@ def merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+async def open_filled(stub: pb_grpc.WordstreamStub, words: int, history: int = pb.HISTORY_MODE_DELTA) -> Any:
+    """A new session's stream that has read ``words`` words in one paste (their answers read too)."""
+    call = stub.Stream()
+    await call.write(pb.StreamRequest(open=pb.Open(history=history)))
+    await call.read()
+    if words:
+        await call.write(pb.StreamRequest(paste=pb.Paste(words=[VOCABULARY[i % 30] for i in range(words)])))
+        for _ in range(words):
+            await call.read()
+    return call
+
+
 def step_cost(target: str, early: int, late: int, pairs: int) -> dict[str, float]:
     """Per-word latency at step ``early`` against step ``late``, measured in turns.
 
@@ -187,16 +197,6 @@ def step_cost(target: str, early: int, late: int, pairs: int) -> dict[str, float
     Then, pair after pair, one word goes to a fresh session (its words early..early+19) and
     one to the long session, so both sides see the same moments of the shared machine.
     """
-
-    async def open_filled(stub: pb_grpc.WordstreamStub, words: int) -> Any:
-        call = stub.Stream()
-        await call.write(pb.StreamRequest(open=pb.Open()))
-        await call.read()
-        if words:
-            await call.write(pb.StreamRequest(paste=pb.Paste(words=[VOCABULARY[i % 30] for i in range(words)])))
-            for _ in range(words):
-                await call.read()
-        return call
 
     async def timed(call: Any, i: int) -> float:
         begin = time.perf_counter()
@@ -244,13 +244,7 @@ def create_sessions(target: str, sessions: int, words: int) -> None:
     """Open ``sessions`` sessions (each reading ``words`` words) and leave them idle, streams ended."""
 
     async def one(stub: pb_grpc.WordstreamStub) -> None:
-        call = stub.Stream()
-        await call.write(pb.StreamRequest(open=pb.Open(history=pb.HISTORY_MODE_NONE)))
-        await call.read()
-        if words:
-            await call.write(pb.StreamRequest(paste=pb.Paste(words=[VOCABULARY[i % 30] for i in range(words)])))
-            for _ in range(words):
-                await call.read()
+        call = await open_filled(stub, words, pb.HISTORY_MODE_NONE)
         await call.done_writing()
         await call.read()  # EOF: the stream ends, the session stays (detached)
 
@@ -348,12 +342,7 @@ def stateless_over_grpc(target: str, prefix: int, repeats: int) -> float:
 
     async def once(stub: pb_grpc.WordstreamStub) -> float:
         begin = time.perf_counter()
-        call = stub.Stream()
-        await call.write(pb.StreamRequest(open=pb.Open(history=pb.HISTORY_MODE_NONE)))
-        await call.read()
-        await call.write(pb.StreamRequest(paste=pb.Paste(words=[VOCABULARY[i % 30] for i in range(prefix)])))
-        for _ in range(prefix):
-            await call.read()
+        call = await open_filled(stub, prefix, pb.HISTORY_MODE_NONE)
         await call.write(pb.StreamRequest(close=pb.Close()))
         await call.read()
         await call.done_writing()

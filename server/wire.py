@@ -44,10 +44,6 @@ def varint(value: int) -> bytes:
     return bytes(out)
 
 
-def tag(field: int, wire_type: int) -> bytes:
-    return varint(field << 3 | wire_type)
-
-
 def message(field: int, body: bytes) -> bytes:
     """A length-delimited field: a string, bytes, packed numbers or a nested message."""
     return _LD_TAG[field] + varint(len(body)) + body
@@ -80,24 +76,16 @@ class WordAnswers:
     def __init__(self, model: StepModel) -> None:
         self.model = model
         labels = len(model.labels)
-        self._probs_header = tag(1, _LENGTH_DELIMITED) + varint(4 * labels)  # Output.probabilities, packed
+        self._probs_header = _LD_TAG[1] + varint(4 * labels)  # Output.probabilities, packed
         self._labels = [string(2, label) for label in model.labels]  # Output.label
         # One Tensor message per state, everything but the values: its header as a field of
         # WordResult (field 5) and of Step (field 6), the values' bytes follow.
         self._tensor_headers: dict[int, list[bytes]] = {5: [], 6: []}
         for spec in model.states:
             values = 4 * spec.layers * spec.hidden
-            body_head = (
-                string(1, spec.name)
-                + uint(2, spec.layers)
-                + uint(3, spec.hidden)
-                + tag(4, _LENGTH_DELIMITED)
-                + varint(values)
-            )
+            body_head = string(1, spec.name) + uint(2, spec.layers) + uint(3, spec.hidden) + _LD_TAG[4] + varint(values)
             for field in (5, 6):
-                self._tensor_headers[field].append(
-                    tag(field, _LENGTH_DELIMITED) + varint(len(body_head) + values) + body_head
-                )
+                self._tensor_headers[field].append(_LD_TAG[field] + varint(len(body_head) + values) + body_head)
         self._state_names = [spec.name for spec in model.states]
 
     def answer(self, seq: int, session_field: bytes, session: Session, word_index: int, steps: range) -> bytes:
