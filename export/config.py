@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 CELLS = ("rnn", "lstm", "gru")
+SPLITS = ("random", "film")
 
 
 @dataclass(frozen=True)
@@ -41,10 +42,17 @@ class TrainConfig:
     min_freq: int = 2
     max_vocab: int = 20000
     seed: int = 13
+    """Seed of the initial weights and the batch order."""
+    split: str = "random"
+    """How texts are split 80/10/10: random (stratified by label) or film (no film in two parts)."""
+    split_seed: int = 13
+    """Seed of the split; kept apart from ``seed`` so that seeds vary the model, not the data."""
     max_minutes: float = 4.5
     """Wall-clock budget for the epochs; training stops at the end of the epoch that passes it."""
 
     def __post_init__(self) -> None:
+        if self.split not in SPLITS:
+            raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {self.split!r}")
         if self.cell not in CELLS:
             raise ValueError(f"cell must be one of {', '.join(CELLS)}, got {self.cell!r}")
         for name in ("embed_dim", "hidden", "layers", "batch_size", "max_epochs", "max_tokens", "min_freq"):

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from export.config import SPLITS
 from textcodec import Tokenizer
 
 DEFAULT_CORPUS = "rotten_tomatoes"
@@ -34,6 +35,7 @@ class DataError(Exception):
 class Example:
     text: str
     label: str
+    group: str = ""  # what the text is about (the film of a review); a split by group keeps each in one part
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,7 @@ def load_rotten_tomatoes() -> list[Example]:
     with bz2.open(path, "rt", encoding="utf-8", newline="") as f:
         rows = csv.DictReader(f)
         return [
-            Example(row["text"].strip(), _RT_LABELS[row["category"]])
+            Example(row["text"].strip(), _RT_LABELS[row["category"]], row["movie_name"])
             for row in rows
             if row["category"] in _RT_LABELS and row["text"].strip()
         ]
@@ -147,13 +149,17 @@ def split_examples(
     seed: int = 13,
     fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
     labels: tuple[str, ...] | None = None,
+    by: str = "random",
 ) -> Split:
-    """De-duplicate, then split stratified by label with a fixed seed.
+    """De-duplicate, then split with a fixed seed: ``by="random"`` stratified by label, ``by="film"``
+    by group (every text of one film in the same part, so no film is both trained on and tested).
 
     Two texts are duplicates when their tokens are equal, so a test text never appears
     in training in another spelling. Where duplicates disagree on the label, the first
     one (in file order) is kept. ``labels`` fixes the label order (default: sorted).
     """
+    if by not in SPLITS:
+        raise DataError(f"unknown split {by!r}; use one of {', '.join(SPLITS)}")
     seen: set[tuple[str, ...]] = set()
     unique: list[Example] = []
     for example in examples:
@@ -169,19 +175,8 @@ def split_examples(
     if len(found) < 2:
         raise DataError(f"need at least two labels to train a classifier, found {found}")
 
-    by_label: dict[str, list[Example]] = defaultdict(list)
-    for example in unique:
-        by_label[example.label].append(example)
     rng = random.Random(seed)
-    parts: tuple[list[Example], list[Example], list[Example]] = ([], [], [])
-    for label in labels:
-        group = by_label[label]
-        rng.shuffle(group)
-        n_train = round(len(group) * fractions[0])
-        n_valid = round(len(group) * fractions[1])
-        parts[0].extend(group[:n_train])
-        parts[1].extend(group[n_train : n_train + n_valid])
-        parts[2].extend(group[n_train + n_valid :])
+    parts = _by_group(unique, fractions, rng) if by == "film" else _stratified(unique, labels, fractions, rng)
     for part in parts:
         rng.shuffle(part)
 
@@ -190,3 +185,43 @@ def split_examples(
         for example in part:
             digest.update(json.dumps([name, example.label, example.text]).encode())
     return Split(*parts, labels=labels, data_hash=digest.hexdigest())
+
+
+Parts = tuple[list[Example], list[Example], list[Example]]
+
+
+def _stratified(
+    examples: list[Example], labels: tuple[str, ...], fractions: tuple[float, float, float], rng: random.Random
+) -> Parts:
+    by_label: dict[str, list[Example]] = defaultdict(list)
+    for example in examples:
+        by_label[example.label].append(example)
+    parts: Parts = ([], [], [])
+    for label in labels:
+        group = by_label[label]
+        rng.shuffle(group)
+        n_train = round(len(group) * fractions[0])
+        n_valid = round(len(group) * fractions[1])
+        parts[0].extend(group[:n_train])
+        parts[1].extend(group[n_train : n_train + n_valid])
+        parts[2].extend(group[n_train + n_valid :])
+    return parts
+
+
+def _by_group(examples: list[Example], fractions: tuple[float, float, float], rng: random.Random) -> Parts:
+    """Whole groups in a shuffled order fill train, then validation, then test, to their shares of the texts."""
+    groups: dict[str, list[Example]] = defaultdict(list)
+    for example in examples:
+        if not example.group:
+            raise DataError(f"a split by film needs every text's film; {example.text[:40]!r} has none")
+        groups[example.group].append(example)
+    names = sorted(groups)
+    rng.shuffle(names)
+    parts: Parts = ([], [], [])
+    limits = (fractions[0] * len(examples), (fractions[0] + fractions[1]) * len(examples))
+    done = 0
+    for name in names:
+        part = 0 if done < limits[0] else 1 if done < limits[1] else 2
+        parts[part].extend(groups[name])
+        done += len(groups[name])
+    return parts

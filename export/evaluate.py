@@ -14,6 +14,7 @@ import argparse
 import json
 import math
 import sys
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,6 +130,29 @@ def evaluate(runner: StepRunner, examples: Sequence[Example]) -> dict[str, Any]:
     }
 
 
+def baselines(train: Sequence[Example], examples: Sequence[Example]) -> dict[str, float]:
+    """What a model must beat: the training split's majority label, and each film's majority label in
+    training (the majority label where a film has no training texts), scored on ``examples``."""
+    overall = Counter(e.label for e in train).most_common(1)[0][0]
+    by_film: dict[str, Counter[str]] = defaultdict(Counter)
+    for e in train:
+        by_film[e.group][e.label] += 1
+    film_label = {film: _majority(counts, overall) for film, counts in by_film.items() if film}
+    n = len(examples)
+    return {
+        "majority": round(sum(e.label == overall for e in examples) / n, 4),
+        "film_prior": round(sum(e.label == film_label.get(e.group, overall) for e in examples) / n, 4),
+        "films_seen_in_training": round(sum(e.group in film_label for e in examples) / n, 4),
+    }
+
+
+def _majority(counts: Counter[str], tie: str) -> str:
+    """The most frequent label; a tie goes to ``tie`` when it is among the most frequent."""
+    top = max(counts.values())
+    best = sorted(label for label, count in counts.items() if count == top)
+    return tie if tie in best else best[0]
+
+
 def model_test_split(metadata: dict[str, Any]) -> list[Example]:
     """The model's own test split, rebuilt from its metadata and checked against its data hash."""
     from textcodec import Tokenizer
@@ -142,8 +166,9 @@ def model_test_split(metadata: dict[str, Any]) -> list[Example]:
     split = split_examples(
         examples,
         Tokenizer.from_settings(metadata["tokenizer"]),
-        seed=training["seed"],
+        seed=training.get("split_seed", training["seed"]),  # models made before split_seed split with seed
         labels=tuple(metadata["labels"]),
+        by=training.get("split", "random"),
     )
     if split.data_hash != metadata["data_hash"]:
         raise DataError(f"{data['source']}: the data has changed since training (hash differs); pass --data FILE")

@@ -201,29 +201,51 @@ def load_examples(args: argparse.Namespace) -> tuple[list[Example], dict[str, An
     return load_rotten_tomatoes(), {"source": "rotten_tomatoes"}, ("negative", "positive")
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
     overrides = {
         f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if getattr(args, f.name) is not None
     }
-    config = TrainConfig(**{**(DRY_RUN if args.dry_run else {}), **overrides})
+    return TrainConfig(**{**(DRY_RUN if args.dry_run else {}), **overrides})
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    config = config_from_args(args)
     examples, source, labels = load_examples(args)
     if args.dry_run:
         examples = random.Random(config.seed).sample(examples, min(DRY_RUN_EXAMPLES, len(examples)))
         source["dry_run_sample"] = DRY_RUN_EXAMPLES
+    checkpoint = Path(args.checkpoint) if args.checkpoint else None
+    if checkpoint is None and not args.dry_run:
+        checkpoint = Path(args.out).with_suffix(".pt")
+    return train_export_evaluate(config, examples, source, labels, Path(args.out), checkpoint, "test")
+
+
+def train_export_evaluate(
+    config: TrainConfig,
+    examples: list[Example],
+    source: dict[str, Any],
+    labels: tuple[str, ...] | None,
+    out: Path,
+    checkpoint: Path | None,
+    evaluate_on: str,
+) -> dict[str, Any]:
+    """Split, train, export to ``out`` and evaluate on ``evaluate_on`` ("test" or "valid").
+
+    Model selection (experiments) evaluates on the validation split only; the test split is
+    read once per model that is shipped.
+    """
     tokenizer = Tokenizer()
-    split = split_examples(examples, tokenizer, seed=config.seed, labels=labels)
+    split = split_examples(examples, tokenizer, seed=config.split_seed, labels=labels, by=config.split)
     model, codec = build_model(config, split, tokenizer)
     vocab = codec.vocab
     print(
-        f"data: {len(split.train)} train, {len(split.valid)} valid, {len(split.test)} test; "
+        f"data: {len(split.train)} train, {len(split.valid)} valid, {len(split.test)} test ({config.split} split); "
         f"labels {list(split.labels)}; vocabulary {len(vocab)} ({model.learned_size} learned)",
         file=sys.stderr,
     )
     model, info = train(model, config, split, codec)
 
-    out = Path(args.out)
-    checkpoint = Path(args.checkpoint) if args.checkpoint else out.with_suffix(".pt")
-    if not args.dry_run or args.checkpoint:
+    if checkpoint is not None:
         # The state dict and the configuration: plain tensors and JSON-able values, no pickled module.
         checkpoint.parent.mkdir(parents=True, exist_ok=True)
         torch.save(
@@ -256,8 +278,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "pad_token": PAD,
     }
     export_step_model(model, out, metadata)
-    evaluation = evaluate(StepRunner.load(out), split.test)
-    evaluation["split"] = "test"
+    evaluation = evaluate(StepRunner.load(out), split.test if evaluate_on == "test" else split.valid)
+    evaluation["split"] = evaluate_on
     metadata["evaluation"] = evaluation
     set_metadata(out, metadata)
     return {

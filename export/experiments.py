@@ -1,0 +1,207 @@
+"""Model figures that hold up: ablations on the validation split, shipped configurations on test.
+
+    python -m export.experiments ablations            # LSTM variants x 3 seeds, validation split only
+    python -m export.experiments shipped              # each cell x 3 seeds x (random, film) split, test once each
+    python -m export.experiments table                # the tables of docs/MODELS.md, from the results file
+
+Every run appends one JSON line to ``docs/experiments.jsonl`` (kept in the repository), and a
+run already there is not repeated, so an interrupted sweep picks up where it stopped. Seeds
+vary the initial weights and the batch order; the split stays the same (``split_seed`` 13).
+Ablations never read the test split: the defaults are chosen on validation figures. The
+``shipped`` sweep reads the test split once per trained model, and adds the trivial
+baselines (majority label, the film's majority label in training) for each split.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from export.config import CELLS, SPLITS, TrainConfig
+from export.data import load_rotten_tomatoes, split_examples
+from export.evaluate import baselines
+from textcodec import Tokenizer
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "docs" / "experiments.jsonl"
+SEEDS = (13, 14, 15)
+SOURCE = {"source": "rotten_tomatoes"}
+LABELS = ("negative", "positive")
+
+# name -> TrainConfig overrides, and what the row means in the docs.
+VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
+    "default": ({}, "the default configuration"),
+    "no-lexicon": ({"lexicon": False}, "no lexicon features"),
+    "last-word-loss": ({"step_loss": 0.0}, "loss at the last word only"),
+    "every-step-loss": ({"step_loss": 1.0}, "loss at every step only"),
+    "hidden-256": ({"hidden": 256}, "hidden 256"),
+    "two-layers": ({"layers": 2}, "two layers"),
+    "no-word-dropout": ({"word_dropout": 0.0}, "no word dropout"),
+}
+
+
+def read_results(path: Path = RESULTS) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def run_key(entry: dict[str, Any]) -> tuple[Any, ...]:
+    return (entry["sweep"], entry["variant"], entry["cell"], entry["split"], entry["seed"])
+
+
+def train_one(sweep: str, variant: str, config: TrainConfig, evaluate_on: str, out_dir: Path) -> dict[str, Any]:
+    from export.train import train_export_evaluate  # torch only for the sweeps that train
+
+    name = f"{sweep}-{variant}-{config.cell}-{config.split}-{config.seed}"
+    result = train_export_evaluate(
+        config, load_rotten_tomatoes(), dict(SOURCE), LABELS, out_dir / f"{name}.onnx", None, evaluate_on
+    )
+    return {
+        "sweep": sweep,
+        "variant": variant,
+        "cell": config.cell,
+        "split": config.split,
+        "seed": config.seed,
+        "config": config.to_dict(),
+        "evaluated_on": evaluate_on,
+        "evaluation": result["evaluation"],
+        "valid_accuracy_best_epoch": result["valid_accuracy"],
+        "train_seconds": result["train_seconds"],
+        "bytes": result["bytes"],
+    }
+
+
+def sweep(plan: list[tuple[str, str, TrainConfig, str]], results: Path, out_dir: Path) -> None:
+    done = {run_key(e) for e in read_results(results)}
+    for sweep_name, variant, config, evaluate_on in plan:
+        key = (sweep_name, variant, config.cell, config.split, config.seed)
+        if key in done:
+            continue
+        print(f"== {sweep_name} {variant} {config.cell} {config.split} seed {config.seed}", file=sys.stderr)
+        entry = train_one(sweep_name, variant, config, evaluate_on, out_dir)
+        with open(results, "a") as f:
+            f.write(json.dumps(entry) + "\n")
+
+
+def ablation_plan(cell: str, seeds: Sequence[int]) -> list[tuple[str, str, TrainConfig, str]]:
+    return [
+        ("ablation", name, TrainConfig(cell=cell, seed=seed, **overrides), "valid")
+        for name, (overrides, _) in VARIANTS.items()
+        for seed in seeds
+    ]
+
+
+def shipped_plan(seeds: Sequence[int], splits: Sequence[str]) -> list[tuple[str, str, TrainConfig, str]]:
+    return [
+        ("shipped", "default", TrainConfig(cell=cell, seed=seed, split=split), "test")
+        for split in splits
+        for cell in ("lstm", "gru", "rnn")
+        for seed in seeds
+    ]
+
+
+def record_baselines(results: Path, splits: Sequence[str]) -> None:
+    """The trivial baselines on each split's validation and test parts (no model, no seed)."""
+    done = {run_key(e) for e in read_results(results)}
+    examples = load_rotten_tomatoes()
+    for split_name in splits:
+        key = ("baseline", "baselines", "-", split_name, 0)
+        if key in done:
+            continue
+        split = split_examples(examples, Tokenizer(), seed=13, labels=LABELS, by=split_name)
+        entry = {
+            "sweep": "baseline",
+            "variant": "baselines",
+            "cell": "-",
+            "split": split_name,
+            "seed": 0,
+            "sizes": {"train": len(split.train), "valid": len(split.valid), "test": len(split.test)},
+            "valid": baselines(split.train, split.valid),
+            "test": baselines(split.train, split.test),
+        }
+        with open(results, "a") as f:
+            f.write(json.dumps(entry) + "\n")
+
+
+def mean_sd(values: list[float]) -> str:
+    if len(values) < 2:
+        return f"{values[0]:.4f} (1 run)" if values else "not run"
+    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
+
+
+def tables(entries: list[dict[str, Any]]) -> str:
+    """Markdown: the ablation table (validation) and the shipped table (test), mean ± sd over seeds."""
+    lines = ["### Ablations (LSTM, validation split, mean ± sd over seeds)", ""]
+    lines += [
+        "| variant | seeds | accuracy | macro-F1 | after 25 % | after 50 % | after 75 % |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, (_, meaning) in VARIANTS.items():
+        runs = [e for e in entries if e["sweep"] == "ablation" and e["variant"] == name]
+        if not runs:
+            continue
+        row = [meaning, str(len(runs))]
+        row += [mean_sd([e["evaluation"][k] for e in runs]) for k in ("accuracy", "macro_f1")]
+        row += [mean_sd([e["evaluation"]["typing"][p] for e in runs]) for p in ("25%", "50%", "75%")]
+        lines.append("| " + " | ".join(row) + " |")
+    for split_name in SPLITS:
+        base = next((e for e in entries if e["sweep"] == "baseline" and e["split"] == split_name), None)
+        runs = [e for e in entries if e["sweep"] == "shipped" and e["split"] == split_name]
+        if not runs:
+            continue
+        lines += ["", f"### Test split, {split_name} split (mean ± sd over seeds)", ""]
+        lines += [
+            "| model | seeds | test accuracy | macro-F1 | after 25 % | after 50 % | after 75 % | valid accuracy |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for cell in ("lstm", "gru", "rnn"):
+            cell_runs = [e for e in runs if e["cell"] == cell]
+            if not cell_runs:
+                continue
+            row = [f"{cell}", str(len(cell_runs))]
+            row += [mean_sd([e["evaluation"][k] for e in cell_runs]) for k in ("accuracy", "macro_f1")]
+            row += [mean_sd([e["evaluation"]["typing"][p] for e in cell_runs]) for p in ("25%", "50%", "75%")]
+            row.append(mean_sd([e["valid_accuracy_best_epoch"] for e in cell_runs]))
+            lines.append("| " + " | ".join(row) + " |")
+        if base is not None:
+            test = base["test"]
+            lines.append(
+                f"| majority label | - | {test['majority']:.4f} | | | | | |\n"
+                f"| the film's majority label in training | - | {test['film_prior']:.4f} | | | | | |"
+            )
+            lines.append("")
+            lines.append(
+                f"Split sizes {base['sizes']}; {100 * test['films_seen_in_training']:.1f} % of the test texts "
+                "are about a film that has texts in training."
+            )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m export.experiments", description=__doc__.split("\n")[0])
+    parser.add_argument("what", choices=("ablations", "shipped", "table"))
+    parser.add_argument("--cell", default="lstm", choices=CELLS, help="cell of the ablations")
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
+    parser.add_argument("--splits", nargs="+", default=list(SPLITS), choices=SPLITS)
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument("--models-dir", type=Path, default=ROOT / "runs" / "experiments")
+    args = parser.parse_args(argv)
+    args.models_dir.mkdir(parents=True, exist_ok=True)
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    if args.what == "ablations":
+        sweep(ablation_plan(args.cell, args.seeds), args.results, args.models_dir)
+    elif args.what == "shipped":
+        record_baselines(args.results, args.splits)
+        sweep(shipped_plan(args.seeds, args.splits), args.results, args.models_dir)
+    print(tables(read_results(args.results)), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
