@@ -1,18 +1,29 @@
 """Live sessions to disk on shutdown and back on start, so a rolling restart loses nothing.
 
-The file (``<state_dir>/sessions.wss``) is versioned and checksummed, and holds only JSON
-and raw little-endian arrays; nothing in it is ever executed or unpickled:
+The file (``<state_dir>/sessions.wss``, mode 0600) holds only JSON and raw little-endian
+arrays; nothing in it is ever executed or unpickled. It is a magic number and a list of
+records, each with its own integrity checksum, so one damaged byte costs one session,
+not all of them:
 
-    8 bytes   magic b"WSSTATE\\x01"
-    8 bytes   header length n (unsigned, little-endian)
-    n bytes   header, UTF-8 JSON: {"format", "version", "saved_at", "sessions": [...]}
-    ...       the arrays, one after another, at the offsets the header gives
-    32 bytes  SHA-256 of everything before it
+    8 bytes   magic b"WSSTATE\\x02"
+    records, each:
+        4 bytes   header length h (unsigned, little-endian)
+        8 bytes   payload length p (unsigned, little-endian)
+        h bytes   header, UTF-8 JSON
+        p bytes   payload: the session's arrays, one after another, at the offsets the header gives
+        32 bytes  SHA-256 of the 12 length bytes, the header and the payload
 
-A file that fails any check (magic, checksum, version, JSON, bounds) is refused as a
-whole with a message saying why, and renamed ``*.rejected`` so it is kept for a person
-to look at. A session whose model is gone or changed is skipped with a log line; the
-others are restored. No grpc here.
+The first record's header is the file's: ``{"format", "version", "saved_at"}``; then one
+record per session; the last record's header is ``{"end": <number of sessions>}``, so a
+file cut short is noticed. The checksums detect damage (a torn write, a flipped bit);
+they are not authentication: anyone who can write the state directory can write a valid
+file, so the directory must be as private as the server's own files.
+
+Reading checks everything. A file whose magic, first record or version is wrong is refused
+as a whole; a session record that fails its checksum or any check of its content is
+skipped with a log line saying why, and the others are restored. Either way a file that
+was not read cleanly is renamed ``*.rejected`` and kept for a person to look at, and the
+server starts. A session whose model is gone or changed is skipped too. No grpc here.
 """
 
 from __future__ import annotations
@@ -20,10 +31,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -33,37 +47,58 @@ from server.sessions import HistoryMode, SessionStore
 
 log = logging.getLogger("wordstream.persistence")
 
-MAGIC = b"WSSTATE\x01"
+MAGIC = b"WSSTATE\x02"
 FORMAT = "wordstream.sessions"
-VERSION = 1
+VERSION = 2
 FILE_NAME = "sessions.wss"
+MAX_HEADER_BYTES = 64 * 2**20  # a session's words and tokens as JSON; far above any limit the server allows
+DTYPES = ("<i8", "<i4", "<f4")  # the only array types a session has
+_LENGTHS = 12
 
 
 class StateFileError(Exception):
-    """A state file is corrupt, foreign or of another version; the message says which check failed."""
+    """A state file (or one record of it) is corrupt, foreign or of another version; the message says why."""
+
+
+@dataclass
+class Saved:
+    """One session as read from a state file, every field checked for type and range."""
+
+    id: str
+    model: str
+    fingerprint: str
+    mode: HistoryMode
+    owner: str | None
+    idle_seconds: float
+    words: list[str]
+    word_starts: list[int]
+    tokens: list[str]
+    arrays: dict[str, np.ndarray]
 
 
 def save(store: SessionStore, directory: Path) -> Path:
-    """Write every live session to ``directory``/sessions.wss (atomically); returns the path."""
+    """Write every live session to ``directory``/sessions.wss (atomically, mode 0600); returns the path.
+
+    Each session's arrays go to the file as they are, while the checksum is computed, so saving
+    needs no second copy of the histories in memory."""
     directory.mkdir(parents=True, exist_ok=True)
+    path = directory / FILE_NAME
+    temporary = path.with_suffix(".tmp")
     now = store.clock()
-    entries, blobs, offset = [], [], 0
-    for session in store.sessions():
-        history = session.history
-        arrays = {
-            "token_ids": history.token_ids[: history.length],
-            "word_index": history.word_index[: history.length],
-            "probs": history.probs[: history.length],
-            **{f"state.{n}": a[: history.length] for n, a in history.states.items()},
-        }
-        layout = {}
-        for name, array in arrays.items():
-            data = np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
-            layout[name] = {"offset": offset, "dtype": array.dtype.str.replace(">", "<"), "shape": list(array.shape)}
-            blobs.append(data)
-            offset += len(data)
-        entries.append(
-            {
+    sessions = store.sessions()
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # an existing file keeps its mode otherwise
+    with os.fdopen(fd, "wb") as f:
+        f.write(MAGIC)
+        _write_record(f, {"format": FORMAT, "version": VERSION, "saved_at": time.time()}, [])
+        for session in sessions:
+            history = session.history
+            arrays = {n: a.astype(a.dtype.newbyteorder("<"), copy=False) for n, a in history.arrays().items()}
+            layout, offset = {}, 0
+            for name, array in arrays.items():
+                layout[name] = {"offset": offset, "dtype": array.dtype.str, "shape": list(array.shape)}
+                offset += array.nbytes
+            header = {
                 "id": session.id,
                 "model": session.model.name,
                 "fingerprint": session.model.fingerprint,
@@ -75,96 +110,203 @@ def save(store: SessionStore, directory: Path) -> Path:
                 "tokens": history.tokens,
                 "arrays": layout,
             }
-        )
-    header = json.dumps({"format": FORMAT, "version": VERSION, "saved_at": time.time(), "sessions": entries}).encode()
-    body = MAGIC + len(header).to_bytes(8, "little") + header + b"".join(blobs)
-    path = directory / FILE_NAME
-    temporary = path.with_suffix(".tmp")
-    with open(temporary, "wb") as f:
-        f.write(body + hashlib.sha256(body).digest())
+            _write_record(f, header, list(arrays.values()))
+        _write_record(f, {"end": len(sessions)}, [])
         f.flush()
         os.fsync(f.fileno())
     os.replace(temporary, path)
     return path
 
 
-def read(path: Path) -> dict[str, Any]:
-    """The header and the arrays of a state file, after every check; StateFileError says what failed."""
-    data = path.read_bytes()
-    if len(data) < len(MAGIC) + 8 + 32 or not data.startswith(MAGIC):
-        raise StateFileError(f"{path}: not a Wordstream state file (bad magic bytes)")
-    body, digest = data[:-32], data[-32:]
-    if hashlib.sha256(body).digest() != digest:
-        raise StateFileError(f"{path}: checksum mismatch (the file is truncated or corrupt)")
-    size = int.from_bytes(body[8:16], "little")
-    if 16 + size > len(body):
-        raise StateFileError(f"{path}: header length {size} runs past the end of the file")
+def _write_record(f: IO[bytes], header: dict[str, Any], arrays: list[np.ndarray]) -> None:
+    raw = json.dumps(header).encode()
+    digest = hashlib.sha256()
+    lengths = len(raw).to_bytes(4, "little") + sum(a.nbytes for a in arrays).to_bytes(8, "little")
+    pieces: list[bytes | memoryview] = [lengths, raw, *(_bytes_of(a) for a in arrays if a.size)]
+    for piece in pieces:
+        digest.update(piece)
+        f.write(piece)
+    f.write(digest.digest())
+
+
+def _bytes_of(array: np.ndarray) -> memoryview:
+    """The array's bytes without a copy (a copy only where it is not contiguous)."""
+    return np.ascontiguousarray(array).data.cast("B")
+
+
+def _records(f: IO[bytes], size: int) -> Iterator[tuple[dict[str, Any] | None, bytes, str]]:
+    """(header, payload, fault) for each record; a record that fails its checks comes with header None
+    and the fault. Stops at the end of the file or where the records can no longer be told apart."""
+    while f.tell() < size:
+        lengths = f.read(_LENGTHS)
+        if len(lengths) < _LENGTHS:
+            yield None, b"", "the file ends inside a record (truncated)"
+            return
+        header_size, payload_size = int.from_bytes(lengths[:4], "little"), int.from_bytes(lengths[4:], "little")
+        if header_size > MAX_HEADER_BYTES or f.tell() + header_size + payload_size + 32 > size:
+            # A damaged length: what follows cannot be framed. The records before it stand.
+            yield None, b"", "a record's length runs past the end of the file (truncated or corrupt)"
+            return
+        raw, payload, digest = f.read(header_size), f.read(payload_size), f.read(32)
+        if hashlib.sha256(lengths + raw + payload).digest() != digest:
+            yield None, b"", "checksum mismatch (the record is corrupt)"
+            continue
+        try:
+            header = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            yield None, b"", f"header is not JSON ({e})"
+            continue
+        if not isinstance(header, dict):
+            yield None, b"", "header is not a JSON object"
+            continue
+        yield header, payload, ""
+
+
+def read(path: Path) -> tuple[list[Saved], list[str]]:
+    """The sessions of a state file and the faults of the records that were skipped.
+
+    StateFileError when the file as a whole cannot be used (magic, first record, version)."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        if f.read(len(MAGIC)) != MAGIC:
+            raise StateFileError(f"{path}: not a Wordstream state file (bad magic bytes)")
+        records = _records(f, size)
+        first, _, fault = next(records, (None, b"", "no file record"))
+        if first is None:
+            raise StateFileError(f"{path}: the file record is unreadable: {fault}")
+        if first.get("format") != FORMAT:
+            raise StateFileError(f"{path}: not a Wordstream sessions file (format {first.get('format')!r})")
+        if first.get("version") != VERSION:
+            version = first.get("version")
+            raise StateFileError(f"{path}: version {version!r} is not supported (this server reads {VERSION})")
+        sessions: list[Saved] = []
+        faults: list[str] = []
+        ended = False
+        for number, (header, payload, fault) in enumerate(records, start=1):
+            if ended:
+                faults.append(f"record {number}: data after the end record")
+                break
+            if header is None:
+                faults.append(f"record {number}: {fault}")
+                continue
+            if "end" in header:
+                ended = True
+                if header["end"] != number - 1:
+                    faults.append(f"the end record counts {header['end']!r} sessions, the file has {number - 1}")
+                continue
+            try:
+                sessions.append(_saved(header, payload))
+            except StateFileError as e:
+                faults.append(f"record {number} (session {short_id(str(header.get('id', '?')))}): {e}")
+        if not ended:
+            faults.append("no end record (the file is truncated)")
+    return sessions, faults
+
+
+def _saved(header: dict[str, Any], payload: bytes) -> Saved:
+    """One session record, every field checked; StateFileError names the first that is wrong."""
+
+    def field(name: str, kind: type | tuple[type, ...]) -> Any:
+        value = header.get(name)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise StateFileError(f"field {name!r} is missing or not a {getattr(kind, '__name__', kind)}")
+        return value
+
+    def strings(name: str) -> list[str]:
+        value = field(name, list)
+        if not all(isinstance(x, str) for x in value):
+            raise StateFileError(f"field {name!r} must be a list of strings")
+        return value
+
+    session_id, model, fingerprint = field("id", str), field("model", str), field("fingerprint", str)
+    if not session_id:
+        raise StateFileError("field 'id' is empty")
     try:
-        header = json.loads(body[16 : 16 + size])
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise StateFileError(f"{path}: header is not JSON ({e})") from None
-    if not isinstance(header, dict) or header.get("format") != FORMAT:
-        raise StateFileError(f"{path}: not a Wordstream sessions file (format {header.get('format')!r})")
-    if header.get("version") != VERSION:
-        raise StateFileError(f"{path}: version {header.get('version')} is not supported (this server reads {VERSION})")
-    blob = memoryview(body)[16 + size :]
-    for entry in header["sessions"]:
-        for name, spec in entry["arrays"].items():
-            dtype = np.dtype(spec["dtype"])
-            if dtype.kind not in "iuf":
-                raise StateFileError(f"{path}: array {name} has a non-numeric dtype {spec['dtype']!r}")
-            count = int(np.prod(spec["shape"])) if spec["shape"] else 1
-            end = spec["offset"] + count * dtype.itemsize
-            if spec["offset"] < 0 or end > len(blob):
-                raise StateFileError(f"{path}: array {name} of session {short_id(entry['id'])} runs past the end")
-            spec["array"] = np.frombuffer(blob[spec["offset"] : end], dtype).reshape(spec["shape"]).copy()
-    return header
+        mode = HistoryMode(header.get("mode"))
+    except ValueError:
+        raise StateFileError(f"field 'mode' is not a history mode: {header.get('mode')!r}") from None
+    owner = header.get("owner")
+    if owner is not None and not isinstance(owner, str):
+        raise StateFileError("field 'owner' must be a string or null")
+    idle = field("idle_seconds", (int, float))
+    if not math.isfinite(idle) or idle < 0:  # a negative idle time would put the last request in the future
+        raise StateFileError(f"field 'idle_seconds' must be a finite number of at least 0, got {idle!r}")
+    words, tokens = strings("words"), strings("tokens")
+    word_starts = field("word_starts", list)
+    if not all(isinstance(x, int) and not isinstance(x, bool) for x in word_starts):
+        raise StateFileError("field 'word_starts' must be a list of integers")
+    arrays = {}
+    for name, spec in field("arrays", dict).items():
+        if not isinstance(spec, dict) or spec.get("dtype") not in DTYPES:
+            raise StateFileError(f"array {name}: dtype must be one of {', '.join(DTYPES)}")
+        shape, offset = spec.get("shape"), spec.get("offset")
+        if not isinstance(shape, list) or not all(isinstance(n, int) and n >= 0 for n in shape):
+            raise StateFileError(f"array {name}: shape must be a list of sizes")
+        if not isinstance(offset, int) or offset < 0:
+            raise StateFileError(f"array {name}: offset must be an integer of at least 0")
+        dtype = np.dtype(spec["dtype"])
+        end = offset + math.prod(shape) * dtype.itemsize
+        if end > len(payload):
+            raise StateFileError(f"array {name} runs past the end of its record")
+        values = np.frombuffer(payload, dtype, math.prod(shape), offset).reshape(shape)
+        arrays[name] = values.astype(dtype.newbyteorder("="))  # a copy in the machine's byte order
+    return Saved(session_id, model, fingerprint, mode, owner, float(idle), words, word_starts, tokens, arrays)
 
 
 def load(store: SessionStore, models: dict[str, StepModel], directory: Path) -> int:
-    """Restore the sessions saved in ``directory``; returns how many. The file is removed once read,
-    so a later crash does not bring back stale sessions; a refused file is renamed *.rejected."""
+    """Restore the sessions saved in ``directory``; returns how many. A file read cleanly is removed
+    once read, so a later crash does not bring back stale sessions; one with any fault is renamed
+    *.rejected. Never raises for the file's content: the server starts either way."""
     path = directory / FILE_NAME
     if not path.exists():
         return 0
     try:
-        header = read(path)
-    except (StateFileError, KeyError, TypeError, ValueError) as e:
-        rejected = path.with_suffix(f".{int(time.time())}.rejected")
-        os.replace(path, rejected)
-        message = str(e) if isinstance(e, StateFileError) else f"{path}: malformed session entry ({e!r})"
-        log.error("state file refused", extra={"event": "state_refused", "error": message, "kept": str(rejected)})
+        sessions, faults = read(path)
+    except (StateFileError, OSError) as e:
+        _set_aside(path, [str(e)], whole=True)
         return 0
     restored = 0
     now = store.clock()
-    for entry in header["sessions"]:
-        model = models.get(entry["model"])
-        if model is None or model.fingerprint != entry["fingerprint"]:
+    for saved in sessions:
+        if store.has(saved.id):
+            faults.append(f"session {short_id(saved.id)}: saved twice; the first record is kept")
+            continue
+        model = models.get(saved.model)
+        if model is None or model.fingerprint != saved.fingerprint:
             log.warning(
                 "session not restored: its model is gone or changed",
-                extra={"event": "restore_skipped", "session": entry["id"], "model": entry["model"]},
+                extra={"event": "restore_skipped", "session": saved.id, "model": saved.model},
             )
             continue
-        arrays = {name: spec["array"] for name, spec in entry["arrays"].items()}
         try:
             store.restore(
-                entry["id"],
+                saved.id,
                 model,
-                HistoryMode(entry["mode"]),
-                now - entry["idle_seconds"],
-                entry.get("owner"),
-                entry["words"],
-                entry["word_starts"],
-                entry["tokens"],
-                arrays,
+                saved.mode,
+                now - saved.idle_seconds,
+                saved.owner,
+                saved.words,
+                saved.word_starts,
+                saved.tokens,
+                saved.arrays,
             )
         except (ValueError, IndexError, TypeError) as e:
-            log.warning(
-                "session not restored: its data does not fit its model",
-                extra={"event": "restore_skipped", "session": entry["id"], "error": str(e)},
-            )
+            faults.append(f"session {short_id(saved.id)}: its data does not fit its model ({e})")
             continue
         restored += 1
-    path.unlink()
+    if faults:
+        _set_aside(path, faults, whole=False)
+    else:
+        path.unlink()
     log.info("sessions restored", extra={"event": "restore", "sessions": restored, "file": str(path)})
     return restored
+
+
+def _set_aside(path: Path, faults: list[str], whole: bool) -> None:
+    rejected = path.with_suffix(f".{int(time.time())}.rejected")
+    os.replace(path, rejected)
+    message = f"{path}: " + "; ".join(faults[:10]) + (f" (and {len(faults) - 10} more)" if len(faults) > 10 else "")
+    log.error(
+        "state file refused" if whole else "state file read with faults: some sessions were not restored",
+        extra={"event": "state_refused" if whole else "state_faults", "error": message, "kept": str(rejected)},
+    )

@@ -131,11 +131,7 @@ class Wordstream:
         return session
 
     def exists(self, session_id: str) -> bool:
-        try:
-            self.store.get(session_id)
-        except SessionNotFound:
-            return False
-        return True
+        return self.store.has(session_id)
 
     async def reap_forever(self) -> None:
         """The one reaper: frees expired sessions every reap_interval seconds until cancelled."""

@@ -85,6 +85,16 @@ class History:
         self.probs = np.resize(self.probs, (capacity, self.labels))
         self.states = {n: np.resize(a, (capacity, *a.shape[1:])) for n, a in self.states.items()}
 
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The recorded steps' arrays (views, no copies): token_ids, word_index, probs, state.<name>."""
+        n = self.length
+        return {
+            "token_ids": self.token_ids[:n],
+            "word_index": self.word_index[:n],
+            "probs": self.probs[:n],
+            **{f"state.{name}": a[:n] for name, a in self.states.items()},
+        }
+
     def state_after(self, step: int) -> dict[str, np.ndarray]:
         """The state after ``step``, each tensor (layers, hidden)."""
         return {n: a[step] for n, a in self.states.items()}
@@ -269,6 +279,9 @@ class SessionStore:
         self._sessions[session.id] = session
         self.total_bytes += session.history_bytes
         return session
+
+    def has(self, session_id: str) -> bool:
+        return session_id in self._sessions
 
     def get(self, session_id: str) -> Session:
         session = self._sessions.get(session_id)

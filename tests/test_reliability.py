@@ -64,7 +64,7 @@ def test_graceful_restart_keeps_every_session(make_server, tmp_path: Path) -> No
     ("content", "message"),
     [
         (b"garbage", "not a Wordstream state file (bad magic bytes)"),
-        (persistence.MAGIC + b"\x00" * 40, "checksum mismatch"),
+        (persistence.MAGIC + b"\x00" * 40, "the file record is unreadable"),
     ],
 )
 def test_a_corrupt_state_file_is_refused_and_kept_aside(
@@ -84,27 +84,115 @@ def test_a_corrupt_state_file_is_refused_and_kept_aside(
     stream.end()
 
 
+def state_file(path: Path, first: dict[str, object], *sessions: dict[str, object], end: int | None = None) -> Path:
+    """A state file whose every record has a valid checksum, with the headers given (no arrays)."""
+    with open(path, "wb") as f:
+        f.write(persistence.MAGIC)
+        for header in (first, *sessions, {"end": len(sessions) if end is None else end}):
+            persistence._write_record(f, header, [])
+    return path
+
+
+FILE_RECORD = {"format": persistence.FORMAT, "version": persistence.VERSION}
+
+
 def test_a_foreign_or_newer_file_is_refused(tmp_path: Path) -> None:
-    import hashlib
-    import json
-
-    def make(header: dict[str, object]) -> Path:
-        raw = json.dumps(header).encode()
-        body = persistence.MAGIC + len(raw).to_bytes(8, "little") + raw
-        path = tmp_path / "x.wss"
-        path.write_bytes(body + hashlib.sha256(body).digest())
-        return path
-
+    path = tmp_path / "x.wss"
     with pytest.raises(persistence.StateFileError, match="not a Wordstream sessions file"):
-        persistence.read(make({"format": "something.else", "version": 1, "sessions": []}))
-    with pytest.raises(persistence.StateFileError, match="version 2 is not supported"):
-        persistence.read(make({"format": persistence.FORMAT, "version": 2, "sessions": []}))
-    bad_array = {"id": "x" * 32, "arrays": {"probs": {"offset": 0, "dtype": "<f4", "shape": [1000]}}}
-    with pytest.raises(persistence.StateFileError, match="runs past the end"):
-        persistence.read(make({"format": persistence.FORMAT, "version": 1, "sessions": [bad_array]}))
-    objects = {"id": "x" * 32, "arrays": {"probs": {"offset": 0, "dtype": "|O", "shape": [1]}}}
-    with pytest.raises(persistence.StateFileError, match="non-numeric dtype"):
-        persistence.read(make({"format": persistence.FORMAT, "version": 1, "sessions": [objects]}))
+        persistence.read(state_file(path, {"format": "something.else", "version": persistence.VERSION}))
+    with pytest.raises(persistence.StateFileError, match="version 3 is not supported"):
+        persistence.read(state_file(path, {"format": persistence.FORMAT, "version": 3}))
+
+
+@pytest.mark.parametrize(
+    ("change", "fault"),
+    [
+        ({"idle_seconds": None}, "field 'idle_seconds' is missing"),
+        ({"idle_seconds": -1e9}, "'idle_seconds' must be a finite number of at least 0"),
+        ({"words": "abc"}, "field 'words' is missing or not a list"),
+        ({"word_starts": ["0"]}, "'word_starts' must be a list of integers"),
+        ({"mode": "sideways"}, "not a history mode"),
+        ({"arrays": {"probs": {"offset": 0, "dtype": "<f4", "shape": [1000]}}}, "runs past the end of its record"),
+        ({"arrays": {"probs": {"offset": 0, "dtype": "|O", "shape": [1]}}}, "dtype must be one of"),
+        ({"arrays": {"probs": {"offset": -8, "dtype": "<f4", "shape": [0]}}}, "offset must be an integer"),
+    ],
+)
+def test_every_field_of_a_session_record_is_checked(tmp_path: Path, change: dict[str, object], fault: str) -> None:
+    good = {
+        "id": "a" * 32,
+        "model": "m",
+        "fingerprint": "f",
+        "mode": "delta",
+        "owner": None,
+        "idle_seconds": 1.0,
+        "words": [],
+        "word_starts": [],
+        "tokens": [],
+        "arrays": {},
+    }
+    bad = {**good, "id": "b" * 32, **change}
+    sessions, faults = persistence.read(state_file(tmp_path / "x.wss", FILE_RECORD, good, bad))
+    assert [s.id for s in sessions] == ["a" * 32]  # the good record stands
+    assert len(faults) == 1 and fault in faults[0] and "bbbbbbbb" in faults[0], faults
+
+
+def saved_sessions(make_server, state: Path, count: int) -> tuple[list[str], dict[str, list[pb.Step]]]:  # type: ignore[no-untyped-def]
+    """``count`` sessions of three words each, saved to ``state`` by a graceful stop."""
+    first: ServerThread = make_server(state_dir=str(state))
+    ids, histories = [], {}
+    for _ in range(count):
+        stream, opened = open_stream(first.target)
+        for word in TEXT[:3]:
+            stream.word(word)
+        ids.append(opened.session_id)
+        histories[opened.session_id] = history(first.target, opened.session_id)
+        stream.end()
+    first.stop(grace=1.0)
+    return ids, histories
+
+
+def test_the_state_file_is_private(make_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    state = tmp_path / "state"
+    saved_sessions(make_server, state, 1)
+    assert (state / persistence.FILE_NAME).stat().st_mode & 0o777 == 0o600
+
+
+def test_one_damaged_session_costs_that_session_only(make_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    state = tmp_path / "state"
+    ids, histories = saved_sessions(make_server, state, 3)
+    path = state / persistence.FILE_NAME
+    data = bytearray(path.read_bytes())
+    at = data.index(ids[1].encode())  # inside the second session's record
+    data[at + 3] ^= 0x01  # one flipped bit
+    path.write_bytes(bytes(data))
+    second: ServerThread = make_server(state_dir=str(state))
+    assert len(second.service.store) == 2
+    for session_id in (ids[0], ids[2]):
+        assert history(second.target, session_id) == histories[session_id]
+    assert len(list(state.glob("*.rejected"))) == 1  # kept for a person to look at
+
+
+def test_a_truncated_file_restores_the_sessions_before_the_cut(make_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    state = tmp_path / "state"
+    ids, histories = saved_sessions(make_server, state, 3)
+    path = state / persistence.FILE_NAME
+    data = path.read_bytes()
+    path.write_bytes(data[: data.index(ids[2].encode()) + 10])  # cut inside the third session's record
+    second: ServerThread = make_server(state_dir=str(state))
+    assert sorted(s.id for s in second.service.store.sessions()) == sorted(ids[:2])
+    assert history(second.target, ids[1]) == histories[ids[1]]
+
+
+def test_a_malformed_but_checksum_valid_file_does_not_stop_the_server(make_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    state = tmp_path / "state"
+    state.mkdir()
+    state_file(state / persistence.FILE_NAME, FILE_RECORD, {"id": "x" * 32}, ["not", "a", "dict"])  # type: ignore[arg-type]
+    server: ServerThread = make_server(state_dir=str(state))
+    assert len(server.service.store) == 0
+    assert len(list(state.glob("*.rejected"))) == 1
+    stream, _ = open_stream(server.target)
+    assert stream.word("fine").word.word == "fine"
+    stream.end()
 
 
 def test_sessions_of_a_changed_model_are_not_restored(
