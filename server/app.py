@@ -36,17 +36,33 @@ class Running:
     reaper: asyncio.Task[None]
     metrics_port: int | None = None  # the Prometheus endpoint's port, when it is on
 
-    async def stop(self, grace: float | None = None) -> None:
-        """Health goes NOT_SERVING, new streams are refused, calls in flight get ``grace`` seconds."""
-        grace = self.service.settings.grace if grace is None else grace
-        self.service.accepting = False
+    async def stop(self, grace: float | None = None, drain: float | None = None) -> None:
+        """Shut down in the order a load balancer needs (the README's "Shutting down" says the same):
+
+        1. health goes NOT_SERVING while everything is still served, for ``drain`` seconds, so
+           health checks see it and send new sessions elsewhere;
+        2. new streams are refused with UNAVAILABLE; streams already open are still answered
+           for ``grace`` seconds, so words in flight are not lost;
+        3. streams still open then are cancelled (their clients resume elsewhere or after the
+           restart); the sessions are saved (with --state-dir) and the server is gone.
+        """
+        settings = self.service.settings
+        grace = settings.grace if grace is None else grace
+        drain = settings.drain if drain is None else drain
         for name in ("", SERVICE_NAME):
             self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        log.info(
+            "draining",
+            extra={"event": "drain", "drain": drain, "grace": grace, "sessions": len(self.service.store)},
+        )
+        if drain > 0:
+            await asyncio.sleep(drain)
+        self.service.accepting = False
         log.info("shutting down", extra={"event": "shutdown", "grace": grace, "sessions": len(self.service.store)})
         self.reaper.cancel()
         await self.server.stop(grace)
-        if self.service.settings.state_dir:  # every stream has ended: the sessions are quiet
-            path = persistence.save(self.service.store, Path(self.service.settings.state_dir))
+        if settings.state_dir:  # every stream has ended: the sessions are quiet
+            path = persistence.save(self.service.store, Path(settings.state_dir))
             log.info("sessions saved", extra={"event": "save", "sessions": len(self.service.store), "file": str(path)})
         self.service.metrics.stop()
 

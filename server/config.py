@@ -48,8 +48,10 @@ class Settings:
     """Seconds a step may wait for others to join its batch; 0: it runs as soon as a call can start."""
     metrics_port: int = -1
     """Port of the Prometheus endpoint; -1 turns it off, 0 picks a free port."""
+    drain: float = 0.0
+    """Seconds health reports NOT_SERVING on SIGTERM/SIGINT while everything is still served (behind a balancer: 2)."""
     grace: float = 5.0
-    """Seconds in-flight requests get to finish on SIGTERM/SIGINT."""
+    """Seconds after the drain that streams still open get before they are cancelled."""
     state_dir: str = ""
     """Directory where live sessions are saved on shutdown and restored from on start; empty: off."""
     tokens: str = ""
@@ -83,6 +85,8 @@ class Settings:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ValueError("TLS needs both tls_cert and tls_key")
+        if self.drain < 0:
+            raise ValueError(f"drain must be 0 or more, got {self.drain}")
         if self.max_wait < 0:
             raise ValueError(f"max_wait must be 0 or more, got {self.max_wait}")
 

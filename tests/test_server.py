@@ -401,6 +401,60 @@ def test_sigterm_stops_the_server_process_gracefully(tiny_models: dict[str, Path
         process.kill()
 
 
+def poll(check, what: str, timeout: float = 20.0, every: float = 0.02):  # type: ignore[no-untyped-def]
+    """The first true value of ``check()`` within ``timeout`` seconds; an assertion naming ``what`` otherwise."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def test_sigterm_drains_then_refuses_then_saves(tiny_models: dict[str, Path], tmp_path: Path) -> None:
+    """--drain: NOT_SERVING is observable while words and new streams are still served; then new
+    streams get UNAVAILABLE while open streams are answered for the grace period; then the
+    sessions are saved and the process exits 0."""
+    import signal
+
+    from server import persistence
+    from tests.helpers import start_server_process
+
+    models = tiny_models["lstm"].parent
+    state = tmp_path / "state"
+    flags = ("--default-model", "tiny-lstm", "--drain", "3", "--grace", "2", "--state-dir", str(state))
+    process, port = start_server_process(models, *flags)
+    target = f"localhost:{port}"
+    try:
+        health = health_pb2_grpc.HealthStub(grpc.insecure_channel(target))
+        attached, _ = open_stream(target)
+        assert attached.word("fine").word.history.length == 1
+        process.send_signal(signal.SIGTERM)
+        not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
+        poll(lambda: health.Check(health_pb2.HealthCheckRequest()).status == not_serving, "NOT_SERVING")
+        assert attached.word("film").word.history.length == 2  # still served while draining
+        during, _ = open_stream(target)  # a new stream too: the balancer has not noticed yet
+        during.end()
+
+        def refused() -> grpc.RpcError | None:
+            try:
+                stream, _ = open_stream(target)
+            except grpc.RpcError as e:
+                return e
+            stream.end()
+            return None
+
+        error = poll(refused, "new streams to be refused")
+        assert error.code() == grpc.StatusCode.UNAVAILABLE, error
+        assert attached.word("late").word.history.length == 3  # a word in flight is answered
+        assert process.wait(timeout=20) == 0
+        sessions, faults = persistence.read(state / persistence.FILE_NAME)
+        assert not faults and sorted(len(s.words) for s in sessions if s.words) == [3]  # and the polls' empty ones
+    finally:
+        process.kill()
+
+
 def test_total_history_bytes_limit(make_server) -> None:  # type: ignore[no-untyped-def]
     server = make_server(max_total_bytes=600)  # the 2-layer tiny LSTM: 8 + 4 + 2*4 + 2*2*10*4 = 180 bytes a step
     a, _ = open_stream(server.target)
