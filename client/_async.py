@@ -121,7 +121,11 @@ class AsyncClient:
         return AsyncSession(self, model, history, on_replay)
 
     def resume(self, session_id: str, history: str = "delta") -> AsyncSession:
-        """An existing session by id (it cannot be replayed if the server lost it: the words are not known here)."""
+        """An existing session by id, attached on entering ``async with`` (or ``open()``).
+
+        Its words are read back from the server's history, so if the server later loses the
+        session (a restart without --state-dir) it is replayed like any other. A session the
+        server does not have raises NotFound."""
         session = AsyncSession(self, "", history, None)
         session.id = session_id
         return session
@@ -175,9 +179,18 @@ class AsyncSession:
             opened = await self._attach(
                 pb.StreamRequest(resume=pb.Resume(session_id=self.id, history=HISTORY_MODES[self.mode]))
             )
-            self.words = [""] * opened.position.words  # words typed before this client; texts unknown
+            self.model_name = opened.model.name  # a replay opens the same model
+            steps = (await self.client.get_session(self.id))["history"]
+            # Every word has at least one step (the server refuses words without tokens), so the
+            # history names every word typed before this client, in order.
+            self.words = [s.word for i, s in enumerate(steps) if i == 0 or s.word_index != steps[i - 1].word_index]
+            if len(self.words) != opened.position.words:
+                raise errors.NotFound(
+                    f"session {self.id[:8]}: its words cannot be rebuilt from its history "
+                    f"({len(self.words)} found, {opened.position.words} expected)"
+                )
             if self.mode != "none":
-                self._steps = (await self.client.get_session(self.id))["history"]
+                self._steps = steps
             return
         await self._attach(pb.StreamRequest(open=pb.Open(model=self.model_name, history=HISTORY_MODES[self.mode])))
 

@@ -8,6 +8,7 @@ import random
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 POSITIVE = ["good", "great", "superb", "lovely", "fun", "moving", "smart", "warm"]
@@ -88,3 +89,14 @@ def start_server_process(
         process.kill()
         raise RuntimeError(f"the server did not start: {line!r}")
     return process, int(match.group(1))
+
+
+def poll(check, what: str, timeout: float = 20.0, every: float = 0.02):  # type: ignore[no-untyped-def]
+    """The first true value of ``check()`` within ``timeout`` seconds; an assertion naming ``what`` otherwise."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from client import Client
 from tests.conftest import ServerThread
-from tests.helpers import start_server_process
+from tests.helpers import poll, start_server_process
 from tests.test_server import Stream
 from wordstream.v1 import wordstream_pb2 as pb
 
@@ -39,25 +39,17 @@ def test_a_killed_client_leaves_resumable_sessions_that_expire_without_a_leak(ma
         [sys.executable, "-c", TYPIST, server.target], cwd=ROOT, stdout=subprocess.PIPE, text=True
     )
     ids = json.loads(typist.stdout.readline() if typist.stdout else "[]")
-    time.sleep(0.5)  # words in flight
-    typist.send_signal(signal.SIGKILL)
+    poll(lambda: all(s.steps >= 3 for s in server.service.store.sessions()), "every session to have words")
+    typist.send_signal(signal.SIGKILL)  # mid-typing: words are in flight
     typist.wait()
     assert len(server.service.store) == 20
     with Client(server.target) as client:  # still resumable, and it continues where it was
         words = client.get_session(ids[0])["words"]
         resumed = client.resume(ids[0])
-        for _ in range(50):
-            try:
-                resumed.open()
-                break
-            except Exception:  # noqa: BLE001 - the server may not have noticed the dead stream yet
-                time.sleep(0.1)
+        poll_open(resumed)
         assert resumed.push("film").word_index == words
         resumed._client._run(resumed._inner.close())
-    deadline = time.monotonic() + 15
-    while len(server.service.store) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert len(server.service.store) == 0
+    poll(lambda: len(server.service.store) == 0, "every session to expire")
     assert server.service.store.total_bytes == 0
     assert len(bank._free) + len(bank._release_later) >= free_before and not bank.busy
 
@@ -93,3 +85,55 @@ def test_a_server_killed_with_sigkill_loses_no_words(tiny_models: dict[str, Path
         first.kill()
         if second:
             second.kill()
+
+
+def test_a_resumed_session_is_replayed_after_a_restart_with_its_own_words(tiny_models: dict[str, Path]) -> None:
+    """client.resume(id) reads the session's words back from the server, so when the server is
+    later restarted without its sessions, the replay sends the real words, not placeholders."""
+    models = tiny_models["gru"].parent
+    first, port = start_server(models)
+    second = None
+    target = f"localhost:{port}"
+    words = "the film is great but".split()
+    try:
+        with Client(target) as typist:  # types, then leaves without closing the session
+            session = typist.session()
+            session.open()
+            for word in words[:3]:
+                session.push(word)
+            session_id = session.id
+        replays: list[tuple[str, str, int]] = []
+        with Client(target) as client:
+            resumed = client.resume(session_id)
+            resumed._inner.on_replay = lambda *a: replays.append(a)
+            poll_open(resumed)
+            assert resumed._inner.words == words[:3]
+            resumed.push(words[3])
+            first.send_signal(signal.SIGKILL)
+            first.wait()
+            second, _ = start_server(models, port)
+            result = resumed.push(words[4])
+            assert len(replays) == 1 and replays[0][2] == 4 and result.word_index == 4
+            with client.session() as fresh:  # an uninterrupted session of the same words
+                expected = [fresh.push(w) for w in words]
+            assert result.output == expected[-1].output
+            assert [s.word for s in resumed.history] == words
+            resumed.close()
+    finally:
+        first.kill()
+        if second:
+            second.kill()
+
+
+def poll_open(session, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    """Open (resume) ``session``, retrying while the server has not yet noticed the old stream's end."""
+    from client import SessionBusy
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            session.open()
+            return
+        except SessionBusy:
+            assert time.monotonic() < deadline, f"session still attached to its old stream after {timeout} s"
+            time.sleep(0.05)

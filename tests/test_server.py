@@ -17,6 +17,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from export.evaluate import StepRunner
 from tests.conftest import CELLS, ServerThread
+from tests.helpers import poll
 from wordstream.v1 import wordstream_pb2 as pb
 from wordstream.v1 import wordstream_pb2_grpc as pb_grpc
 
@@ -399,17 +400,6 @@ def test_sigterm_stops_the_server_process_gracefully(tiny_models: dict[str, Path
         stream.end()
     finally:
         process.kill()
-
-
-def poll(check, what: str, timeout: float = 20.0, every: float = 0.02):  # type: ignore[no-untyped-def]
-    """The first true value of ``check()`` within ``timeout`` seconds; an assertion naming ``what`` otherwise."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def test_sigterm_drains_then_refuses_then_saves(tiny_models: dict[str, Path], tmp_path: Path) -> None:
