@@ -44,8 +44,9 @@ def channel_options(max_message_bytes: int) -> list[tuple[str, Any]]:
 class AsyncClient:
     """A connection to a Wordstream server. ``async with AsyncClient("localhost:50051") as c: ...``
 
-    ``tls`` uses the system roots (or ``root_certificates``, PEM bytes); ``token`` is sent as
-    ``authorization: Bearer <token>`` with every call.
+    ``tls`` uses the system roots (or ``root_certificates``, PEM bytes); ``tls_server_name`` is
+    the name the server's certificate must carry when it is not the target's host; ``token`` is
+    sent as ``authorization: Bearer <token>`` with every call.
     """
 
     def __init__(
@@ -55,6 +56,7 @@ class AsyncClient:
         tls: bool = False,
         root_certificates: bytes | None = None,
         token: str | None = None,
+        tls_server_name: str | None = None,
         timeout: float = 30.0,
         max_message_bytes: int = 64 * 2**20,
         reconnect_timeout: float = 15.0,
@@ -64,6 +66,8 @@ class AsyncClient:
         self.reconnect_timeout = reconnect_timeout
         self.metadata: tuple[tuple[str, str], ...] = (("authorization", f"Bearer {token}"),) if token else ()
         options = channel_options(max_message_bytes)
+        if tls_server_name:
+            options.append(("grpc.ssl_target_name_override", tls_server_name))
         if tls or root_certificates:
             credentials = grpc.ssl_channel_credentials(root_certificates=root_certificates)
             self.channel = grpc.aio.secure_channel(target, credentials, options=options)

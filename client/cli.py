@@ -6,8 +6,11 @@
     wordstream plot "a fine film" --out s.png    the session's state history as a picture
     wordstream models | health | history ID
 
-Every subcommand takes --server HOST:PORT (default localhost:50051, or WORDSTREAM_SERVER).
-Errors print ``Type: message`` on standard error and exit with status 1.
+Every subcommand takes --server HOST:PORT (default localhost:50051, or WORDSTREAM_SERVER) and,
+for a secured server, --token (WORDSTREAM_TOKEN), --tls (WORDSTREAM_TLS=true),
+--root-certificates FILE (WORDSTREAM_ROOT_CERTIFICATES) and --tls-server-name NAME
+(WORDSTREAM_TLS_SERVER_NAME). Errors print ``Type: message`` on standard error and exit
+with status 1.
 """
 
 from __future__ import annotations
@@ -41,18 +44,37 @@ def word_json(result: WordResult, with_state: bool) -> dict[str, Any]:
     return entry
 
 
+def connect(args: argparse.Namespace) -> Client:
+    """A client for the server the flags name, with the flags' token and TLS settings."""
+    return Client(args.server, **connection(args))
+
+
+def connection(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of Client and AsyncClient that the connection flags give."""
+    roots = None
+    if args.root_certificates:
+        with open(args.root_certificates, "rb") as f:
+            roots = f.read()
+    return {
+        "token": args.token or None,
+        "tls": args.tls,
+        "root_certificates": roots,
+        "tls_server_name": args.tls_server_name or None,
+    }
+
+
 def cmd_stream(args: argparse.Namespace) -> int:
     words = " ".join(args.text).split()
     if not words:
         raise errors.InvalidRequest("stream needs some text")
-    with Client(args.server) as client, client.session(model=args.model) as session:
+    with connect(args) as client, client.session(model=args.model) as session:
         for word in words:
             print(json.dumps(word_json(session.push(word), args.history)), flush=True)
     return 0
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    with Client(args.server) as client:
+    with connect(args) as client:
         models, default = client.models()
     for model in models:
         print(json.dumps({**asdict(model), "default": model.name == default}))
@@ -60,14 +82,14 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_health(args: argparse.Namespace) -> int:
-    with Client(args.server) as client:
+    with connect(args) as client:
         status = client.health(args.service)
     print(status)
     return 0 if status == "SERVING" else 1
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    with Client(args.server) as client:
+    with connect(args) as client:
         record = client.get_session(args.session_id, args.start, args.end)
     for step in record["history"]:
         print(json.dumps(step.to_dict()))
@@ -78,13 +100,13 @@ def cmd_score(args: argparse.Namespace) -> int:
     from client.score import read_texts, score_texts
 
     texts = read_texts(args.file, args.format, args.text_column, args.label_column)
-    return asyncio.run(score_texts(args.server, texts, args))
+    return asyncio.run(score_texts(args.server, connection(args), texts, args))
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
     from client.plot import plot_history
 
-    with Client(args.server) as client, client.session(model=args.model) as session:
+    with connect(args) as client, client.session(model=args.model) as session:
         session.push_text(" ".join(args.text))
         plot_history(session.history, session.labels, args.out, title=" ".join(args.text))
     print(args.out)
@@ -94,7 +116,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
 def cmd_type(args: argparse.Namespace) -> int:
     from client.typing_view import run_typing_view
 
-    with Client(args.server) as client:
+    with connect(args) as client:
         return run_typing_view(client, args.model)
 
 
@@ -108,6 +130,29 @@ def parser() -> argparse.ArgumentParser:
             "--server",
             default=os.environ.get("WORDSTREAM_SERVER", "localhost:50051"),
             help="HOST:PORT of the server (default localhost:50051, or WORDSTREAM_SERVER)",
+        )
+        sub.add_argument(
+            "--token",
+            default=os.environ.get("WORDSTREAM_TOKEN", ""),
+            help="bearer token for a server that checks tokens (or WORDSTREAM_TOKEN)",
+        )
+        sub.add_argument(
+            "--tls",
+            action="store_true",
+            default=_env_flag("WORDSTREAM_TLS"),
+            help="connect with TLS, trusting the system's roots (or WORDSTREAM_TLS=true)",
+        )
+        sub.add_argument(
+            "--root-certificates",
+            default=os.environ.get("WORDSTREAM_ROOT_CERTIFICATES", ""),
+            metavar="FILE",
+            help="PEM file of the certificates to trust; implies --tls (or WORDSTREAM_ROOT_CERTIFICATES)",
+        )
+        sub.add_argument(
+            "--tls-server-name",
+            default=os.environ.get("WORDSTREAM_TLS_SERVER_NAME", ""),
+            metavar="NAME",
+            help="the name the server's certificate must carry, when it is not the host of --server",
         )
         return sub
 
@@ -148,6 +193,15 @@ def parser() -> argparse.ArgumentParser:
     history.add_argument("--end", type=int, default=0)
     history.set_defaults(run=cmd_history)
     return p
+
+
+def _env_flag(name: str) -> bool:
+    value = os.environ.get(name, "").lower()
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    if value in ("1", "true", "yes", "on"):
+        return True
+    raise SystemExit(f"ValueError: {name} must be true or false, got {value!r}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -114,13 +114,13 @@ class ProgressBar:
             )
 
 
-async def score_texts(server: str, texts: list[Text], args: argparse.Namespace) -> int:
+async def score_texts(server: str, connection: dict[str, Any], texts: list[Text], args: argparse.Namespace) -> int:
     if args.concurrency < 1:
         raise errors.InvalidRequest(f"--concurrency must be at least 1, got {args.concurrency}")
     progress = ProgressBar(len(texts), enabled=not args.no_progress and len(texts) >= 50)
     results: dict[int, dict[str, Any]] = {}
     printed = 0
-    async with AsyncClient(server) as client:
+    async with AsyncClient(server, **connection) as client:
         gate = asyncio.Semaphore(args.concurrency)
 
         async def run(i: int, text: Text) -> None:

@@ -71,7 +71,7 @@ def train_tiny(cell: str, directory: Path, n: int = 2000, layers: int = 1) -> Pa
 
 
 def start_server_process(
-    models: Path, *flags: str, port: int = 0, stderr: int = subprocess.DEVNULL
+    models: Path, *flags: str, port: int = 0, stderr: int = subprocess.DEVNULL, env: dict[str, str] | None = None
 ) -> tuple[subprocess.Popen[str], int]:
     """``python -m server`` in a process of its own on localhost; returns it and its real port."""
     command = [sys.executable, "-m", "server", "--host", "localhost", "--port", str(port), "--models", str(models)]
@@ -81,7 +81,7 @@ def start_server_process(
         stdout=subprocess.PIPE,
         stderr=stderr,
         text=True,
-        env={**os.environ},
+        env=env or {**os.environ},
     )
     line = process.stdout.readline() if process.stdout else ""
     match = re.search(r"on port (\d+)", line)
@@ -100,3 +100,15 @@ def poll(check, what: str, timeout: float = 20.0, every: float = 0.02):  # type:
             return value
         time.sleep(every)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def self_signed_certificate(directory: Path, name: str = "localhost") -> tuple[Path, Path]:
+    """(key, certificate) PEM files of a fresh self-signed certificate for ``name``, made by openssl."""
+    key, cert = directory / "key.pem", directory / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert)]
+        + ["-days", "1", "-subj", f"/CN={name}", "-addext", f"subjectAltName=DNS:{name}"],
+        check=True,
+        capture_output=True,
+    )
+    return key, cert

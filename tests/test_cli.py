@@ -16,8 +16,10 @@ from tests.conftest import ServerThread
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def cli(server: ServerThread, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "WORDSTREAM_SERVER": server.target}
+def cli(
+    server: ServerThread, *args: str, stdin: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "WORDSTREAM_SERVER": server.target, **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "client", *args],
         input=stdin,
@@ -140,3 +142,39 @@ def test_type_view_through_a_pseudo_terminal(server: ServerThread) -> None:
     finally:
         process.kill()
         os.close(main)
+
+
+def test_every_subcommand_reaches_a_server_with_tokens_and_tls(make_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from client.cli import parser
+    from tests.helpers import self_signed_certificate
+
+    key, cert = self_signed_certificate(tmp_path)
+    server: ServerThread = make_server(tokens="cli-token", tls_cert=str(cert), tls_key=str(key))
+    commands = parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    for name, sub in commands.items():
+        flags = {option for action in sub._actions for option in action.option_strings}
+        assert {"--server", "--token", "--tls", "--root-certificates", "--tls-server-name"} <= flags, name
+    secured = ("--token", "cli-token", "--root-certificates", str(cert))
+    streamed = cli(server, "stream", "a", "fine", "film", *secured)
+    assert streamed.returncode == 0, streamed.stderr
+    from client import Client
+
+    with Client(server.target, token="cli-token", root_certificates=cert.read_bytes()) as client:
+        kept = client.session()  # left open, for the history command
+        kept.open()
+        kept.push("fine")
+        session = kept.id
+    for args in (("models",), ("health",), ("history", session), ("score", "-")):
+        result = cli(server, *args, *secured, stdin="a fine film\n")
+        assert result.returncode == 0 and result.stdout, (args, result.stderr)
+    env_secured = cli(
+        server,
+        "models",
+        stdin=None,
+        env={"WORDSTREAM_TOKEN": "cli-token", "WORDSTREAM_TLS": "true", "WORDSTREAM_ROOT_CERTIFICATES": str(cert)},
+    )
+    assert env_secured.returncode == 0, env_secured.stderr
+    no_token = cli(server, "models", "--root-certificates", str(cert))
+    assert no_token.returncode == 1 and no_token.stderr.startswith("Unauthenticated: missing bearer token")
+    plaintext = cli(server, "models", "--token", "cli-token")
+    assert plaintext.returncode == 1 and plaintext.stderr.startswith("Unavailable:"), plaintext.stderr

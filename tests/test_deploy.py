@@ -18,6 +18,13 @@ import yaml
 from server.config import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
+# What the compose files may set: the server's settings and the variables its health check's client reads.
+KNOWN_VARIABLES = {f"WORDSTREAM_{f.name.upper()}" for f in fields(Settings)} | {
+    "WORDSTREAM_TLS",
+    "WORDSTREAM_ROOT_CERTIFICATES",
+    "WORDSTREAM_TLS_SERVER_NAME",
+    "WORDSTREAM_TOKEN",
+}
 
 
 def quick_start() -> list[str]:
@@ -43,13 +50,48 @@ def test_compose_file_names_what_the_server_expects() -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     service = compose["services"]["wordstream"]
     assert service["build"] == "." and "50051:50051" in service["ports"]
-    known = {f"WORDSTREAM_{f.name.upper()}" for f in fields(Settings)}
-    assert set(service["environment"]) <= known, set(service["environment"]) - known
+    assert set(service["environment"]) <= KNOWN_VARIABLES, set(service["environment"]) - KNOWN_VARIABLES
     settings = Settings.from_args([], environ={k: str(v) for k, v in service["environment"].items()})
     assert settings.port == 50051 and settings.default_model == "sentiment-lstm"
     assert (ROOT / "models" / f"{settings.default_model}.onnx").is_file()
     assert service["healthcheck"]["test"][1:] == ["python", "-m", "client", "health", "--server", "localhost:50051"]
     assert service["restart"] == "unless-stopped"
+
+
+def test_compose_health_check_works_with_tls_on(tmp_path: Path) -> None:
+    """docker-compose.tls.yml over docker-compose.yml: a real server with the merged environment,
+    and the compose health check command run with that same environment, as the container would."""
+    from tests.helpers import self_signed_certificate
+
+    base = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["wordstream"]
+    tls = yaml.safe_load((ROOT / "docker-compose.tls.yml").read_text())["services"]["wordstream"]
+    environment = {**base["environment"], **tls["environment"]}
+    assert set(environment) <= KNOWN_VARIABLES, set(environment) - KNOWN_VARIABLES
+    mount = next(v.split(":")[1] for v in tls["volumes"] if v.startswith("./tls:"))
+    self_signed_certificate(tmp_path)  # key.pem and cert.pem, as the override expects them in ./tls
+    env = {
+        **os.environ,
+        **{
+            k: str(v).replace(mount, str(tmp_path)).replace("/app/models", str(ROOT / "models"))
+            for k, v in environment.items()
+        },
+        "WORDSTREAM_PORT": "0",
+        "WORDSTREAM_HOST": "localhost",
+        "WORDSTREAM_STATE_DIR": str(tmp_path / "state"),
+    }
+    from tests.helpers import start_server_process
+
+    process, port = start_server_process(ROOT / "models", env=env)
+    try:
+        check = [sys.executable if word == "python" else word for word in base["healthcheck"]["test"][1:]]
+        check[check.index("--server") + 1] = f"localhost:{port}"
+        health = subprocess.run(check, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+        assert health.stdout.strip() == "SERVING", health.stderr
+        plain = {k: v for k, v in env.items() if k not in ("WORDSTREAM_TLS", "WORDSTREAM_ROOT_CERTIFICATES")}
+        refused = subprocess.run(check, cwd=ROOT, env=plain, capture_output=True, text=True, timeout=60)
+        assert refused.returncode == 1, "the server must not answer plaintext"
+    finally:
+        process.kill()
 
 
 def test_dockerfile_serves_without_torch_as_a_non_root_user() -> None:

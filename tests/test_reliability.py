@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import subprocess
 from pathlib import Path
 
 import grpc
@@ -13,6 +12,7 @@ import pytest
 from client import Client, NotFound, Unauthenticated
 from server import persistence
 from tests.conftest import ServerThread
+from tests.helpers import self_signed_certificate
 from tests.test_server import TEXT, Stream, open_stream
 from wordstream.v1 import wordstream_pb2 as pb
 from wordstream.v1 import wordstream_pb2_grpc as pb_grpc
@@ -252,29 +252,7 @@ def test_bearer_tokens_and_session_ownership(make_server) -> None:  # type: igno
 
 
 def test_tls(make_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-            "-days",
-            "1",
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=DNS:localhost",
-        ],
-        check=True,
-        capture_output=True,
-    )
+    key, cert = self_signed_certificate(tmp_path)
     server: ServerThread = make_server(tls_cert=str(cert), tls_key=str(key))
     with Client(server.target, root_certificates=cert.read_bytes()) as client, client.session() as session:
         assert session.push("fine").word == "fine"
