@@ -14,7 +14,7 @@ from typing import NamedTuple
 from server import memory
 from server.batching import Batcher, StepResult
 from server.config import Settings
-from server.errors import BadWord, ModelNotFound, ServerFull, SessionNotFound, ShuttingDown
+from server.errors import BadWord, ModelError, ModelNotFound, ServerFull, SessionNotFound, ShuttingDown
 from server.inference import StepModel
 from server.metrics import Metrics
 from server.sessions import HistoryMode, Session, SessionStore
@@ -35,7 +35,13 @@ class Wordstream:
             raise ValueError(f"no servable models in {settings.models}")
         self.settings = settings
         self.models = models
-        self.default_model = settings.default_model if settings.default_model in models else sorted(models)[0]
+        if settings.default_model not in models:
+            raise ModelError(
+                f"the default model {settings.default_model!r} is not among the models that loaded from "
+                f"{settings.models} ({', '.join(sorted(models))}): its file is missing or was refused (the log "
+                "says why); fix it or choose another with --default-model"
+            )
+        self.default_model = settings.default_model
         self.store = store
         self.metrics = metrics or Metrics()
         self.metrics.track_sessions(lambda: len(store))

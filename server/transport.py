@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
 import grpc
 import numpy as np
@@ -28,6 +28,7 @@ from wordstream.v1 import wordstream_pb2 as pb
 from wordstream.v1 import wordstream_pb2_grpc as pb_grpc
 
 log = logging.getLogger("wordstream.transport")
+T = TypeVar("T")
 
 STATUS: dict[type[errors.WordstreamError], grpc.StatusCode] = {
     errors.BadWord: grpc.StatusCode.INVALID_ARGUMENT,
@@ -154,41 +155,59 @@ class WordstreamServicer(pb_grpc.WordstreamServicer):
         )
 
     async def GetSession(self, request: pb.GetSessionRequest, context: grpc.aio.ServicerContext) -> pb.Session:
-        try:
+        async def work() -> pb.Session:
             _check_parsed(request)
             session = self.service.get(request.session_id, owner_of(context, self.authenticate))
             steps = session.step_range(request.start, request.end or None)
-        except errors.WordstreamError as e:
-            self._count(status_of(e))
-            await context.abort(status_of(e), str(e))
-        return pb.Session(
-            session_id=session.id,
-            model=model_info(session.model),
-            history_mode=_MODE_PB[session.mode],
-            words=len(session.words),
-            steps=session.steps,
-            start=steps.start,
-            history=[step(session, i) for i in steps],
-            attached=session.attached,
-            idle_seconds=max(0.0, self.service.store.clock() - session.last_active),
-        )
+            return pb.Session(
+                session_id=session.id,
+                model=model_info(session.model),
+                history_mode=_MODE_PB[session.mode],
+                words=len(session.words),
+                steps=session.steps,
+                start=steps.start,
+                history=[step(session, i) for i in steps],
+                attached=session.attached,
+                idle_seconds=max(0.0, self.service.store.clock() - session.last_active),
+            )
+
+        return await self._unary("GetSession", context, work)
 
     async def ListModels(
         self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListModelsResponse:
-        models = [model_info(m) for _, m in sorted(self.service.models.items())]
-        return pb.ListModelsResponse(models=models, default_model=self.service.default_model)
+        async def work() -> pb.ListModelsResponse:
+            _check_parsed(request)
+            models = [model_info(m) for _, m in sorted(self.service.models.items())]
+            return pb.ListModelsResponse(models=models, default_model=self.service.default_model)
+
+        return await self._unary("ListModels", context, work)
 
     async def CloseSession(
         self, request: pb.CloseSessionRequest, context: grpc.aio.ServicerContext
     ) -> pb.CloseSessionResponse:
-        try:
+        async def work() -> pb.CloseSessionResponse:
             _check_parsed(request)
             session = self.service.close(request.session_id, owner_of(context, self.authenticate))
+            return pb.CloseSessionResponse(words=len(session.words), steps=session.steps)
+
+        return await self._unary("CloseSession", context, work)
+
+    async def _unary(self, method: str, context: grpc.aio.ServicerContext, work: Callable[[], Awaitable[T]]) -> T:
+        """The one error wrapper of the unary calls: domain errors answer with their status and
+        message; anything else is logged with its traceback and answers INTERNAL, generically."""
+        try:
+            return await work()
         except errors.WordstreamError as e:
             self._count(status_of(e))
             await context.abort(status_of(e), str(e))
-        return pb.CloseSessionResponse(words=len(session.words), steps=session.steps)
+        except (asyncio.CancelledError, grpc.aio.AbortError):
+            raise
+        except Exception:
+            log.exception(f"{method} failed", extra={"event": "internal_error", "method": method})
+            self._count(grpc.StatusCode.INTERNAL)
+            await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
+        raise AssertionError("context.abort always raises")
 
 
 class Malformed:

@@ -3,7 +3,10 @@ the session's state and history are unchanged afterwards. Real server, real chan
 
 from __future__ import annotations
 
+import logging
+import sys
 import time
+from pathlib import Path
 
 import grpc
 import pytest
@@ -12,6 +15,8 @@ from tests.conftest import ServerThread
 from tests.test_server import Stream, expect_abort, open_stream
 from wordstream.v1 import wordstream_pb2 as pb
 from wordstream.v1 import wordstream_pb2_grpc as pb_grpc
+
+ROOT = Path(__file__).resolve().parent.parent
 
 RAW_STREAM = "/wordstream.v1.Wordstream/Stream"
 
@@ -85,10 +90,50 @@ def test_invalid_utf8_and_malformed_protobuf_on_the_wire(server: ServerThread) -
         assert answer.error.code == "INVALID_ARGUMENT" and "malformed request" in answer.error.message
     words, steps = snapshot(server.target, opened.session_id)
     assert (words, steps[:-1]) == (before[0] + 1, before[1])  # only the good word was added
-    unary = channel.unary_unary("/wordstream.v1.Wordstream/GetSession")
-    with pytest.raises(grpc.RpcError) as info:
-        unary(not_protobuf)
-    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "malformed request" in info.value.details()
+    for method in ("GetSession", "ListModels", "CloseSession"):
+        unary = channel.unary_unary(f"/wordstream.v1.Wordstream/{method}")
+        with pytest.raises(grpc.RpcError) as info:
+            unary(not_protobuf)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, method
+        assert "malformed request" in info.value.details(), method
+
+
+def test_an_unexpected_fault_in_a_unary_call_answers_internal_generically(
+    server: ServerThread, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Fault injection: the domain raises an error the status table does not know."""
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("secret detail of the fault")
+
+    server.service.get = broken  # type: ignore[method-assign]
+    server.service.close = broken  # type: ignore[method-assign]
+    stub = pb_grpc.WordstreamStub(grpc.insecure_channel(server.target))
+    with caplog.at_level(logging.ERROR, logger="wordstream.transport"):
+        for call, request in (
+            (stub.GetSession, pb.GetSessionRequest(session_id="x" * 32)),
+            (stub.CloseSession, pb.CloseSessionRequest(session_id="x" * 32)),
+        ):
+            with pytest.raises(grpc.RpcError) as info:
+                call(request)
+            assert info.value.code() == grpc.StatusCode.INTERNAL
+            assert info.value.details() == "internal error; the server log has the details"
+    assert sum("secret detail of the fault" in (r.exc_text or "") for r in caplog.records) == 2
+
+
+def test_a_default_model_that_does_not_load_stops_the_server(tiny_models: dict[str, Path], tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.copy(tiny_models["gru"], models / "tiny-gru.onnx")
+    (models / "tiny-lstm.onnx").write_bytes(b"not an onnx file")
+    command = [sys.executable, "-m", "server", "--port", "0", "--models", str(models), "--default-model", "tiny-lstm"]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert "ModelError: the default model 'tiny-lstm' is not among the models that loaded" in result.stderr
+    assert "(tiny-gru)" in result.stderr
 
 
 def test_unknown_expired_and_closed_sessions(make_server) -> None:  # type: ignore[no-untyped-def]
