@@ -10,10 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
+
+from server.logs import Throttled
+
+log = logging.getLogger("wordstream.auth")
 
 OPEN_SERVICES = (
     "/grpc.health.v1.Health/",
@@ -44,6 +49,7 @@ def owner_of(context: grpc.aio.ServicerContext, enabled: bool) -> str | None:
 class TokenAuth(grpc.aio.ServerInterceptor):
     def __init__(self, tokens: frozenset[str]) -> None:
         self._digests = frozenset(digest(t) for t in tokens)
+        self.warnings = Throttled(log)  # refused calls are logged (method and peer, never the token)
 
     def _valid(self, token: str | None) -> bool:
         if not token:
@@ -63,11 +69,15 @@ class TokenAuth(grpc.aio.ServerInterceptor):
         if self._valid(token):
             return handler
         message = "missing bearer token" if token is None else "invalid bearer token"
-        return _refusal(handler, message)
+        return _refusal(handler, message, lambda peer: self._log(details.method, peer, message))
+
+    def _log(self, method: str, peer: str, message: str) -> None:
+        self.warnings.warning("call refused: " + message, event="unauthenticated", method=method, peer=peer)
 
 
-def _refusal(handler: grpc.RpcMethodHandler, message: str) -> grpc.RpcMethodHandler:
+def _refusal(handler: grpc.RpcMethodHandler, message: str, note: Callable[[str], None]) -> grpc.RpcMethodHandler:
     async def refuse(request: Any, context: grpc.aio.ServicerContext) -> None:
+        note(context.peer())
         await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
 
     if handler.request_streaming and handler.response_streaming:

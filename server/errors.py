@@ -11,6 +11,7 @@ WordstreamError
     ├── NotOpened          the first request is not open/resume
     ├── ModelNotFound
     ├── SessionNotFound    unknown, expired or closed
+    │   └── NotOwner       another token's session (its client is told "not found" all the same)
     ├── SessionBusy        already attached to another stream
     ├── ServerFull         the live-session limit (or total history bytes) is reached
     └── ShuttingDown
@@ -71,6 +72,11 @@ class ModelNotFound(StreamRefused):
 class SessionNotFound(StreamRefused):
     def __init__(self, session_id: str) -> None:
         super().__init__(f"session {short_id(session_id)} not found (unknown, expired or closed)")
+        self.session_id = session_id
+
+
+class NotOwner(SessionNotFound):
+    """A session that exists but belongs to another token: reported as not found, logged as an attempt."""
 
 
 class SessionBusy(StreamRefused):

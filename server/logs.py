@@ -6,6 +6,8 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable
+from typing import Any
 
 from server.errors import short_id
 
@@ -35,3 +37,31 @@ def configure(level: str) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     root.propagate = False
+
+
+class Throttled:
+    """A log line that may come at most ``burst`` times per ``interval`` seconds, so a flood of
+    refused calls cannot flood the log; the next line that gets through says how many were dropped."""
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        burst: int = 10,
+        interval: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.logger, self.burst, self.interval, self.clock = logger, burst, interval, clock
+        self.window_start, self.count, self.dropped = -float("inf"), 0, 0
+
+    def warning(self, message: str, **fields: Any) -> None:
+        now = self.clock()
+        if now - self.window_start >= self.interval:
+            self.window_start, self.count = now, 0
+        if self.count >= self.burst:
+            self.dropped += 1
+            return
+        self.count += 1
+        if self.dropped:
+            fields["dropped_since_last"] = self.dropped
+            self.dropped = 0
+        self.logger.warning(message, extra=fields)

@@ -14,7 +14,7 @@ from typing import NamedTuple
 from server import memory
 from server.batching import Batcher, StepResult
 from server.config import Settings
-from server.errors import BadWord, ModelError, ModelNotFound, ServerFull, SessionNotFound, ShuttingDown
+from server.errors import BadWord, ModelError, ModelNotFound, NotOwner, ServerFull, SessionNotFound, ShuttingDown
 from server.inference import StepModel
 from server.metrics import Metrics
 from server.sessions import HistoryMode, Session, SessionStore
@@ -133,7 +133,7 @@ class Wordstream:
         """The session, if ``owner`` may see it: another token's session is reported as not found."""
         session = self.store.get(session_id)
         if session.owner != owner:
-            raise SessionNotFound(session_id)
+            raise NotOwner(session_id)
         return session
 
     def exists(self, session_id: str) -> bool:

@@ -21,6 +21,7 @@ from google.protobuf.message import DecodeError
 from server import errors, wire
 from server.auth import owner_of
 from server.inference import StepModel
+from server.logs import Throttled
 from server.service import Wordstream
 from server.sessions import HistoryMode, Session
 from textcodec import UNK_ID
@@ -71,6 +72,7 @@ class WordstreamServicer(pb_grpc.WordstreamServicer):
         self.service = service
         self.answers = {name: wire.WordAnswers(model) for name, model in service.models.items()}
         self.authenticate = authenticate  # tokens are checked by auth.TokenAuth; here they name the owner
+        self.warnings = Throttled(log)
 
     async def Stream(
         self, request_iterator: AsyncIterator[pb.StreamRequest], context: grpc.aio.ServicerContext
@@ -109,7 +111,7 @@ class WordstreamServicer(pb_grpc.WordstreamServicer):
                     answer = pb.StreamResponse(seq=request.seq, session_id=session.id if session else "", error=error)
                     yield answer.SerializeToString()
         except errors.StreamRefused as e:
-            self._count(status_of(e))
+            self._refused(e, "Stream", context)
             await context.abort(status_of(e), str(e))
         except (asyncio.CancelledError, grpc.aio.AbortError):
             raise
@@ -123,6 +125,18 @@ class WordstreamServicer(pb_grpc.WordstreamServicer):
 
     def _count(self, code: grpc.StatusCode) -> None:
         self.service.metrics.errors.labels(code.name).inc()
+
+    def _refused(self, error: errors.WordstreamError, method: str, context: grpc.aio.ServicerContext) -> None:
+        """Count a refused call; an attempt on another token's session is also logged (rate-limited)."""
+        self._count(status_of(error))
+        if isinstance(error, errors.NotOwner):
+            self.warnings.warning(
+                "a token asked for another token's session",
+                event="not_owner",
+                method=method,
+                peer=context.peer(),
+                session=error.session_id,
+            )
 
     def _attach(self, request: pb.StreamRequest, kind: str | None, owner: str | None) -> Session:
         if kind == "open":
@@ -199,7 +213,7 @@ class WordstreamServicer(pb_grpc.WordstreamServicer):
         try:
             return await work()
         except errors.WordstreamError as e:
-            self._count(status_of(e))
+            self._refused(e, method, context)
             await context.abort(status_of(e), str(e))
         except (asyncio.CancelledError, grpc.aio.AbortError):
             raise

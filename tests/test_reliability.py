@@ -286,3 +286,43 @@ def test_streams_per_connection_are_limited(make_server) -> None:  # type: ignor
     other.end()
     for feed in feeds:
         feed.put(None)
+
+
+def test_refused_tokens_and_cross_token_attempts_are_logged_without_the_token(
+    make_server, caplog: pytest.LogCaptureFixture
+) -> None:  # type: ignore[no-untyped-def]
+    server: ServerThread = make_server(tokens="alpha-token,beta-token")
+    stub = pb_grpc.WordstreamStub(grpc.insecure_channel(server.target))
+    with Client(server.target, token="alpha-token") as alpha, alpha.session() as session:
+        session.push("fine")
+        with caplog.at_level(logging.WARNING, logger="wordstream"):
+            for _ in range(30):  # a flood of bad tokens: at most a burst of lines
+                with pytest.raises(grpc.RpcError):
+                    stub.ListModels(pb.ListModelsRequest(), metadata=(("authorization", "Bearer wrong-token"),))
+            with pytest.raises(grpc.RpcError):
+                stub.GetSession(pb.GetSessionRequest(session_id=session.id))
+            with Client(server.target, token="beta-token") as beta, pytest.raises(NotFound):
+                beta.get_session(session.id)
+    refused = [r for r in caplog.records if getattr(r, "event", "") == "unauthenticated"]
+    assert 1 <= len(refused) <= 10, len(refused)
+    assert {r.method for r in refused} == {"/wordstream.v1.Wordstream/ListModels"}  # type: ignore[attr-defined]
+    assert all(r.peer.startswith(("ipv4:", "ipv6:")) for r in refused)  # type: ignore[attr-defined]
+    cross = [r for r in caplog.records if getattr(r, "event", "") == "not_owner"]
+    assert len(cross) == 1 and cross[0].method == "GetSession" and cross[0].session == session.id  # type: ignore[attr-defined]
+    for record in caplog.records:
+        text = record.getMessage() + repr(vars(record))
+        assert "alpha-token" not in text and "beta-token" not in text and "wrong-token" not in text
+
+
+def test_a_throttled_log_line_says_how_many_were_dropped(caplog: pytest.LogCaptureFixture) -> None:
+    from server.logs import Throttled
+
+    now = [0.0]
+    throttled = Throttled(logging.getLogger("wordstream.test"), burst=2, interval=10.0, clock=lambda: now[0])
+    with caplog.at_level(logging.WARNING, logger="wordstream.test"):
+        for _ in range(5):
+            throttled.warning("refused", event="x")
+        now[0] = 10.0
+        throttled.warning("refused", event="x")
+    assert len(caplog.records) == 3
+    assert getattr(caplog.records[-1], "dropped_since_last", None) == 3
