@@ -98,9 +98,8 @@ class Wordstream:
             raise BadWord("paste needs at least one word")
         start = time.perf_counter()
         encoded = [session.model.encode(word) for word in words]
-        self.store.check_words(session, words, encoded)
+        self.store.admit(session, words, encoded)  # no await between the check and the reservation
         batcher = self.batchers[session.model.name]
-        session.history.reserve(sum(len(tokens.ids) for tokens in encoded))
         ids = [token_id for tokens in encoded for token_id in tokens.ids]
         try:
             results: list[StepResult] = await batcher.sequence(session.slot, ids)
@@ -112,7 +111,7 @@ class Wordstream:
             raise SessionNotFound(session.id)
         updates, used = [], 0
         for word, tokens in zip(words, encoded):
-            new_steps = self.store.append_word(session, word, tokens, results[used : used + len(tokens.ids)])
+            new_steps = session.append_word(word, tokens, results[used : used + len(tokens.ids)])
             used += len(tokens.ids)
             updates.append(WordUpdate(len(session.words) - 1, new_steps))
         self.metrics.word_latency.observe((time.perf_counter() - start) / len(words), len(words))

@@ -17,7 +17,7 @@ import numpy as np
 from server.batching import StateBank, StepResult
 from server.config import Settings
 from server.errors import BadRange, BadRewind, BadWord, ServerFull, SessionBusy, SessionLimit, SessionNotFound
-from server.inference import StepModel
+from server.inference import StateSpec, StepModel
 from textcodec import Encoded
 
 
@@ -28,38 +28,72 @@ class HistoryMode(enum.Enum):
 
 
 class History:
-    """Every step's token, output and state, in arrays that grow by a quarter when full.
+    """Every step's token, output and state, in arrays with a little room to grow.
 
     Step i's state is the recurrent state after token i, so the current state of the
     session is the last row, and rewinding is a truncation. A history with no steps
-    shares one set of empty arrays per model, so an idle session costs little.
+    shares one set of empty arrays per shape, so an idle session costs little. The
+    arrays grow by a quarter (at least ``MIN_GROWTH`` steps) when full, never past the
+    cap they are given (near a limit, by exactly what is needed): a short typed text
+    keeps at most a few steps of slack, a long one at most a quarter. ``nbytes`` is what
+    the arrays hold allocated, the figure the limits count.
     """
 
+    MIN_GROWTH = 4
     __slots__ = ("labels", "specs", "length", "token_ids", "word_index", "probs", "states", "tokens", "step_bytes")
-    _EMPTY: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]] = {}
+    _EMPTY: dict[
+        tuple[int, tuple[StateSpec, ...]], tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]
+    ] = {}
 
     def __init__(self, model: StepModel) -> None:
         self.labels = len(model.labels)
         self.specs = model.states
-        # Raw bytes one step adds: token id, word index, probabilities and every state tensor.
+        # Bytes one step takes: token id, word index, probabilities and every state tensor.
         self.step_bytes = 8 + 4 + 4 * self.labels + sum(4 * s.layers * s.hidden for s in self.specs)
         self.length = 0
-        if model.name not in History._EMPTY:
-            History._EMPTY[model.name] = (
+        self.tokens: list[str] = []
+        self._empty()
+
+    def _empty(self) -> None:
+        """Point at the shared empty arrays of this shape (read-only until grown)."""
+        key = (self.labels, self.specs)  # what determines the arrays' shapes, not the model's name
+        if key not in History._EMPTY:
+            History._EMPTY[key] = (
                 np.zeros(0, np.int64),
                 np.zeros(0, np.int32),
                 np.zeros((0, self.labels), np.float32),
                 {s.name: np.zeros((0, s.layers, s.hidden), np.float32) for s in self.specs},
             )
-        self.token_ids, self.word_index, self.probs, self.states = History._EMPTY[model.name]  # read-only until grown
-        self.tokens: list[str] = []
+        self.token_ids, self.word_index, self.probs, self.states = History._EMPTY[key]
+
+    @property
+    def capacity(self) -> int:
+        return len(self.token_ids)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the arrays hold allocated (the shared empty arrays count nothing)."""
+        return self.capacity * self.step_bytes
+
+    def capacity_for(self, steps: int, cap: int) -> int:
+        """The capacity that holds ``steps`` more steps: the present one if they fit, else grown by a
+        quarter (at least MIN_GROWTH steps), or by exactly what they need where that would pass ``cap``."""
+        needed = self.length + steps
+        if needed <= self.capacity:
+            return self.capacity
+        grown = max(needed, self.capacity + max(self.MIN_GROWTH, self.capacity // 4))
+        return grown if grown <= cap else needed
+
+    def reserve(self, steps: int, cap: int) -> None:
+        """Make room for ``steps`` more steps in one allocation (see capacity_for)."""
+        capacity = self.capacity_for(steps, cap)
+        if capacity > self.capacity:
+            self._resize(capacity)
 
     def append(
         self, word_index: int, token: str, token_id: int, probs: np.ndarray, state: dict[str, np.ndarray]
     ) -> None:
-        """Record one step: ``probs`` (labels,), ``state`` name -> (layers, hidden)."""
-        if self.length == len(self.token_ids):
-            self._grow()
+        """Record one step (room for it was reserved): ``probs`` (labels,), ``state`` name -> (layers, hidden)."""
         i = self.length
         self.token_ids[i], self.word_index[i], self.probs[i] = token_id, word_index, probs
         for name, value in state.items():
@@ -68,18 +102,13 @@ class History:
         self.length += 1
 
     def truncate(self, length: int) -> None:
+        """Keep the first ``length`` steps; with none left the arrays are freed."""
         self.length = length
         del self.tokens[length:]
+        if length == 0:
+            self._empty()
 
-    def reserve(self, steps: int) -> None:
-        """Make room for ``steps`` more steps in one allocation (a paste knows its size)."""
-        if self.length + steps > len(self.token_ids):
-            self._grow(self.length + steps)
-
-    def _grow(self, at_least: int = 0) -> None:
-        # Double while small (few copies for short texts), then 1.25x (the slack stays under a quarter).
-        size = len(self.token_ids)
-        capacity = max(8, at_least, 2 * size if size < 64 else size * 5 // 4)
+    def _resize(self, capacity: int) -> None:
         self.token_ids = np.resize(self.token_ids, capacity)
         self.word_index = np.resize(self.word_index, capacity)
         self.probs = np.resize(self.probs, (capacity, self.labels))
@@ -153,7 +182,8 @@ class Session:
 
     @property
     def history_bytes(self) -> int:
-        return self.history.length * self.history.step_bytes
+        """Bytes its history holds allocated: what the limits count."""
+        return self.history.nbytes
 
     @property
     def output(self) -> np.ndarray | None:
@@ -203,6 +233,7 @@ class Session:
             raise ValueError("word starts do not fit the steps")
         if steps and not 0 <= int(arrays["word_index"].min()) <= int(arrays["word_index"].max()) < len(words):
             raise ValueError("a step names a word the session does not have")
+        h.reserve(steps, steps)
         for i in range(steps):
             state = {s.name: arrays[f"state.{s.name}"][i] for s in h.specs}
             h.append(int(arrays["word_index"][i]), tokens[i], int(arrays["token_ids"][i]), arrays["probs"][i], state)
@@ -234,12 +265,6 @@ class SessionStore:
         if model.name not in self.banks:
             self.banks[model.name] = StateBank(model.states)
         return self.banks[model.name]
-
-    def append_word(self, session: Session, word: str, encoded: Encoded, results: list[StepResult]) -> range:
-        before = session.history_bytes
-        new_steps = session.append_word(word, encoded, results)
-        self.total_bytes += session.history_bytes - before
-        return new_steps
 
     def rewind(self, session: Session, words: int | None) -> None:
         """Undo the last ``words`` words (None: all of them)."""
@@ -313,8 +338,11 @@ class SessionStore:
         self.freed += 1
         return session
 
-    def check_words(self, session: Session, words: list[str], encoded: list[Encoded]) -> None:
-        """Refuse words that are malformed or would break a limit; nothing is changed either way."""
+    def admit(self, session: Session, words: list[str], encoded: list[Encoded]) -> int:
+        """Check words and make room for their steps, in one go: malformed words and words that
+        would break a limit are refused with nothing changed; otherwise the history's arrays are
+        grown now and counted in the total at once, so words admitted side by side can never
+        together pass the total. Returns how many steps the words take."""
         limit = self.settings
         for word, tokens in zip(words, encoded):
             if word.split() != [word]:  # one C call for the usual word; the checks below say what is wrong
@@ -330,11 +358,17 @@ class SessionStore:
             raise SessionLimit(
                 f"the session is at its limit of {limit.max_steps} steps; rewind, reset or open a new one"
             )
-        added = new * session.history.step_bytes
-        if session.history_bytes + added > limit.max_session_bytes:
+        history = session.history
+        room = history.capacity + (limit.max_total_bytes - self.total_bytes) // history.step_bytes
+        cap = min(limit.max_steps, limit.max_session_bytes // history.step_bytes, room)
+        added = (history.capacity_for(new, cap) - history.capacity) * history.step_bytes
+        if history.nbytes + added > limit.max_session_bytes:
             raise SessionLimit(f"the session's history is at its limit of {limit.max_session_bytes} bytes")
         if self.total_bytes + added > limit.max_total_bytes:
             raise SessionLimit(f"the server's history memory is at its limit of {limit.max_total_bytes} bytes")
+        history.reserve(new, cap)
+        self.total_bytes += added
+        return new
 
     def reap(self) -> list[str]:
         """Free every detached session idle past the timeout; returns their ids."""

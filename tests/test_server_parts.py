@@ -156,3 +156,81 @@ def test_loop_histogram_exports_what_prometheus_client_would() -> None:
     expected = [line for line in generate_latest(reference_registry).decode().splitlines() if "_created" not in line]
     assert generate_latest(registry).decode().splitlines() == expected
     assert ours.count == len(values)
+
+
+def test_empty_histories_are_shared_by_shape_not_by_model_name(tiny_models: dict[str, Path]) -> None:
+    from server.sessions import History
+
+    lstm, gru = load_model(tiny_models["lstm"]), load_model(tiny_models["gru"])
+    gru.name = lstm.name  # two models under one name, with other state shapes
+    for model in (lstm, gru):
+        history = History(model)
+        assert {n: a.shape[1:] for n, a in history.states.items()} == {
+            s.name: (s.layers, s.hidden) for s in model.states
+        }
+
+
+def test_history_slack_is_small_whether_typed_or_pasted(tiny_models: dict[str, Path]) -> None:
+    """Allocated steps against recorded ones: a few steps while short, at most a quarter when long."""
+    import numpy as np
+
+    from server.sessions import History
+
+    model = load_model(tiny_models["gru"])
+    state = {s.name: np.zeros((s.layers, s.hidden), np.float32) for s in model.states}
+    typed, pasted = History(model), History(model)
+    cap = 10**6
+    for steps in range(1, 400):
+        typed.reserve(1, cap)
+        typed.append(0, "a", 2, np.zeros(len(model.labels), np.float32), state)
+        assert typed.capacity - steps <= max(History.MIN_GROWTH, steps // 4), steps
+    pasted.reserve(250, cap)
+    assert pasted.capacity == 250
+    assert typed.nbytes == typed.capacity * typed.step_bytes
+
+
+async def _two_pastes_at_once(server: ServerThread) -> list[object]:
+    import asyncio
+
+    from server.sessions import HistoryMode
+
+    service = server.service
+    a, b = service.open("", HistoryMode.NONE), service.open("", HistoryMode.NONE)
+    words = ["fine"] * 3
+    return await asyncio.gather(service.push_words(a, words), service.push_words(b, words), return_exceptions=True)
+
+
+def test_the_total_history_limit_holds_for_pastes_side_by_side(make_server) -> None:  # type: ignore[no-untyped-def]
+    """The check and the reservation of one paste happen together: a second paste that starts while
+    the first is still in the model cannot take the same room."""
+    from server.errors import SessionLimit
+
+    step = 8 + 4 + 2 * 4 + 2 * 2 * 10 * 4  # the 2-layer tiny LSTM: 180 bytes a step
+    server: ServerThread = make_server(max_total_bytes=4 * step)  # room for one paste of three words, not two
+    results = server.call(_two_pastes_at_once(server))
+    assert [type(r).__name__ for r in results] == ["list", "SessionLimit"]
+    assert isinstance(results[1], SessionLimit) and "server's history memory" in str(results[1])
+    store = server.service.store
+    assert store.total_bytes == sum(s.history_bytes for s in store.sessions()) <= 4 * step
+
+
+def test_accounted_bytes_follow_every_operation(server: ServerThread) -> None:
+    from tests.test_server import open_stream
+
+    store = server.service.store
+    stream, _ = open_stream(server.target)
+    other, other_opened = open_stream(server.target)
+    for word in ("a", "fine", "film!", "but", "dull"):
+        stream.word(word)
+        other.word(word)
+    stream.send(paste=pb.Paste(words=["x"] * 30))
+    for _ in range(29):
+        next(stream.responses)
+    stream.send(rewind=pb.Rewind(words=10))
+    assert store.total_bytes == sum(s.history_bytes for s in store.sessions())
+    other.send(reset=pb.Reset())
+    assert store.get(other_opened.session_id).history_bytes == 0  # a reset frees the arrays
+    assert store.total_bytes == sum(s.history_bytes for s in store.sessions())
+    stream.send(close=pb.Close())
+    assert store.total_bytes == sum(s.history_bytes for s in store.sessions())
+    other.end()
