@@ -57,6 +57,7 @@ class Wordstream:
             for name, model in models.items()
         }
         self.accepting = True
+        self.last_sweep = 0.0  # the store clock's time of the reaper's last sweep
 
     def model(self, name: str) -> StepModel:
         model = self.models.get(name or self.default_model)
@@ -142,6 +143,7 @@ class Wordstream:
         """The one reaper: frees expired sessions every reap_interval seconds until cancelled."""
         while True:
             await asyncio.sleep(self.settings.reap_interval)
+            self.last_sweep = self.store.clock()
             for session_id in self.store.reap():
                 self.metrics.sessions_expired.inc()
                 log.info("session expired", extra={"event": "expire", "session": session_id})

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import logging
 import sys
-import time
 from pathlib import Path
 
 import grpc
 import pytest
 
 from tests.conftest import ServerThread
+from tests.helpers import poll
 from tests.test_server import Stream, expect_abort, open_stream
 from wordstream.v1 import wordstream_pb2 as pb
 from wordstream.v1 import wordstream_pb2_grpc as pb_grpc
@@ -77,13 +77,15 @@ def test_invalid_utf8_and_malformed_protobuf_on_the_wire(server: ServerThread) -
     invalid_utf8 = bytes([0x22, 0x02, 0xFF, 0xFE])  # field 4 (word), two bytes that are not UTF-8
     not_protobuf = bytes([0xFF, 0xFF, 0xFF])
     word = pb.StreamRequest(word="film").SerializeToString()
-    for _ in range(50):  # the first stream may still be detaching
+
+    def exchange() -> list[pb.StreamResponse] | None:
         try:
-            answers = [pb.StreamResponse.FromString(b) for b in raw(iter([resume, invalid_utf8, not_protobuf, word]))]
-            break
+            return [pb.StreamResponse.FromString(b) for b in raw(iter([resume, invalid_utf8, not_protobuf, word]))]
         except grpc.RpcError as e:
-            assert e.code() == grpc.StatusCode.FAILED_PRECONDITION
-            time.sleep(0.1)
+            assert e.code() == grpc.StatusCode.FAILED_PRECONDITION, e  # the first stream may still be detaching
+            return None
+
+    answers = poll(exchange, "the session to be resumable")
     kinds = [a.WhichOneof("kind") for a in answers]
     assert kinds == ["opened", "error", "error", "word"]
     for answer in answers[1:3]:
@@ -141,7 +143,7 @@ def test_unknown_expired_and_closed_sessions(make_server) -> None:  # type: igno
     stream, opened = open_stream(server.target)
     stream.word("fine")
     stream.end()
-    time.sleep(0.6)
+    poll(lambda: not server.service.store.has(opened.session_id), "the idle session to expire")
     expect_abort(
         Stream(server.target),
         grpc.StatusCode.NOT_FOUND,

@@ -137,7 +137,7 @@ def test_max_wait_lets_a_step_wait_for_company(tiny_models: dict[str, Path]) -> 
         batcher = Batcher(model, bank, max_wait=0.2, observe=sizes.append)
         a, b = bank.alloc(), bank.alloc()
         first = asyncio.create_task(batcher.step(a, 5))
-        await asyncio.sleep(0.02)  # well inside the wait: the second step joins the first's call
+        await asyncio.sleep(0)  # the first step is queued and its call is due in 0.2 s: the second joins it
         second = asyncio.create_task(batcher.step(b, 6))
         await asyncio.wait_for(asyncio.gather(first, second), timeout=10)
         assert sizes == [2]

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from export.evaluate import StepRunner
 from tests.conftest import ServerThread
+from tests.helpers import poll
 from tests.test_server import Stream
 from wordstream.v1 import wordstream_pb2 as pb
 
@@ -49,14 +50,17 @@ class Client:
             self.stream.responses.cancel()
             self.stream.end()
             self.stream = Stream(self.target)
-            for _ in range(100):  # until the server has noticed the old stream is gone
+
+            def resume() -> pb.StreamResponse | None:
                 try:
-                    answer = self.stream.send(resume=pb.Resume(session_id=self.session_id))
-                    break
-                except grpc.RpcError as e:
+                    return self.stream.send(resume=pb.Resume(session_id=self.session_id))
+                except grpc.RpcError as e:  # until the server has noticed the old stream is gone
                     assert e.code() == grpc.StatusCode.FAILED_PRECONDITION, e
                     self.stream.end()
                     self.stream = Stream(self.target)
+                    return None
+
+            answer = poll(resume, "the dropped session to be resumable", every=0.0)
             assert answer.opened.position.words == len(self.words)
             return
         if op == "word":
