@@ -70,7 +70,7 @@ class TextClassifier(nn.Module):
 
 
 class StepModel(nn.Module):
-    """One token per row: the step model of DESIGN.md, the graph that is exported to ONNX."""
+    """One token per row: the step model of docs/MODEL-FORMAT.md, the graph that is exported to ONNX."""
 
     def __init__(self, model: TextClassifier) -> None:
         super().__init__()

@@ -1,4 +1,4 @@
-"""Export a trained classifier as the step model of DESIGN.md, with its metadata inside."""
+"""Export a trained classifier as the step model of docs/MODEL-FORMAT.md, with its metadata inside."""
 
 from __future__ import annotations
 

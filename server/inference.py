@@ -89,7 +89,7 @@ def load_model(path: Path, threads: int = 1) -> StepModel:
     outputs = {o.name: o for o in session.get_outputs()}
 
     def fail(what: str) -> ModelError:
-        return ModelError(f"{path}: {what} (see the step-model contract in DESIGN.md)")
+        return ModelError(f"{path}: {what} (see the step-model contract in docs/MODEL-FORMAT.md)")
 
     if "token_ids" not in inputs or inputs["token_ids"].type != "tensor(int64)" or len(inputs["token_ids"].shape) != 1:
         raise fail("missing input token_ids int64 [batch]")

@@ -1,0 +1,47 @@
+"""The docs name only what exists: every test a doc cites is a test of the suite, every link a file."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ["README.md", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs").glob("*.md"))]
+
+
+def defined_tests() -> dict[str, set[str]]:
+    """Test file (tests/x.py) -> the names of the test functions it defines."""
+    found = {}
+    for path in (ROOT / "tests").glob("test_*.py"):
+        tree = ast.parse(path.read_text())
+        found[f"tests/{path.name}"] = {
+            node.name
+            for node in tree.body
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name.startswith("test_")
+        }
+    return found
+
+
+@pytest.mark.parametrize("doc", DOCS)
+def test_every_test_a_doc_names_exists(doc: str) -> None:
+    text = (ROOT / doc).read_text()
+    tests = defined_tests()
+    every = set().union(*tests.values())
+    missing = [
+        f"{file}::{name}"
+        for file, name in re.findall(r"(tests/test_\w+\.py)::(test_\w+)", text)
+        if name not in tests.get(file, set())
+    ]
+    missing += [name for name in re.findall(r"`(test_\w+)", text) if name not in every]
+    assert missing == [], missing
+
+
+@pytest.mark.parametrize("doc", DOCS)
+def test_every_file_a_doc_links_exists(doc: str) -> None:
+    text = (ROOT / doc).read_text()
+    base = (ROOT / doc).parent
+    links = [link.split("#")[0] for link in re.findall(r"\]\(([^)]+)\)", text) if "://" not in link]
+    assert [link for link in links if link and not (base / link).exists()] == []
