@@ -4,6 +4,7 @@
 
 The first four bytes of each request give the size of the answer, so the load generator
 can match the service's message sizes. No protobuf, no work: the transport's own limit.
+It runs with the service's own gRPC server options (server.app.grpc_options).
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 import grpc  # noqa: E402
 
+from server.app import grpc_options  # noqa: E402
+from server.config import Settings  # noqa: E402
+
 
 async def echo(requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
     async for request in requests:
@@ -24,7 +28,7 @@ async def echo(requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
 
 
 async def serve(port: int) -> None:
-    server = grpc.aio.server()
+    server = grpc.aio.server(options=grpc_options(Settings()))
     handler = grpc.stream_stream_rpc_method_handler(echo)  # no (de)serializers: raw bytes
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("bench.Echo", {"Stream": handler}),))
     bound = server.add_insecure_port(f"localhost:{port}")

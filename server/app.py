@@ -67,6 +67,18 @@ class Running:
         self.service.metrics.stop()
 
 
+def grpc_options(settings: Settings) -> list[tuple[str, int]]:
+    """The gRPC server's channel options (the benchmark's peers use the same)."""
+    return [
+        ("grpc.max_receive_message_length", settings.max_message_bytes),
+        ("grpc.max_concurrent_streams", settings.max_streams_per_connection),
+        # Notice dead clients, so their sessions detach and become resumable elsewhere.
+        ("grpc.keepalive_time_ms", 30_000),
+        ("grpc.keepalive_timeout_ms", 10_000),
+        ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+    ]
+
+
 async def start(settings: Settings) -> Running:
     """Load the models, bind ``host:port`` (port 0 picks a free one) and start serving."""
     models = load_models(Path(settings.models), settings.threads)
@@ -74,17 +86,7 @@ async def start(settings: Settings) -> Running:
     tokens = settings.accepted_tokens()
     if settings.state_dir:
         persistence.load(service.store, models, Path(settings.state_dir))
-    server = grpc.aio.server(
-        interceptors=[TokenAuth(tokens)] if tokens else [],
-        options=[
-            ("grpc.max_receive_message_length", settings.max_message_bytes),
-            ("grpc.max_concurrent_streams", settings.max_streams_per_connection),
-            # Notice dead clients, so their sessions detach and become resumable elsewhere.
-            ("grpc.keepalive_time_ms", 30_000),
-            ("grpc.keepalive_timeout_ms", 10_000),
-            ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
-        ],
-    )
+    server = grpc.aio.server(interceptors=[TokenAuth(tokens)] if tokens else [], options=grpc_options(settings))
     add_to_server(WordstreamServicer(service, authenticate=bool(tokens)), server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

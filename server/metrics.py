@@ -52,6 +52,9 @@ class _LoopCounters:
 
     def collect(self) -> Iterator[Metric]:
         yield CounterMetricFamily("wordstream_words", "Words processed", value=self.metrics.words)
+        hits, misses = self.metrics.token_cache()
+        yield CounterMetricFamily("wordstream_token_cache_hits", "Words whose tokens were remembered", value=hits)
+        yield CounterMetricFamily("wordstream_token_cache_misses", "Words tokenized afresh", value=misses)
         yield self.metrics.word_latency.family()
         yield self.metrics.batch_size.family()
 
@@ -80,6 +83,7 @@ class Metrics:
             "wordstream_errors", "Errors answered, by gRPC status code", ["code"], registry=self.registry
         )
         self._server: Any = None
+        self.token_cache: Callable[[], tuple[int, int]] = lambda: (0, 0)  # (hits, misses) of the models' word caches
 
     def track_sessions(self, count: Callable[[], int]) -> None:
         self.live_sessions.set_function(count)

@@ -45,6 +45,7 @@ class Wordstream:
         self.store = store
         self.metrics = metrics or Metrics()
         self.metrics.track_sessions(lambda: len(store))
+        self.metrics.token_cache = self.token_cache
         self.batchers = {
             name: Batcher(
                 model,
@@ -58,6 +59,11 @@ class Wordstream:
         }
         self.accepting = True
         self.last_sweep = 0.0  # the store clock's time of the reaper's last sweep
+
+    def token_cache(self) -> tuple[int, int]:
+        """(hits, misses) of every model's cache of words' tokens."""
+        infos = [model.encode.cache_info() for model in self.models.values()]  # type: ignore[attr-defined]
+        return sum(i.hits for i in infos), sum(i.misses for i in infos)
 
     def model(self, name: str) -> StepModel:
         model = self.models.get(name or self.default_model)

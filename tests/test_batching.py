@@ -104,14 +104,16 @@ def test_metrics_endpoint(make_server) -> None:  # type: ignore[no-untyped-def]
             await session.push("film!")
             with pytest.raises(Exception, match="empty word"):
                 await session.push(" ")
+            await session.push("fine")  # its tokens are remembered
 
     asyncio.run(scenario())
     port = server.running.metrics_port
     body = urllib.request.urlopen(f"http://localhost:{port}/metrics", timeout=10).read().decode()
-    assert "wordstream_words_total 2.0" in body
+    assert "wordstream_words_total 3.0" in body
     assert 'wordstream_errors_total{code="INVALID_ARGUMENT"} 1.0' in body
-    assert "wordstream_batch_size_sum 3.0" in body  # three steps: fine, film, !
-    assert "wordstream_word_latency_seconds_count 2.0" in body
+    assert "wordstream_batch_size_sum 4.0" in body  # four steps: fine, film, !, fine
+    assert "wordstream_word_latency_seconds_count 3.0" in body
+    assert "wordstream_token_cache_hits_total 1.0" in body and "wordstream_token_cache_misses_total 3.0" in body
     assert "wordstream_live_sessions 0.0" in body  # closed on leaving the block
 
 
