@@ -3,9 +3,11 @@
     python -m bench.load --target localhost:50051 --kind service --streams 50 --words 40
 
 Each stream sends one message, waits for its answer, and repeats (the way a person
-types: the next word does not leave before the answer to the last). Prints one JSON line:
-per-word latencies (seconds), the wall time of the measured phase, and this process's
-CPU seconds. Streams are opened (and warmed up by one word) before ``--start-at``.
+types: the next word does not leave before the answer to the last). With ``--texts FILE``
+(one text per line; bench/texts.py writes the test split's) each service stream types those
+words in order, each stream from its own place in them; without it, a fixed 30-word text.
+Prints one JSON line: per-word latencies (seconds), the wall time of the measured phase, and
+this process's CPU seconds. Streams are opened (and warmed up by one word) before ``--start-at``.
 """
 
 from __future__ import annotations
@@ -20,15 +22,15 @@ from typing import Any
 
 import grpc
 
+from bench.texts import read_words
 from wordstream.v1 import wordstream_pb2 as pb
 
 ECHO_METHOD = "/bench.Echo/Stream"
 STREAM_METHOD = "/wordstream.v1.Wordstream/Stream"
-VOCABULARY = (
+SHORT_TEXT = (
     "the film is a moving and funny portrait of love loss but its plot never quite holds together "
     "even so the cast is wonderful and the ending earns every tear it asks for"
 ).split()
-WORD_REQUESTS = [pb.StreamRequest(word=word).SerializeToString() for word in VOCABULARY]
 
 
 def cpu_seconds() -> float:
@@ -36,13 +38,26 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+class Words:
+    """The words streams type, each request encoded once; stream ``n`` starts at its own place."""
+
+    def __init__(self, words: list[str]) -> None:
+        encoded = {word: pb.StreamRequest(word=word).SerializeToString() for word in set(words)}
+        self.words = words
+        self.requests = [encoded[word] for word in words]
+
+    def offset(self, stream: int) -> int:
+        return (stream * 7919) % len(self.words)  # a prime stride spreads the streams over the texts
+
+
 class ServiceStream:
     """A service stream as lean as the echo's: requests encoded once, answers read as bytes and
     parsed by the protobuf library's C parser only as far as checking that each is a word answer."""
 
-    def __init__(self, channel: grpc.aio.Channel, model: str, history: int) -> None:
+    def __init__(self, channel: grpc.aio.Channel, model: str, history: int, words: Words, number: int) -> None:
         self.call = channel.stream_stream(STREAM_METHOD)()
         self.model, self.history = model, history
+        self.words, self.start = words, words.offset(number)
 
     async def open(self) -> None:
         await self.call.write(
@@ -53,11 +68,13 @@ class ServiceStream:
             raise RuntimeError(f"unexpected answer: {answer}")
 
     async def send(self, i: int) -> None:
-        await self.call.write(WORD_REQUESTS[i % len(WORD_REQUESTS)])
+        requests = self.words.requests
+        await self.call.write(requests[(self.start + i) % len(requests)])
         self.check(await self.call.read())
 
-    async def paste(self, words: int) -> None:
-        batch = [VOCABULARY[i % len(VOCABULARY)] for i in range(words)]
+    async def paste(self, i: int, words: int) -> None:
+        text = self.words.words
+        batch = [text[(self.start + i * words + k) % len(text)] for k in range(words)]
         await self.call.write(pb.StreamRequest(paste=pb.Paste(words=batch)).SerializeToString())
         for _ in range(words):
             self.check(await self.call.read())
@@ -93,13 +110,14 @@ class EchoStream:
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     channels = [grpc.aio.insecure_channel(args.target) for _ in range(max(1, args.channels))]
+    words = Words(read_words(args.texts) if args.texts else SHORT_TEXT)
     streams: list[Any] = []
     for i in range(args.streams):
         channel = channels[i % len(channels)]
         if args.kind == "echo":
             streams.append(EchoStream(channel, args.request_bytes, args.response_bytes))
         else:
-            streams.append(ServiceStream(channel, args.model, args.history))
+            streams.append(ServiceStream(channel, args.model, args.history, words, args.first_stream + i))
     for start in range(0, len(streams), 200):  # open in waves, so the server is not flooded with opens
         await asyncio.gather(*(s.open() for s in streams[start : start + 200]))
     await asyncio.gather(*(s.send(0) for s in streams))  # warm-up word
@@ -113,7 +131,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         for i in range(1, args.words + 1):
             sent = time.perf_counter()
             if args.paste:
-                await stream.paste(args.paste)
+                await stream.paste(i, args.paste)
             else:
                 await stream.send(i)
             latencies[n].append(time.perf_counter() - sent)
@@ -146,6 +164,8 @@ def main() -> int:
     p.add_argument("--words", type=int, default=100, help="messages per stream in the measured phase")
     p.add_argument("--paste", type=int, default=0, help="send pastes of this many words instead of single words")
     p.add_argument("--model", default="")
+    p.add_argument("--texts", help="a file of texts, one per line, whose words the streams type")
+    p.add_argument("--first-stream", type=int, default=0, help="number of this process's first stream")
     p.add_argument("--history", type=int, default=pb.HISTORY_MODE_DELTA)
     p.add_argument("--request-bytes", type=int, default=16)
     p.add_argument("--response-bytes", type=int, default=1200)

@@ -4,7 +4,8 @@
     python -m bench.profile --streams 1000 --words 30
 
 The server runs under ``py-spy record --gil`` (py-spy is its parent, so no ptrace rights
-beyond the usual are needed); one load-generator process drives it (bench/load.py). Only
+beyond the usual are needed); one load-generator process drives it (bench/load.py). The bare
+echo server runs the same way under the same load, so the two CPU figures compare like with like. Only
 samples in which the server's Python holds the GIL count: one thread at a time runs Python,
 so that is the server's bottleneck, and ONNX Runtime's own work (which releases the GIL)
 is not in it. Each sample goes to the part of the code it is in, looking from the innermost
@@ -18,6 +19,7 @@ import argparse
 import json
 import linecache
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -76,15 +78,38 @@ def summarise(raw: str) -> dict[str, Any]:
     }
 
 
-def profile(models: str, model: str, streams: int, words: int, rate: int = 200) -> dict[str, Any]:
+def profile(
+    models: str,
+    model: str,
+    streams: int,
+    words: int,
+    texts: Path | None = None,
+    sizes: tuple[int, int] = (16, 1200),
+    rate: int = 200,
+) -> dict[str, Any]:
+    """The service and the bare echo, each under py-spy and the same load: samples by part, and
+    server CPU per message, taken under the same conditions. ``sizes``: the echo's request and
+    answer bytes (the service's); ``texts``: the file whose words the service streams type."""
+    service = [sys.executable, "-m", "server", "--host", "localhost", "--port", "0", "--models", models]
+    service += ["--default-model", model, "--log-level", "WARNING"]
+    service_load = ["--kind", "service"] + (["--texts", str(texts)] if texts else [])
+    echo_load = ["--kind", "echo", "--request-bytes", str(sizes[0]), "--response-bytes", str(sizes[1])]
+    command = ["python -m bench.profile", "--streams", str(streams), "--words", str(words)]
+    return {
+        "command": " ".join(command),
+        "streams": streams,
+        "service": _profile_one(service, service_load, streams, words, rate),
+        "echo": _profile_one([sys.executable, "-m", "bench.echo_server"], echo_load, streams, words, rate),
+    }
+
+
+def _profile_one(server_command: list[str], load: list[str], streams: int, words: int, rate: int) -> dict[str, Any]:
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if not Path(spy).exists():
         raise SystemExit("py-spy is not installed: pip install py-spy")
     env = {**os.environ, "GRPC_VERBOSITY": "ERROR", "PYTHONPATH": str(ROOT)}
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "samples.txt"
-        server_command = [sys.executable, "-m", "server", "--host", "localhost", "--port", "0", "--models", models]
-        server_command += ["--default-model", model, "--log-level", "WARNING"]
         recorder = subprocess.Popen(
             [spy, "record", "--gil", "--nonblocking", "-r", str(rate), "-f", "raw", "-o", str(out), "--"]
             + server_command,
@@ -98,8 +123,8 @@ def profile(models: str, model: str, streams: int, words: int, rate: int = 200) 
             port = _port_from(recorder)
             server_pid = _child_of(recorder.pid)
             cpu_before = cpu_seconds(server_pid)
-            load = subprocess.run(
-                [sys.executable, "-m", "bench.load", "--target", f"localhost:{port}", "--kind", "service"]
+            measured = subprocess.run(
+                [sys.executable, "-m", "bench.load", "--target", f"localhost:{port}", *load]
                 + ["--streams", str(streams), "--words", str(words)],
                 cwd=ROOT,
                 env=env,
@@ -115,15 +140,12 @@ def profile(models: str, model: str, streams: int, words: int, rate: int = 200) 
             if recorder.poll() is None:
                 recorder.kill()
         result = summarise(out.read_text())
-    measured = json.loads(load.stdout)
-    done = streams * (words + 1)  # and one warm-up word per stream
+    done = streams * (words + 1)  # and one warm-up message per stream
     result.update(
         {
-            "command": " ".join(["python -m bench.profile", "--streams", str(streams), "--words", str(words)]),
-            "streams": streams,
-            "words": done,
-            "words_per_second": streams * words / measured["wall"],
-            "server_cpu_us_per_word": 1e6 * cpu / done,
+            "messages": done,
+            "messages_per_second": streams * words / json.loads(measured.stdout)["wall"],
+            "server_cpu_us_per_message": 1e6 * cpu / done,
         }
     )
     return result
@@ -132,8 +154,9 @@ def profile(models: str, model: str, streams: int, words: int, rate: int = 200) 
 def _port_from(recorder: subprocess.Popen[str]) -> int:
     """The port in the server's start-up line (py-spy prints a line of its own first)."""
     for line in recorder.stdout or ():
-        if " on port " in line:
-            return int(line.split(" on port ")[1].split()[0])
+        match = re.search(r"\bport (\d+)", line)  # the service's "... on port N", the echo's "port N"
+        if match:
+            return int(match.group(1))
     raise RuntimeError("the server did not start under py-spy")
 
 
@@ -161,7 +184,11 @@ def main() -> int:
     parser.add_argument("--streams", type=int, default=100)
     parser.add_argument("--words", type=int, default=300, help="words per stream")
     args = parser.parse_args()
-    print(json.dumps(profile(args.models, args.model, args.streams, args.words), indent=2))
+    from bench import texts
+
+    with tempfile.TemporaryDirectory() as tmp:
+        texts_file = texts.write(Path(tmp) / "texts.txt")
+        print(json.dumps(profile(args.models, args.model, args.streams, args.words, texts_file), indent=2))
     return 0
 
 

@@ -1,17 +1,19 @@
-"""The benchmark suite, everything side by side in one run (issue 5).
+"""The benchmark suite: everything side by side, in rounds, over several full runs.
 
-    python -m bench.run                  # full run, about 6 minutes here; writes the files below
-    python -m bench.run --smoke          # tiny counts, seconds (the test suite runs this)
+    python -m bench.run                  # 3 full runs (about 12 minutes each here), then the report
+    python -m bench.run --runs 1         # one run
+    python -m bench.run --smoke --out D  # tiny counts, seconds (the test suite runs this)
+    python -m bench.report docs/bench-runs/2026-...-run*.json   # the report again, from kept runs
 
-Servers: (a) a bare grpc.aio echo stream with the service's message sizes, (b) the
-service with micro-batching, (c) the service with batching off. Baselines: (d) the
-stateless way, re-running the whole prefix for every word, end to end over gRPC and at
-the model level; (e) a PyTorch eager step against the ONNX Runtime step. Then a py-spy
-profile of the service under load (bench/profile.py) says where its time goes.
+Servers: (a) a bare grpc.aio echo stream with the service's message sizes and gRPC options,
+(b) the service with micro-batching, (c) the service with batching off, (d) the stateless
+peer: a classifier endpoint sent the whole text so far, answered by one ONNX Runtime call
+over it (bench/stateless_server.py); at the model level, (e) PyTorch eager against the ONNX
+Runtime step. Every load types the words of the test split's texts (bench/texts.py).
 
-The servers take turns, three rounds per comparison, merged per server. Writes
-docs/bench-results.json, docs/BENCHMARKS.md and docs/bench-*.png (not with --smoke,
-unless --out is given).
+Within a run the servers take turns, round after round, and every figure is kept per round;
+each run's JSON is kept in docs/bench-runs/ (never overwritten), and the report gives every
+ratio as the median over all rounds of all runs, its range, and each run's median.
 """
 
 from __future__ import annotations
@@ -21,214 +23,121 @@ import asyncio
 import json
 import os
 import platform
-import re
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import grpc
 import numpy as np
 
-from bench.load import VOCABULARY
-from bench.profile import cpu_seconds, profile
+from bench import texts
+from bench.profile import profile
+from bench.servers import ENV, ROOT, Server, load, start_echo, start_service, start_stateless
 from wordstream.v1 import wordstream_pb2 as pb
 from wordstream.v1 import wordstream_pb2_grpc as pb_grpc
 
-ROOT = Path(__file__).resolve().parent.parent
 HANDOFFS = 50  # thread round trips per timed sample
-ENV = {**os.environ, "GRPC_VERBOSITY": "ERROR", "PYTHONPATH": str(ROOT)}
+STATELESS_METHOD = "/bench.Stateless/Classify"
 
 
-@dataclass
-class Server:
-    name: str
-    process: subprocess.Popen[str]
-    port: int
-
-    @property
-    def target(self) -> str:
-        return f"localhost:{self.port}"
-
-    def rss(self) -> int:
-        """Resident memory in bytes."""
-        status = Path(f"/proc/{self.process.pid}/status").read_text()
-        return int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) * 1024  # type: ignore[union-attr]
-
-    def cpu(self) -> float:
-        """User + system CPU seconds so far."""
-        return cpu_seconds(self.process.pid)
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+def in_rounds(servers: list[Server], rounds: int, measure: Callable[[Server], dict[str, Any]]) -> list[dict[str, Any]]:
+    """``measure(server)`` for every server, taking turns, ``rounds`` times: one dict per round,
+    server name -> figures, so a slow spell of the shared machine falls on every side."""
+    return [{server.name: measure(server) for server in servers} for _ in range(rounds)]
 
 
-def start(name: str, command: list[str]) -> Server:
-    process = subprocess.Popen(command, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    line = process.stdout.readline() if process.stdout else ""
-    match = re.search(r"port (\d+)", line)
-    if not match:
-        process.kill()
-        raise RuntimeError(f"{name} did not start: {line!r}")
-    return Server(name, process, int(match.group(1)))
-
-
-def start_service(name: str, models: str, batching: bool, extra: list[str] | None = None) -> Server:
-    return start(
-        name,
-        [
-            sys.executable,
-            "-m",
-            "server",
-            "--host",
-            "localhost",
-            "--port",
-            "0",
-            "--models",
-            models,
-            "--batching",
-            str(batching).lower(),
-            "--log-level",
-            "WARNING",
-            *(extra or []),
-        ],
-    )
-
-
-def percentile(values: list[float], q: float) -> float:
-    return float(np.percentile(values, q)) if values else float("nan")
-
-
-def load(server: Server, kind: str, streams: int, words: int, processes: int, **options: Any) -> dict[str, Any]:
-    """Run ``processes`` load generators at once (streams split between them) and merge their figures."""
-    processes = max(1, min(processes, streams))
-    start_at = time.time() + 1.5 + streams / 400  # after every generator has opened its streams
-    command = [
-        sys.executable,
-        "-m",
-        "bench.load",
-        "--target",
-        server.target,
-        "--kind",
-        kind,
-        "--words",
-        str(words),
-        "--start-at",
-        str(start_at),
-    ]
-    for key, value in options.items():
-        command += [f"--{key.replace('_', '-')}", str(value)]
-    shares = [streams // processes + (i < streams % processes) for i in range(processes)]
-    cpu_before = server.cpu()
-    children = [
-        subprocess.Popen(command + ["--streams", str(n)], cwd=ROOT, env=ENV, stdout=subprocess.PIPE, text=True)
-        for n in shares
-    ]
-    results = [json.loads(child.communicate(timeout=900)[0]) for child in children]
-    latencies = [x for r in results for stream in r["latencies"] for x in stream]
-    wall = max(r["wall"] for r in results)
-    per_message = max(1, options.get("paste", 0) or 1)
-    return {
-        "streams": streams,
-        "processes": processes,
-        "words_per_second": len(latencies) * per_message / wall,
-        "p50_ms": 1000 * percentile(latencies, 50),
-        "p99_ms": 1000 * percentile(latencies, 99),
-        "server_cpu_s": server.cpu() - cpu_before,
-        "client_cpu_s": sum(r["cpu"] for r in results),
-        "wall_s": wall,
-        "messages": len(latencies),
-        "per_stream": [r["latencies"] for r in results],
-    }
-
-
-def in_rounds(servers: list[Server], rounds: int, measure: Any) -> dict[str, dict[str, Any]]:
-    """``measure(server)`` for every server, taking turns over ``rounds`` rounds, merged per server:
-    a slow spell of the shared machine falls on every side, not on one."""
-    runs: dict[str, list[dict[str, Any]]] = {s.name: [] for s in servers}
-    for _ in range(rounds):
-        for server in servers:
-            runs[server.name].append(measure(server))
-    return {name: merge(parts) for name, parts in runs.items()}
-
-
-def merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
-    """One result from several runs of the same load: latencies pooled, times and CPU added up."""
-    latencies = [x for part in parts for process in part["per_stream"] for stream in process for x in stream]
-    wall = sum(p["wall_s"] for p in parts)
-    return {
-        "streams": parts[0]["streams"],
-        "processes": parts[0]["processes"],
-        "rounds": len(parts),
-        "words_per_second": sum(p["words_per_second"] * p["wall_s"] for p in parts) / wall,
-        "p50_ms": 1000 * percentile(latencies, 50),
-        "p99_ms": 1000 * percentile(latencies, 99),
-        "server_cpu_s": sum(p["server_cpu_s"] for p in parts),
-        "client_cpu_s": sum(p["client_cpu_s"] for p in parts),
-        "wall_s": wall,
-        "messages": len(latencies),
-    }
-
-
-async def open_filled(stub: pb_grpc.WordstreamStub, words: int, history: int = pb.HISTORY_MODE_DELTA) -> Any:
-    """A new session's stream that has read ``words`` words in one paste (their answers read too)."""
+async def open_filled(stub: pb_grpc.WordstreamStub, words: list[str], history: int = pb.HISTORY_MODE_DELTA) -> Any:
+    """A new session's stream that has read ``words`` in one paste (their answers read too)."""
     call = stub.Stream()
     await call.write(pb.StreamRequest(open=pb.Open(history=history)))
     await call.read()
     if words:
-        await call.write(pb.StreamRequest(paste=pb.Paste(words=[VOCABULARY[i % 30] for i in range(words)])))
-        for _ in range(words):
+        await call.write(pb.StreamRequest(paste=pb.Paste(words=words)))
+        for _ in words:
             await call.read()
     return call
 
 
-def step_cost(target: str, early: int, late: int, pairs: int) -> dict[str, float]:
-    """Per-word latency at step ``early`` against step ``late``, measured in turns.
+async def timed_word(call: Any, word: str) -> float:
+    begin = time.perf_counter()
+    await call.write(pb.StreamRequest(word=word))
+    await call.read()
+    return time.perf_counter() - begin
+
+
+def step_cost(target: str, words: list[str], early: int, late: int, blocks: int, pairs: int) -> dict[str, Any]:
+    """Per-word latency at step ``early`` against step ``late``, measured in turns, in blocks.
 
     One session is filled to ``late`` words; fresh sessions are filled to ``early`` words.
-    Then, pair after pair, one word goes to a fresh session (its words early..early+19) and
-    one to the long session, so both sides see the same moments of the shared machine.
-    """
+    Then, pair after pair, one word goes to a fresh session (a new one every 20 pairs) and one
+    to the long session, so both sides see the same moments of the shared machine. Each block
+    of ``pairs`` pairs gives one ratio."""
 
-    async def timed(call: Any, i: int) -> float:
-        begin = time.perf_counter()
-        await call.write(pb.StreamRequest(word=VOCABULARY[i % 30]))
-        await call.read()
-        return time.perf_counter() - begin
-
-    async def run() -> tuple[list[float], list[float]]:
+    async def run() -> list[dict[str, float]]:
         async with grpc.aio.insecure_channel(target) as channel:
             stub = pb_grpc.WordstreamStub(channel)
-            long = await open_filled(stub, late)
-            short, at_early, at_late = None, [], []
-            for i in range(pairs):
-                if i % 20 == 0:
-                    if short is not None:
-                        await short.done_writing()
-                    short = await open_filled(stub, early)
-                at_early.append(await timed(short, i))
-                at_late.append(await timed(long, i))
+            long = await open_filled(stub, words[:late])
+            out, short, cursor = [], None, late
+            for _ in range(blocks):
+                at_early, at_late = [], []
+                for i in range(pairs):
+                    if i % 20 == 0:
+                        if short is not None:
+                            await short.done_writing()
+                        short = await open_filled(stub, words[cursor : cursor + early])
+                        cursor += early
+                    at_early.append(await timed_word(short, words[cursor % len(words)]))
+                    at_late.append(await timed_word(long, words[(cursor + 1) % len(words)]))
+                    cursor += 2
+                out.append(
+                    {"early_ms": 1000 * statistics.median(at_early), "late_ms": 1000 * statistics.median(at_late)}
+                )
             await long.done_writing()
             if short is not None:
                 await short.done_writing()
-            return at_early, at_late
+            return out
 
-    at_early, at_late = asyncio.run(run())
-    return {
-        "early_step": early,
-        "late_step": late,
-        "pairs": pairs,
-        "early_ms": 1000 * statistics.median(at_early),
-        "late_ms": 1000 * statistics.median(at_late),
-    }
+    return {"early_step": early, "late_step": late, "pairs_per_block": pairs, "blocks": asyncio.run(run())}
+
+
+def stateless_pairs(
+    service: str, stateless: str, words: list[str], steps: list[int], blocks: int, pairs: int
+) -> dict[str, Any]:
+    """The next word's answer at step N: the service (one word to a session that has read N words)
+    against the stateless peer (the N + 1 words so far, one call), in turns, pair after pair.
+
+    Each block starts a fresh session at another place in the texts and measures ``pairs``
+    words (steps N to N + pairs - 1); each block gives one ratio per N."""
+
+    async def run() -> dict[str, list[dict[str, float]]]:
+        out: dict[str, list[dict[str, float]]] = {}
+        async with grpc.aio.insecure_channel(service) as a, grpc.aio.insecure_channel(stateless) as b:
+            stub, classify = pb_grpc.WordstreamStub(a), b.unary_unary(STATELESS_METHOD)
+            for n in steps:
+                out[str(n)] = []
+                for block in range(blocks):
+                    start = (block * 3571 + n * 7) % (len(words) - n - pairs - 1)
+                    call = await open_filled(stub, words[start : start + n], pb.HISTORY_MODE_NONE)
+                    ours, theirs = [], []
+                    for k in range(pairs):
+                        prefix = words[start : start + n + k + 1]
+                        begin = time.perf_counter()
+                        answer = pb.Output.FromString(await classify(pb.Paste(words=prefix).SerializeToString()))
+                        theirs.append(time.perf_counter() - begin)
+                        assert answer.label, "the stateless peer answered nothing"
+                        ours.append(await timed_word(call, prefix[-1]))
+                    await call.done_writing()
+                    out[str(n)].append(
+                        {"stateless_ms": 1000 * statistics.median(theirs), "service_ms": 1000 * statistics.median(ours)}
+                    )
+        return out
+
+    return asyncio.run(run())
 
 
 def message_sizes(target: str) -> tuple[int, int]:
@@ -240,19 +149,50 @@ def message_sizes(target: str) -> tuple[int, int]:
         return len(requests[1].SerializeToString()), len(responses[1].SerializeToString())
 
 
-def create_sessions(target: str, sessions: int, words: int) -> None:
-    """Open ``sessions`` sessions (each reading ``words`` words) and leave them idle, streams ended."""
+def create_sessions(target: str, sessions: int) -> list[str]:
+    """Open ``sessions`` sessions and leave them idle, streams ended; returns their ids."""
 
-    async def one(stub: pb_grpc.WordstreamStub) -> None:
-        call = await open_filled(stub, words, pb.HISTORY_MODE_NONE)
+    async def one(stub: pb_grpc.WordstreamStub) -> str:
+        call = stub.Stream()
+        await call.write(pb.StreamRequest(open=pb.Open(history=pb.HISTORY_MODE_NONE)))
+        opened = await call.read()
         await call.done_writing()
         await call.read()  # EOF: the stream ends, the session stays (detached)
+        return str(opened.session_id)
+
+    async def run() -> list[str]:
+        ids: list[str] = []
+        async with grpc.aio.insecure_channel(target) as channel:
+            stub = pb_grpc.WordstreamStub(channel)
+            for first in range(0, sessions, 100):
+                ids += await asyncio.gather(*(one(stub) for _ in range(min(100, sessions - first))))
+        return ids
+
+    return asyncio.run(run())
+
+
+def fill_sessions(target: str, ids: list[str], words: list[str], per_session: int, typed: bool) -> None:
+    """Resume each session and give it ``per_session`` words, typed one by one or in one paste."""
+
+    async def one(stub: pb_grpc.WordstreamStub, n: int, session_id: str) -> None:
+        text = [words[(n * 997 + k) % len(words)] for k in range(per_session)]
+        call = stub.Stream()
+        await call.write(pb.StreamRequest(resume=pb.Resume(session_id=session_id)))
+        await call.read()
+        for request in (
+            [pb.StreamRequest(word=w) for w in text] if typed else [pb.StreamRequest(paste=pb.Paste(words=text))]
+        ):
+            await call.write(request)
+            for _ in range(1 if typed else len(text)):
+                await call.read()
+        await call.done_writing()
+        await call.read()
 
     async def run() -> None:
         async with grpc.aio.insecure_channel(target) as channel:
             stub = pb_grpc.WordstreamStub(channel)
-            for start_index in range(0, sessions, 100):
-                await asyncio.gather(*(one(stub) for _ in range(min(100, sessions - start_index))))
+            for first in range(0, len(ids), 100):
+                await asyncio.gather(*(one(stub, n, ids[n]) for n in range(first, min(len(ids), first + 100))))
 
     asyncio.run(run())
 
@@ -262,214 +202,43 @@ def settle_rss(server: Server) -> int:
     return server.rss()
 
 
-def model_level(model_path: Path, prefix: int, repeats: int, rounds: int = 5) -> dict[str, Any]:
-    """(d) at the model level and (e): ONNX Runtime steps, a prefix re-run, PyTorch eager.
-
-    The measurements take turns over ``rounds`` rounds and each figure is the median of its
-    rounds' medians, so a slow spell of the shared machine does not fall on one side only.
-    """
+def memory(models: str, model_name: str, sessions: int, history_sessions: int, words: list[str], per_session: int,
+           sizes: dict[str, int]) -> dict[str, Any]:  # fmt: skip
+    """Resident memory per idle session, and per step of history filled by typing and by pasting."""
     from server.inference import load_model
 
-    model = load_model(model_path, threads=1)
-    ids = [model.codec.encode_ids(w)[0] for w in (VOCABULARY * 40)[:prefix]]
-    work: dict[str, tuple[Any, int]] = {}  # name -> (callable, samples per round)
-    for batch in (1, 64):
-        tokens, state = np.resize(np.array(ids, np.int64), batch), model.initial_state(batch)
-        work[f"ort_step_b{batch}_us"] = (lambda t=tokens, s=state: model.run(t, s), repeats * 2)
-
-    def prefix_rerun() -> None:
-        state = model.initial_state(1)
-        for token in ids:
-            _, state = model.run(np.array([token], np.int64), state)
-
-    work["ort_prefix_rerun_us"] = (prefix_rerun, max(2, repeats // 25))
-    out: dict[str, Any] = {}
+    model = load_model(Path(models) / f"{model_name}.onnx")
+    steps = sum(len(model.encode(words[(n * 997 + k) % len(words)]).ids)
+                for n in range(history_sessions) for k in range(per_session))  # fmt: skip
+    out: dict[str, Any] = {"sessions": sessions, "history_sessions": history_sessions, "words_each": per_session}
+    out["steps_each"] = steps / history_sessions
+    server = start_service("memory: idle sessions", models)
     try:
-        import torch
-
-        from export.config import TrainConfig
-        from export.model import StepModel, TextClassifier
-    except ImportError:
-        torch = None  # type: ignore[assignment]
-        out["torch"] = "not installed (pip install torch==2.13.0)"
-    if torch is not None:
-        torch.set_num_threads(1)
-        torch.set_grad_enabled(False)
-        meta = model.metadata
-        # Timing does not depend on the weights' values: the same architecture, initialised afresh.
-        net = TextClassifier(
-            TrainConfig.from_dict(meta["training"]),
-            len(model.codec.vocab),
-            len(model.labels),
-            meta["model"].get("learned_vocab_size"),
-            len(meta["model"].get("lexicon_features", [])),
-        ).eval()
-        step = StepModel(net)
-        for batch in (1, 64):
-            tokens_t, state_t = torch.from_numpy(np.resize(np.array(ids, np.int64), batch)), net.init_state(batch)
-            work[f"torch_step_b{batch}_us"] = (lambda t=tokens_t, s=state_t: step(t, *s), repeats * 2)
-        sequence = torch.tensor([ids])
-        work["torch_full_sequence_us"] = (lambda: net(sequence, net.init_state(1)), max(2, repeats // 10))
-
-    # What a model call on a worker thread would add: one round trip from the event loop to a
-    # thread and back, doing nothing (server/batching.py runs model calls on the loop instead).
-    loop = asyncio.new_event_loop()
-    pool = ThreadPoolExecutor(1)
-
-    async def handoffs() -> None:
-        for _ in range(HANDOFFS):
-            await loop.run_in_executor(pool, int)
-
-    work["thread_handoff_us"] = (lambda: loop.run_until_complete(handoffs()), repeats)
-    per_round: dict[str, list[float]] = {name: [] for name in work}
-    for _ in range(rounds):
-        for name, (fn, samples) in work.items():
-            times = []
-            for _ in range(samples):
-                begin = time.perf_counter()
-                fn()
-                times.append(time.perf_counter() - begin)
-            per_round[name].append(statistics.median(times))
-    out.update({name: 1e6 * statistics.median(values) for name, values in per_round.items()})
-    out["thread_handoff_us"] /= HANDOFFS  # per round trip
-    pool.shutdown()
-    loop.close()
-    return out
-
-
-def stateless_over_grpc(target: str, prefix: int, repeats: int) -> float:
-    """Seconds to get the output after word ``prefix`` statelessly: send the whole prefix to a new session."""
-
-    async def once(stub: pb_grpc.WordstreamStub) -> float:
-        begin = time.perf_counter()
-        call = await open_filled(stub, prefix, pb.HISTORY_MODE_NONE)
-        await call.write(pb.StreamRequest(close=pb.Close()))
-        await call.read()
-        await call.done_writing()
-        return time.perf_counter() - begin
-
-    async def run() -> list[float]:
-        async with grpc.aio.insecure_channel(target) as channel:
-            stub = pb_grpc.WordstreamStub(channel)
-            return [await once(stub) for _ in range(repeats)]
-
-    return statistics.median(asyncio.run(run()))
-
-
-def machine() -> dict[str, Any]:
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor(),
-    )
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "grpcio": grpc.__version__,
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-    }
-
-
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    smoke = args.smoke
-    models = args.models
-    model_path = Path(models) / f"{args.model}.onnx"
-    concurrency = [1, 10] if smoke else [1, 10, 100, 1000]
-    results: dict[str, Any] = {"machine": machine(), "command": " ".join(["python -m bench.run", *sys.argv[1:]])}
-    echo = start("echo", [sys.executable, "-m", "bench.echo_server"])
-    batched = start_service("batching", models, True)
-    unbatched = start_service("no batching", models, False)
-    servers = [echo, batched, unbatched]
-    try:
-        request_bytes, response_bytes = message_sizes(batched.target)
-        results["message_bytes"] = {"request": request_bytes, "response": response_bytes}
-        sizes = {"request_bytes": request_bytes, "response_bytes": response_bytes}
-
-        def run_load(server: Server, streams: int, words: int, processes: int, **extra: Any) -> dict[str, Any]:
-            if server is echo:
-                return load(server, "echo", streams, words, processes, **sizes, **extra)
-            return load(server, "service", streams, words, processes, **extra)
-
-        # One stream, ping-pong: latency. Every comparison takes turns over the servers.
-        rounds = 1 if smoke else 3
-        words = 30 if smoke else 700
-        results["one_stream"] = in_rounds(servers, rounds, lambda s: run_load(s, 1, words, 1))
-        # Concurrency: throughput and latency.
-        results["concurrency"] = {}
-        for c in concurrency:
-            per_stream = max(5, min(400, (300 if smoke else 10000) // c))
-            processes = 1 if c < 100 else 2
-            results["concurrency"][str(c)] = in_rounds(
-                servers, rounds, lambda s, c=c, n=per_stream, p=processes: run_load(s, c, n, p)
-            )
-        # Cost per word against session length: one long session's every word (the plot), and
-        # step 10 against step 1,000 measured in turns (the ratio).
-        length = 60 if smoke else 1000
-        long = run_load(batched, 1, length, 1)
-        per_word = long["per_stream"][0][0]
-        results["session_length"] = {
-            "per_word_ms": [1000 * x for x in per_word],
-            "end_step": length,
-            **step_cost(batched.target, 10, length, 20 if smoke else 400),
-        }
-        # Stateless baseline at step `prefix`, end to end, against the service's cost per word there.
-        prefix = 20 if smoke else 500
-        window = 5 if smoke else 20
-        stateless = stateless_over_grpc(batched.target, prefix, 3 if smoke else 10)
-        around = per_word[max(0, prefix - window) : prefix + window]
-        results["stateless"] = {
-            "prefix": prefix,
-            "stateless_ms": 1000 * stateless,
-            "service_ms": 1000 * statistics.median(around),
-        }
-        # Paste throughput.
-        paste = 10 if smoke else 100
-        results["paste"] = {
-            "words_per_message": paste,
-            **strip(run_load(batched, 1, 5 if smoke else 40, 1, paste=paste)),
-        }
-        # Memory per idle session, and per open stream of the bare echo.
-        sessions = 200 if smoke else 10000
-        results["memory"] = memory(models, sessions, 2 if smoke else 20, sizes)
+        before = settle_rss(server)
+        create_sessions(server.target, sessions)
+        out["no_history_bytes_per_session"] = (settle_rss(server) - before) / sessions
     finally:
-        for server in servers:
-            server.stop()
-    results["model_level"] = model_level(model_path, 20 if smoke else 500, 5 if smoke else 50)
-    # Where the service's time goes at 100 sessions (py-spy), beside the echo's CPU per message there.
-    results["profile"] = profile(models, args.model, 10 if smoke else 100, 30 if smoke else 300)
-    return results
-
-
-def memory(models: str, sessions: int, words: int, sizes: dict[str, int]) -> dict[str, Any]:
-    from server.inference import load_model
-
-    out: dict[str, Any] = {"sessions": sessions, "words_each": words}
-    for label, count in (("no_history", 0), ("history", words)):
-        server = start_service(f"memory {label}", models, True)
-        try:
-            before = settle_rss(server)
-            create_sessions(server.target, sessions, count)
-            after = settle_rss(server)
-            out[f"{label}_bytes_per_session"] = (after - before) / sessions
+        server.stop()
+    for fill in ("typed", "pasted"):
+        server = start_service(f"memory: {fill}", models)
+        try:  # the sessions first, then their words: only the histories differ
+            ids = create_sessions(server.target, history_sessions)
+            empty = settle_rss(server)
+            fill_sessions(server.target, ids, words, per_session, typed=fill == "typed")
+            out[f"history_bytes_per_step_{fill}"] = (settle_rss(server) - empty) / steps
         finally:
             server.stop()
-    model = load_model(Path(models) / "sentiment-lstm.onnx")
+        out[f"accounted_history_bytes_per_step_{fill}"] = (
+            accounted_history_bytes(model, words, history_sessions, per_session, fill == "typed") / steps
+        )
     state_bytes = sum(4 * s.layers * s.hidden for s in model.states)
-    step_bytes = 8 + 4 + 4 * len(model.labels) + state_bytes
     out["state_bytes"] = state_bytes
-    out["rss_beyond_state_bytes"] = out["no_history_bytes_per_session"] - state_bytes
+    out["raw_bytes_per_step"] = 8 + 4 + 4 * len(model.labels) + state_bytes
     out["accounted_bytes_per_session"] = accounted_session_bytes(model, sessions)
     out["beyond_state_bytes"] = out["accounted_bytes_per_session"] - state_bytes
-    out["history_bytes_per_step"] = (out["history_bytes_per_session"] - out["no_history_bytes_per_session"]) / words
-    out["raw_bytes_per_step"] = step_bytes
-    # What an open gRPC stream costs by itself: a fresh bare echo (no heap left over from the
-    # load runs for new streams to reuse) with open, idle streams.
+    # What an open gRPC stream costs by itself: a fresh bare echo with open, idle streams.
     streams = min(sessions, 1000)
-    echo = start("echo (memory)", [sys.executable, "-m", "bench.echo_server"])
+    echo = start_echo("echo (memory)")
     try:
         out["echo_stream_bytes"] = _stream_bytes(echo, streams, sizes)
     finally:
@@ -480,31 +249,10 @@ def memory(models: str, sessions: int, words: int, sizes: dict[str, int]) -> dic
 
 def _stream_bytes(echo: Server, streams: int, sizes: dict[str, int]) -> float:
     before = settle_rss(echo)
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "bench.load",
-            "--target",
-            echo.target,
-            "--kind",
-            "echo",
-            "--streams",
-            str(streams),
-            "--words",
-            "0",
-            "--hold",
-            "5",
-            "--request-bytes",
-            str(sizes["request_bytes"]),
-            "--response-bytes",
-            str(sizes["response_bytes"]),
-        ],
-        cwd=ROOT,
-        env=ENV,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    command = [sys.executable, "-m", "bench.load", "--target", echo.target, "--kind", "echo", "--streams", str(streams)]
+    command += ["--words", "0", "--hold", "5", "--request-bytes", str(sizes["request_bytes"])]
+    command += ["--response-bytes", str(sizes["response_bytes"])]
+    holder = subprocess.Popen(command, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, text=True)
     holder.stdout.readline() if holder.stdout else None  # the streams are open now
     per_stream = (settle_rss(echo) - before) / streams
     holder.communicate(timeout=300)
@@ -530,31 +278,217 @@ def accounted_session_bytes(model: Any, sessions: int) -> float:
     return (after - before) / sessions
 
 
-def strip(result: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in result.items() if k != "per_stream"}
+def accounted_history_bytes(model: Any, words: list[str], sessions: int, per_session: int, typed: bool) -> float:
+    """Bytes the histories of ``sessions`` sessions allocate (tracemalloc) for ``per_session`` words
+    each, recorded through the server's own code (admit, then append), typed or in one paste."""
+    import tracemalloc
+
+    from server.config import Settings
+    from server.sessions import HistoryMode, SessionStore
+
+    store = SessionStore(Settings())
+    made = [store.create(model, HistoryMode.NONE) for _ in range(sessions)]
+    probs = np.zeros(len(model.labels), np.float32)
+    state = {s.name: np.zeros((s.layers, s.hidden), np.float32) for s in model.states}
+    texts_of = [[words[(n * 997 + k) % len(words)] for k in range(per_session)] for n in range(sessions)]
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for session, text in zip(made, texts_of):
+        for group in [[w] for w in text] if typed else [text]:
+            encoded = [model.encode(w) for w in group]
+            store.admit(session, group, encoded)
+            for word, tokens in zip(group, encoded):
+                session.append_word(word, tokens, [(probs, state)] * len(tokens.ids))
+    after = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    return float(after - before)
+
+
+def model_level(model_path: Path, words: list[str], repeats: int, rounds: int) -> dict[str, Any]:
+    """(d) and (e) at the model level: the ORT step, the stateless peer's one sequence call over
+    10, 100 and 500 tokens, PyTorch eager, and a thread hand-off. The measurements take turns,
+    ``rounds`` times; each round keeps the median of its samples."""
+    from bench.sequence import SequenceRunner
+    from server.inference import load_model
+
+    model = load_model(model_path, threads=1)
+    sequence = SequenceRunner.load(model_path)
+    ids = [i for word in words[:600] for i in model.encode(word).ids]
+    work: dict[str, tuple[Callable[[], Any], int]] = {}  # name -> (callable, samples per round)
+    for batch in (1, 64):
+        tokens, state = np.resize(np.array(ids, np.int64), batch), model.initial_state(batch)
+        work[f"ort_step_b{batch}_us"] = (lambda t=tokens, s=state: model.run(t, s), repeats * 2)
+    for n in (10, 100, 500):
+        work[f"ort_sequence_{n}_us"] = (lambda p=[ids[:n]]: sequence.run(p), max(3, repeats // (1 + n // 100)))
+    out: dict[str, Any] = {}
+    try:
+        import torch
+
+        from export.config import TrainConfig
+        from export.model import StepModel, TextClassifier
+    except ImportError:
+        torch = None  # type: ignore[assignment]
+        out["torch"] = "not installed (pip install torch==2.13.0)"
+    if torch is not None:
+        torch.set_num_threads(1)
+        torch.set_grad_enabled(False)
+        meta = model.metadata
+        # Timing does not depend on the weights' values: the same architecture, initialised afresh.
+        net = TextClassifier(
+            TrainConfig.from_dict(meta["training"]),
+            len(model.codec.vocab),
+            len(model.labels),
+            meta["model"].get("learned_vocab_size"),
+            len(meta["model"].get("lexicon_features", [])),
+        ).eval()
+        step = StepModel(net)
+        for batch in (1, 64):
+            tokens_t, state_t = torch.from_numpy(np.resize(np.array(ids, np.int64), batch)), net.init_state(batch)
+            work[f"torch_step_b{batch}_us"] = (lambda t=tokens_t, s=state_t: step(t, *s), repeats * 2)
+
+    # What a model call on a worker thread would add: one round trip from the event loop to a
+    # thread and back, doing nothing (server/batching.py runs model calls on the loop instead).
+    loop = asyncio.new_event_loop()
+    pool = ThreadPoolExecutor(1)
+
+    async def handoffs() -> None:
+        for _ in range(HANDOFFS):
+            await loop.run_in_executor(pool, int)
+
+    work["thread_handoff_us"] = (lambda: loop.run_until_complete(handoffs()), repeats)
+    per_round: list[dict[str, float]] = []
+    for _ in range(rounds):
+        figures = {}
+        for name, (fn, samples) in work.items():
+            times = []
+            for _ in range(samples):
+                begin = time.perf_counter()
+                fn()
+                times.append(time.perf_counter() - begin)
+            figures[name] = 1e6 * statistics.median(times) / (HANDOFFS if name == "thread_handoff_us" else 1)
+        per_round.append(figures)
+    pool.shutdown()
+    loop.close()
+    out["rounds"] = per_round
+    return out
+
+
+def machine() -> dict[str, Any]:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "grpcio": grpc.__version__,
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
+
+
+def run_once(args: argparse.Namespace, texts_file: Path) -> dict[str, Any]:
+    """One full run of every scenario."""
+    smoke = args.smoke
+    model_path = Path(args.models) / f"{args.model}.onnx"
+    words = texts.read_words(texts_file)
+    results: dict[str, Any] = {"machine": machine(), "command": " ".join(["python -m bench.run", *sys.argv[1:]])}
+    results["texts"] = {"texts": len(texts.texts()), "words": len(words), "distinct_words": len(set(words))}
+    echo = start_echo()
+    batched = start_service("batching", args.models)
+    unbatched = start_service("no batching", args.models, batching=False)
+    stateless = start_stateless(model_path)
+    servers = [echo, batched, unbatched]
+    try:
+        request_bytes, response_bytes = message_sizes(batched.target)
+        results["message_bytes"] = {"request": request_bytes, "response": response_bytes}
+        sizes = {"request_bytes": request_bytes, "response_bytes": response_bytes}
+
+        def run_load(server: Server, streams: int, per_stream: int, processes: int, **extra: Any) -> dict[str, Any]:
+            if server is echo:
+                return load(server, "echo", streams, per_stream, processes, **sizes, **extra)
+            return load(server, "service", streams, per_stream, processes, texts=texts_file, **extra)
+
+        rounds = 1 if smoke else 3
+        results["one_stream"] = {
+            "rounds": in_rounds(servers, rounds, lambda s: run_load(s, 1, 30 if smoke else 700, 1))
+        }
+        results["concurrency"] = {}
+        for c in [1, 10] if smoke else [1, 10, 100, 1000]:
+            # About 10,000 words a round; 40,000 at 1,000 sessions, so each stream sends 40 words.
+            per_stream = max(5, min(400, (300 if smoke else 10000) // c)) if c < 1000 else 40
+            processes = 1 if c < 100 else 2
+            results["concurrency"][str(c)] = {
+                "rounds": in_rounds(servers, rounds, lambda s, c=c, n=per_stream, p=processes: run_load(s, c, n, p))
+            }
+        # Cost per word against session length: one long session's every word (the plot), and
+        # step 10 against step 1,000 measured in turns (the ratio).
+        length = 60 if smoke else 1000
+        long = load(batched, "service", 1, length, 1, keep_latencies=True, texts=texts_file)
+        results["session_length"] = {
+            "per_word_ms": [1000 * x for x in long["latencies"][0]],
+            **step_cost(batched.target, words, 10, length, 1 if smoke else 5, 20 if smoke else 80),
+        }
+        # The stateless peer against the service at steps 10, 100 and 500.
+        results["stateless"] = stateless_pairs(
+            batched.target, stateless.target, words, [10, 20] if smoke else [10, 100, 500], 1 if smoke else 5, 10
+        )
+        paste = 10 if smoke else 100
+        results["paste"] = {
+            "words_per_message": paste,
+            "rounds": in_rounds([batched], rounds, lambda s: run_load(s, 1, 5 if smoke else 40, 1, paste=paste)),
+        }
+        hits, misses = (batched.metric(f"wordstream_token_cache_{k}_total") for k in ("hits", "misses"))
+        results["token_cache"] = {"hits": hits, "misses": misses, "hit_rate": hits / max(1.0, hits + misses)}
+    finally:
+        for server in [*servers, stateless]:
+            server.stop()
+    results["memory"] = memory(
+        args.models, args.model, 200 if smoke else 10000, 100 if smoke else 2000, words, 20, sizes
+    )
+    results["model_level"] = model_level(model_path, words, 5 if smoke else 50, 2 if smoke else 5)
+    # Where the time goes at 100 sessions (py-spy), the service and the echo under the same load.
+    results["profile"] = profile(
+        args.models, args.model, 10 if smoke else 100, 30 if smoke else 300, texts_file, (request_bytes, response_bytes)
+    )
+    return results
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--smoke", action="store_true", help="tiny counts, for the tests")
+    parser.add_argument("--runs", type=int, default=3, help="full runs, one after another (default 3)")
     parser.add_argument("--models", default="models")
     parser.add_argument("--model", default="sentiment-lstm")
-    parser.add_argument("--out", help="folder for results.json, BENCHMARKS.md and the plots (default: docs/)")
+    parser.add_argument("--out", help="folder for BENCHMARKS.md, the plots and bench-runs/ (default: docs/)")
     args = parser.parse_args()
-    results = run(args)
-    from bench.report import write_report
+    from bench.report import summary, write_report
 
     out = Path(args.out) if args.out else (None if args.smoke else ROOT / "docs")
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    runs, paths = [], []
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        texts_file = texts.write(Path(tmp) / "texts.txt")
+        for i in range(1, args.runs + 1):
+            print(f"run {i} of {args.runs}", file=sys.stderr, flush=True)
+            run = run_once(args, texts_file)
+            run["run"] = i
+            runs.append(run)
+            if out is not None:  # each run is kept as it ends, so an interrupted series keeps what it measured
+                folder = out / "bench-runs"
+                folder.mkdir(parents=True, exist_ok=True)
+                paths.append(folder / f"{stamp}-run{i}.json")
+                paths[-1].write_text(json.dumps(run, indent=1, default=float))
     if out is not None:
-        write_report(results, out)
-    print(json.dumps(results, default=float)[:2000] if args.smoke else json.dumps(summary(results)))
+        write_report(runs, out, [str(p.relative_to(out)) for p in paths])
+    print(json.dumps(summary(runs), default=float))
     return 0
-
-
-def summary(results: dict[str, Any]) -> dict[str, Any]:
-    from bench.report import ratios
-
-    return ratios(results)
 
 
 if __name__ == "__main__":

@@ -21,11 +21,12 @@ import time
 from collections import Counter
 from typing import Any
 
-from bench.load import VOCABULARY
-from bench.run import start_service
+from bench import texts
+from bench.servers import start_service
 from client import AsyncClient, InvalidRequest, WordstreamError
 
 BAD_WORDS = ["", "   ", "two words", "\x07", "x" * 500]
+WORDS = texts.words()  # the test split's words: realistic text
 
 
 async def typist(client: AsyncClient, rng: random.Random, deadline: float, stats: Counter[str]) -> None:
@@ -49,7 +50,7 @@ async def typist(client: AsyncClient, rng: random.Random, deadline: float, stats
                 elif len(session.words) > 200:
                     await session.reset()
                 else:
-                    await session.push(rng.choice(VOCABULARY))
+                    await session.push(rng.choice(WORDS))
                     stats["words"] += 1
             except InvalidRequest:
                 stats["bad rejected (INVALID_ARGUMENT)"] += 1

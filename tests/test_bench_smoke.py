@@ -13,27 +13,71 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_bench_smoke_writes_every_figure(tmp_path: Path) -> None:
     out = tmp_path / "bench"
     result = subprocess.run(
-        [sys.executable, "-m", "bench.run", "--smoke", "--out", str(out)],
+        [sys.executable, "-m", "bench.run", "--smoke", "--runs", "2", "--out", str(out)],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=900,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    figures = json.loads((out / "bench-results.json").read_text())
-    assert set(figures["one_stream"]) == {"echo", "batching", "no batching"}
+    kept = sorted((out / "bench-runs").glob("*.json"))
+    assert len(kept) == 2, "each run's figures are kept"
+    figures = json.loads(kept[0].read_text())
+    assert set(figures["one_stream"]["rounds"][0]) == {"echo", "batching", "no batching"}
     assert set(figures["concurrency"]) == {"1", "10"}
-    for name in ("session_length", "stateless", "paste", "memory", "model_level"):
-        assert figures[name], name
-    assert figures["model_level"]["ort_step_b1_us"] > 0 and figures["model_level"]["thread_handoff_us"] > 0
-    assert figures["session_length"]["early_ms"] > 0 and figures["session_length"]["late_ms"] > 0
+    assert figures["texts"]["distinct_words"] > 3000  # realistic text, not a 30-word loop
+    assert 0 < figures["token_cache"]["hit_rate"] < 1 and figures["token_cache"]["misses"] > 0
+    assert set(figures["stateless"]) == {"10", "20"} and figures["stateless"]["20"][0]["stateless_ms"] > 0
+    for fill in ("typed", "pasted"):
+        assert figures["memory"][f"history_bytes_per_step_{fill}"] > 0
+        assert figures["memory"][f"accounted_history_bytes_per_step_{fill}"] > 0
+    rounds = figures["model_level"]["rounds"]
+    assert len(rounds) == 2 and rounds[0]["ort_step_b1_us"] > 0 and rounds[0]["ort_sequence_500_us"] > 0
+    assert figures["session_length"]["blocks"][0]["early_ms"] > 0
     report = (out / "BENCHMARKS.md").read_text()
-    assert "python -m bench.run --smoke" in report and "| ratio | measured | target | met |" in report
+    assert "python -m bench.run --smoke" in report
+    assert "| ratio | median | range over rounds (n) | median of each run | target | met |" in report
+    from bench.report import TARGETS, ratios
+
+    runs = [json.loads(path.read_text()) for path in kept]
+    computed = ratios(runs)
+    assert set(computed) == {t.name for t in TARGETS}  # every target has a row
+    for name in ("1,000 sessions: service throughput / echo", "cost per word, step 1,000 / step 10"):
+        assert "not_measured" in computed[name] and f"| {name} | not measured:" in report
+    for name in (
+        "one stream: service p50 / echo p50",
+        "step 10, end to end: stateless peer / service",
+        "500 tokens, model level: one sequence call / one step",
+        "history bytes per step / raw bytes, typed word by word",
+        "batch 1: PyTorch eager step / ONNX Runtime step",
+        "token cache hit rate over the run",
+    ):
+        assert computed[name]["median"] > 0 and len(computed[name]["per_run"]) == 2, name
     for plot in ("bench-concurrency.png", "bench-session-length.png"):
         assert (out / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    profile = figures["profile"]
-    assert profile["samples"] > 0 and abs(sum(profile["shares"].values()) - 1) < 1e-9
+    for side in ("service", "echo"):
+        profile = figures["profile"][side]
+        assert profile["samples"] > 0 and abs(sum(profile["shares"].values()) - 1) < 1e-9
+        assert profile["server_cpu_us_per_message"] > 0
     assert "## Where the time goes" in report and "| gRPC and the event loop |" in report
+
+
+def test_the_stateless_peer_reads_a_prefix_as_the_step_model_does(tiny_models: dict[str, Path]) -> None:
+    """The sequence graph made from a step model gives the step model's output after the last token."""
+    import numpy as np
+
+    from bench.sequence import SequenceRunner
+    from server.inference import load_model
+
+    for path in tiny_models.values():
+        step, sequence = load_model(path), SequenceRunner.load(path)
+        rng = np.random.default_rng(7)
+        for length in (1, 3, 40):
+            ids = rng.integers(1, len(step.codec.vocab), size=length).tolist()
+            state = step.initial_state(1)
+            for token in ids:
+                probs, state = step.run(np.array([token], np.int64), state)
+            np.testing.assert_allclose(sequence.run([ids])[0], probs[0], atol=1e-6)
 
 
 def test_profile_parts_follow_the_innermost_frame_of_ours() -> None:

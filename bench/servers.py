@@ -1,0 +1,134 @@
+"""The processes of a benchmark: the servers under test, their peers, and the load generators."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.profile import cpu_seconds
+
+ROOT = Path(__file__).resolve().parent.parent
+ENV = {**os.environ, "GRPC_VERBOSITY": "ERROR", "PYTHONPATH": str(ROOT)}
+
+
+@dataclass
+class Server:
+    name: str
+    process: subprocess.Popen[str]
+    port: int
+    metrics_port: int | None = None
+
+    @property
+    def target(self) -> str:
+        return f"localhost:{self.port}"
+
+    def rss(self) -> int:
+        """Resident memory in bytes."""
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        return int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) * 1024  # type: ignore[union-attr]
+
+    def cpu(self) -> float:
+        """User + system CPU seconds so far."""
+        return cpu_seconds(self.process.pid)
+
+    def metric(self, name: str) -> float:
+        """One sample of the server's Prometheus endpoint (the service only)."""
+        if self.metrics_port is None:
+            raise ValueError(f"{self.name} has no metrics endpoint")
+        body = urllib.request.urlopen(f"http://localhost:{self.metrics_port}/metrics", timeout=10).read().decode()
+        match = re.search(rf"^{re.escape(name)} (\S+)$", body, re.M)
+        if not match:
+            raise ValueError(f"{self.name}: no metric {name}")
+        return float(match.group(1))
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def start(name: str, command: list[str], metrics_port: int | None = None) -> Server:
+    process = subprocess.Popen(command, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    line = process.stdout.readline() if process.stdout else ""
+    match = re.search(r"port (\d+)", line)
+    if not match:
+        process.kill()
+        raise RuntimeError(f"{name} did not start: {line!r}")
+    return Server(name, process, int(match.group(1)), metrics_port)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return int(s.getsockname()[1])
+
+
+def start_service(name: str, models: str, batching: bool = True, extra: list[str] | None = None) -> Server:
+    """``python -m server`` with its defaults (and its metrics endpoint on a free port)."""
+    metrics = free_port()
+    command = [sys.executable, "-m", "server", "--host", "localhost", "--port", "0", "--models", models]
+    command += ["--batching", str(batching).lower(), "--log-level", "WARNING", "--metrics-port", str(metrics)]
+    return start(name, command + (extra or []), metrics)
+
+
+def start_echo(name: str = "echo") -> Server:
+    return start(name, [sys.executable, "-m", "bench.echo_server"])
+
+
+def start_stateless(model_path: Path, name: str = "stateless") -> Server:
+    return start(name, [sys.executable, "-m", "bench.stateless_server", "--model", str(model_path)])
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+def load(
+    server: Server, kind: str, streams: int, words: int, processes: int, keep_latencies: bool = False, **options: Any
+) -> dict[str, Any]:
+    """Run ``processes`` load generators at once (streams split between them) and merge their figures;
+    ``keep_latencies`` keeps every stream's latencies (seconds) too. ``options`` are bench.load's flags."""
+    processes = max(1, min(processes, streams))
+    start_at = time.time() + 1.5 + streams / 400  # after every generator has opened its streams
+    command = [sys.executable, "-m", "bench.load", "--target", server.target, "--kind", kind]
+    command += ["--words", str(words), "--start-at", str(start_at)]
+    for key, value in options.items():
+        command += [f"--{key.replace('_', '-')}", str(value)]
+    shares = [streams // processes + (i < streams % processes) for i in range(processes)]
+    firsts = [sum(shares[:i]) for i in range(processes)]
+    cpu_before = server.cpu()
+    children = [
+        subprocess.Popen(
+            command + ["--streams", str(n), "--first-stream", str(first)], cwd=ROOT, env=ENV, stdout=subprocess.PIPE
+        )
+        for n, first in zip(shares, firsts)
+    ]
+    results = [json.loads(child.communicate(timeout=900)[0]) for child in children]
+    latencies = [x for r in results for stream in r["latencies"] for x in stream]
+    wall = max(r["wall"] for r in results)
+    per_message = max(1, options.get("paste", 0) or 1)
+    return {
+        **({"latencies": [stream for r in results for stream in r["latencies"]]} if keep_latencies else {}),
+        "streams": streams,
+        "processes": processes,
+        "words_per_second": len(latencies) * per_message / wall,
+        "p50_ms": 1000 * percentile(latencies, 50),
+        "p99_ms": 1000 * percentile(latencies, 99),
+        "server_cpu_s": server.cpu() - cpu_before,
+        "client_cpu_s": sum(r["cpu"] for r in results),
+        "wall_s": wall,
+        "messages": len(latencies),
+    }
