@@ -112,3 +112,59 @@ def self_signed_certificate(directory: Path, name: str = "localhost") -> tuple[P
         capture_output=True,
     )
     return key, cert
+
+
+COUNTING_VOCABULARY = ["<pad>", "<unk>", "good", "bad", "film"]
+
+
+def counting_model(path: Path, data: dict[str, object] | None = None) -> Path:
+    """A step model with set weights, built by hand (no training): its state counts the words,
+    +1 for "good", -1 for "bad", 0 for any other, and probs = softmax(-count, +count) over
+    (negative, positive). So a text reads positive exactly while it has more "good" than "bad";
+    a tie reads 0.5/0.5, and the first label (negative) wins it."""
+    import json
+
+    import onnx
+    from onnx import TensorProto, helper
+
+    scores = [0.0, 0.0, 1.0, -1.0, 0.0]  # per vocabulary id
+    nodes = [
+        helper.make_node("Gather", ["scores", "token_ids"], ["delta"]),  # (batch,)
+        helper.make_node("Reshape", ["delta", "state_shape"], ["delta3"]),  # (1, batch, 1)
+        helper.make_node("Add", ["state_in.h", "delta3"], ["state_out.h"]),
+        helper.make_node("Squeeze", ["state_out.h", "axis0"], ["count"]),  # (batch, 1)
+        helper.make_node("Neg", ["count"], ["negated"]),
+        helper.make_node("Concat", ["negated", "count"], ["logits"], axis=1),  # (batch, 2)
+        helper.make_node("Softmax", ["logits"], ["probs"], axis=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "counting",
+        [
+            helper.make_tensor_value_info("token_ids", TensorProto.INT64, ["batch"]),
+            helper.make_tensor_value_info("state_in.h", TensorProto.FLOAT, [1, "batch", 1]),
+        ],
+        [
+            helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["batch", 2]),
+            helper.make_tensor_value_info("state_out.h", TensorProto.FLOAT, [1, "batch", 1]),
+        ],
+        [
+            helper.make_tensor("scores", TensorProto.FLOAT, [len(scores)], scores),
+            helper.make_tensor("state_shape", TensorProto.INT64, [3], [1, -1, 1]),
+            helper.make_tensor("axis0", TensorProto.INT64, [1], [0]),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    metadata = {
+        "labels": ["negative", "positive"],
+        "vocabulary": COUNTING_VOCABULARY,
+        "tokenizer": {"lowercase": True, "split_contractions": True, "version": 1},
+        "model": {"cell": "counting", "layers": 1, "hidden": 1},
+        **({"data": data} if data else {}),
+    }
+    for key, value in metadata.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, json.dumps(value)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path

@@ -16,7 +16,7 @@ from export.evaluate import StepRunner, evaluate
 from export.evaluate import main as evaluate_main
 from export.model import TextClassifier
 from tests.conftest import CELLS
-from tests.helpers import synthetic_texts
+from tests.helpers import counting_model, synthetic_texts, write_csv
 
 PARITY_TEXTS = 200
 
@@ -59,6 +59,12 @@ def test_onnx_steps_match_pytorch_full_sequence(tiny_models: dict[str, Path], ce
     runner = StepRunner.load(tiny_models[cell])
     model = load_torch(tiny_models[cell])
     texts = [text for text, _ in synthetic_texts(PARITY_TEXTS, seed=99)]
+    # Words the affect lexicons know but the synthetic training texts never had: their ids lie past
+    # the learned embeddings (they share <unk>'s vector and differ by their lexicon features).
+    texts += ["a magnificent dreadful film", "the wonderful plot is tedious and dreadful", "superb but tedious"]
+    learned = runner.metadata["model"]["learned_vocab_size"]
+    lexicon_only = {i for text in texts for i in runner.codec.encode_ids(text) if i >= learned}
+    assert len(lexicon_only) >= 4, "the parity texts must reach lexicon-only ids"
     worst = 0.0
     for text in texts:
         ids = runner.codec.encode_ids(text)
@@ -84,43 +90,65 @@ def test_batch_rows_are_independent(tiny_models: dict[str, Path], cell: str) -> 
             np.testing.assert_allclose(state[name][:, 0], batch_state[name][:, row], atol=1e-6)
 
 
-def test_evaluate_known_small_file(
-    tiny_models: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+# (text, gold label): the counting model's reading after each word is worked out by hand below.
+KNOWN = [
+    ("good film", "positive"),  # +1 +1: P P
+    ("bad film", "negative"),  # -1 -1: N N
+    ("good bad bad", "negative"),  # +1 0 -1: P N N (a tie reads negative)
+    ("film good", "positive"),  # 0 +1: N P
+    ("bad good good good", "positive"),  # -1 0 +1 +2: N N P P
+    ("good good bad", "negative"),  # +1 +2 +1: P P P, wrong at the end
+]
+
+
+def test_evaluate_gives_the_known_answers_of_a_model_with_set_weights(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    runner = StepRunner.load(tiny_models["gru"])
-    examples = [
-        Example("great superb fun", "positive"),
-        Example("awful dull boring", "negative"),
-        Example("great", "negative"),
-        Example("the film", "positive"),
-    ]
-    result = evaluate(runner, examples)
-    # Expected values computed here by hand from the model's own per-text predictions.
-    preds = []
-    for e in examples:
-        state, probs = runner.init_state(1), None
-        for token in runner.codec.encode_ids(e.text):
-            probs, state = runner.step(np.array([token], np.int64), state)
-        preds.append(runner.labels[int(np.argmax(probs))])
-    assert result["n"] == 4
-    assert result["accuracy"] == sum(p == e.label for p, e in zip(preds, examples)) / 4
-    assert set(result["typing"]) == {"25%", "50%", "75%", "100%"}
-    assert result["typing"]["100%"] == result["accuracy"]
+    model = counting_model(tmp_path / "counting.onnx")
+    result = evaluate(StepRunner.load(model), [Example(text, label) for text, label in KNOWN])
+    # At the end: predictions P N N P P P against gold P N N P P N: 5 of 6 right. Positive: 3 true,
+    # 1 false positive, 0 missed: F1 6/7; negative: 2 true, 0 false, 1 missed: F1 4/5.
+    assert result["n"] == 6 and result["accuracy"] == round(5 / 6, 4)
+    assert result["macro_f1"] == round((6 / 7 + 4 / 5) / 2, 4)
+    # After ceil(p * n) words (at least one): 25 %: P N P N N P, right 2 of 6; 50 %: P N N N N P,
+    # right 3; 75 %: P N N P P P, right 5.
+    assert result["typing"] == {"25%": round(2 / 6, 4), "50%": 0.5, "75%": round(5 / 6, 4), "100%": round(5 / 6, 4)}
 
     data = tmp_path / "small.jsonl"
-    data.write_text("\n".join(json.dumps({"text": e.text, "label": e.label}) for e in examples) + "\n")
+    data.write_text("\n".join(json.dumps({"text": t, "label": label}) for t, label in KNOWN) + "\n")
     plot = tmp_path / "typing.png"
-    assert evaluate_main([str(tiny_models["gru"]), "--data", str(data), "--plot", str(plot)]) == 0
+    assert evaluate_main([str(model), "--data", str(data), "--plot", str(plot)]) == 0
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert printed["accuracy"] == result["accuracy"] and printed["n"] == 4
+    assert printed == result
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_evaluate_own_test_split(tiny_models: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
-    assert evaluate_main([str(tiny_models["rnn"])]) == 0
-    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    meta = StepRunner.load(tiny_models["rnn"]).metadata
-    assert printed["accuracy"] == meta["evaluation"]["accuracy"] and printed["n"] == meta["evaluation"]["n"]
+def test_evaluate_reads_the_models_own_test_split(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A model whose metadata names its data: evaluate rebuilds the test part (a tenth) and scores
+    it; the expected accuracy comes from the counting rule applied directly to those texts."""
+    from export.data import load_file, split_examples
+    from export.evaluate import model_test_split
+    from textcodec import Tokenizer
+
+    rows = [
+        (f"{'good ' * (i % 3)}{'bad ' * (i % 2)}film number {i}", "positive" if i % 4 else "negative")
+        for i in range(200)
+    ]
+    data = write_csv(tmp_path / "data.csv", rows)
+    split = split_examples(load_file(data), Tokenizer(), seed=13, labels=("negative", "positive"))
+    source = {"source": str(data), "text_column": "text", "label_column": "label"}
+    model = counting_model(tmp_path / "counting.onnx", data=source)
+    meta = StepRunner.load(model).metadata
+    meta.update({"training": {"seed": 13}, "data_hash": split.data_hash})
+    test = model_test_split(meta)
+    assert len(test) == 20 and not {e.text for e in test} & {e.text for e in split.train}
+
+    def rule(text: str) -> str:
+        words = text.split()
+        return "positive" if words.count("good") > words.count("bad") else "negative"
+
+    expected = sum(rule(e.text) == e.label for e in test) / len(test)
+    assert evaluate(StepRunner.load(model), test)["accuracy"] == round(expected, 4)
 
 
 def test_evaluate_does_not_import_torch(tiny_models: dict[str, Path]) -> None:
