@@ -146,3 +146,59 @@ def test_dry_run_trains_exports_and_evaluates_in_seconds(tmp_path: Path, capsys:
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["model"] == str(out) and result["evaluation"]["n"] > 0 and out.stat().st_size > 0
     assert not out.with_suffix(".pt").exists()  # a dry run writes no checkpoint unless asked
+
+
+def test_a_split_by_film_keeps_every_film_in_one_part() -> None:
+    examples = [
+        Example(f"review {i} of film {i % 40}", "pos" if i % 3 else "neg", f"film-{i % 40}") for i in range(400)
+    ]
+    split = split_examples(examples, Tokenizer(), by="film")
+    films = [{e.group for e in part} for part in (split.train, split.valid, split.test)]
+    assert not (films[0] & films[1]) and not (films[0] & films[2]) and not (films[1] & films[2])
+    assert sum(len(f) for f in films) == 40 and 300 <= len(split.train) <= 340 and split.test
+    assert split_examples(examples, Tokenizer(), by="film") == split  # deterministic
+    assert split.data_hash != split_examples(examples, Tokenizer()).data_hash
+    with pytest.raises(DataError, match="needs every text's film"):
+        split_examples([Example("a", "x"), Example("b", "y")], Tokenizer(), by="film")
+    with pytest.raises(DataError, match="unknown split 'author'"):
+        split_examples(examples, Tokenizer(), by="author")
+
+
+def test_trivial_baselines_by_hand() -> None:
+    from export.evaluate import baselines
+
+    train = [Example("t", "pos", "a"), Example("t", "pos", "a"), Example("t", "neg", "b"), Example("t", "pos", "c")]
+    train += [Example("t", "neg", "b"), Example("t", "neg", "c")]  # film c: a tie, which goes to the majority (pos)
+    test = [Example("t", "pos", "a"), Example("t", "neg", "b"), Example("t", "neg", "c"), Example("t", "neg", "d")]
+    # Majority of training: pos (3 of 6; a tie of 3 and 3 goes to the first most common: pos).
+    # Film prior: a -> pos (right), b -> neg (right), c -> tie -> pos (wrong), d unseen -> pos (wrong).
+    assert baselines(train, test) == {"majority": 0.25, "film_prior": 0.5, "films_seen_in_training": 0.75}
+
+
+def test_the_film_split_trains_from_the_default_corpus(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "film.onnx"
+    assert train_main(["--cell", "rnn", "--out", str(out), "--dry-run", "--split", "film", "--seed", "3"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    from export.evaluate import StepRunner
+
+    meta = StepRunner.load(out).metadata
+    assert meta["training"]["split"] == "film" and meta["training"]["split_seed"] == 13
+    assert result["evaluation"]["split"] == "test"
+
+
+def test_experiment_tables_give_mean_and_sd_over_seeds() -> None:
+    from export.experiments import tables
+
+    def run(sweep: str, variant: str, split: str, seed: int, accuracy: float) -> dict[str, object]:
+        typing = {"25%": 0.5, "50%": 0.6, "75%": 0.7, "100%": accuracy}
+        return {
+            "sweep": sweep, "variant": variant, "cell": "lstm", "split": split, "seed": seed,
+            "evaluation": {"accuracy": accuracy, "macro_f1": accuracy, "typing": typing},
+            "valid_accuracy_best_epoch": 0.8,
+        }  # fmt: skip
+
+    entries = [run("ablation", "default", "random", s, a) for s, a in ((13, 0.70), (14, 0.80), (15, 0.90))]
+    entries += [run("shipped", "default", "random", s, 0.75) for s in (13, 14, 15)]
+    text = tables(entries)
+    assert "| the default configuration | 3 | 0.8000 ± 0.1000 |" in text
+    assert "| lstm | 3 | 0.7500 ± 0.0000 |" in text and "film split" not in text
