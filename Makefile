@@ -31,7 +31,7 @@ test: setup
 models: setup
 	for cell in $(CELLS); do $(PY) -m export.train --cell $$cell --out models/sentiment-$$cell.onnx --checkpoint runs/sentiment-$$cell.pt || exit 1; done
 
-# Every benchmark side by side; writes docs/BENCHMARKS.md, docs/bench-*.png, docs/bench-results.json.
+# Every benchmark side by side, 3 full runs; writes docs/BENCHMARKS.md, docs/bench-*.png, docs/bench-runs/*.json.
 bench: setup
 	$(PY) -m bench.run
 
