@@ -157,7 +157,8 @@ def tables(entries: list[dict[str, Any]]) -> str:
             continue
         lines += ["", f"### Test split, {split_name} split (mean ± sd over seeds)", ""]
         lines += [
-            "| model | seeds | test accuracy | macro-F1 | after 25 % | after 50 % | after 75 % | validation accuracy (best epoch) |",
+            "| model | seeds | test accuracy | macro-F1 | after 25 % | after 50 % | after 75 % "
+            "| validation accuracy (best epoch) |",
             "|---|---|---|---|---|---|---|---|",
         ]
         for cell in ("lstm", "gru", "rnn"):
