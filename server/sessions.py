@@ -109,10 +109,13 @@ class History:
             self._empty()
 
     def _resize(self, capacity: int) -> None:
-        self.token_ids = np.resize(self.token_ids, capacity)
-        self.word_index = np.resize(self.word_index, capacity)
-        self.probs = np.resize(self.probs, (capacity, self.labels))
-        self.states = {n: np.resize(a, (capacity, *a.shape[1:])) for n, a in self.states.items()}
+        # New arrays of exactly ``capacity`` rows, the recorded steps copied in. (np.resize is not
+        # this: it repeats the array and slices the result, so growing by a quarter kept a buffer
+        # of twice the old size behind a view.)
+        self.token_ids = _grown(self.token_ids, capacity, self.length)
+        self.word_index = _grown(self.word_index, capacity, self.length)
+        self.probs = _grown(self.probs, capacity, self.length)
+        self.states = {n: _grown(a, capacity, self.length) for n, a in self.states.items()}
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The recorded steps' arrays (views, no copies): token_ids, word_index, probs, state.<name>."""
@@ -127,6 +130,13 @@ class History:
     def state_after(self, step: int) -> dict[str, np.ndarray]:
         """The state after ``step``, each tensor (layers, hidden)."""
         return {n: a[step] for n, a in self.states.items()}
+
+
+def _grown(array: np.ndarray, capacity: int, length: int) -> np.ndarray:
+    """A new array of ``capacity`` rows holding the first ``length`` rows of ``array``."""
+    grown = np.empty((capacity, *array.shape[1:]), array.dtype)
+    grown[:length] = array[:length]
+    return grown
 
 
 class Session:

@@ -187,6 +187,9 @@ def test_history_slack_is_small_whether_typed_or_pasted(tiny_models: dict[str, P
     pasted.reserve(250, cap)
     assert pasted.capacity == 250
     assert typed.nbytes == typed.capacity * typed.step_bytes
+    # The arrays own buffers of exactly their capacity (no view into a larger one).
+    for array in (typed.token_ids, typed.word_index, typed.probs, *typed.states.values()):
+        assert array.base is None and len(array) == typed.capacity
 
 
 async def _two_pastes_at_once(server: ServerThread) -> list[object]:
