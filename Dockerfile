@@ -7,6 +7,7 @@ WORKDIR /app
 
 COPY pyproject.toml README.md ./
 COPY textcodec ./textcodec
+COPY modelfile ./modelfile
 COPY server ./server
 COPY client ./client
 COPY wordstream ./wordstream

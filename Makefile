@@ -24,7 +24,7 @@ serve: setup-serve
 test: setup
 	$(PY) scripts/gen_proto.py --check
 	$(PY) -m ruff check .
-	$(PY) -m mypy textcodec export server client
+	$(PY) -m mypy textcodec modelfile export server client
 	$(PY) -m pytest -q
 
 # The three default models, from the default corpus, with the default configuration.

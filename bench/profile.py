@@ -35,7 +35,7 @@ TRANSPORT = "gRPC and the event loop"
 # (part, test on one frame "function (file:line)"); the first part whose test matches a frame wins.
 PARTS: list[tuple[str, tuple[str, ...]]] = [
     ("model calls (ONNX Runtime's Python side)", ("onnxruntime/", "StepModel.run ")),
-    ("answer encoding (server/wire.py)", ("server/wire.py",)),
+    ("answers (server/answers.py)", ("server/answers.py",)),
     ("tokenizer (textcodec/)", ("textcodec/",)),
     ("sessions and history (server/sessions.py)", ("server/sessions.py",)),
     ("batching (server/batching.py)", ("server/batching.py",)),
@@ -61,7 +61,7 @@ def _is_request_iteration(frame: str) -> bool:
     path, _, line = location.rpartition(":")
     if not path.endswith("server/transport.py") or not line.isdigit():
         return False
-    return "async for request in request_iterator" in linecache.getline(str(ROOT / path), int(line))
+    return "async for request in requests" in linecache.getline(str(ROOT / path), int(line))
 
 
 def summarise(raw: str) -> dict[str, Any]:

@@ -205,7 +205,7 @@ def settle_rss(server: Server) -> int:
 def memory(models: str, model_name: str, sessions: int, history_sessions: int, words: list[str], per_session: int,
            sizes: dict[str, int]) -> dict[str, Any]:  # fmt: skip
     """Resident memory per idle session, and per step of history filled by typing and by pasting."""
-    from server.inference import load_model
+    from modelfile import load_model
 
     model = load_model(Path(models) / f"{model_name}.onnx")
     steps = sum(len(model.encode(words[(n * 997 + k) % len(words)]).ids)
@@ -280,25 +280,30 @@ def accounted_session_bytes(model: Any, sessions: int) -> float:
 
 def accounted_history_bytes(model: Any, words: list[str], sessions: int, per_session: int, typed: bool) -> float:
     """Bytes the histories of ``sessions`` sessions allocate (tracemalloc) for ``per_session`` words
-    each, recorded through the server's own code (admit, then append), typed or in one paste."""
+    each, read through the server's own code (Session.push_words, real model calls), typed word by
+    word or in one paste."""
     import tracemalloc
 
+    from server.batching import Batcher
     from server.config import Settings
     from server.sessions import HistoryMode, SessionStore
 
     store = SessionStore(Settings())
+    batcher = Batcher(model, store.bank(model))
     made = [store.create(model, HistoryMode.NONE) for _ in range(sessions)]
-    probs = np.zeros(len(model.labels), np.float32)
-    state = {s.name: np.zeros((s.layers, s.hidden), np.float32) for s in model.states}
     texts_of = [[words[(n * 997 + k) % len(words)] for k in range(per_session)] for n in range(sessions)]
+
+    async def fill() -> None:
+        for session, text in zip(made, texts_of):
+            for group in [[w] for w in text] if typed else [text]:
+                await session.push_words(group, batcher)
+
+    for text in texts_of:  # the token cache is not the histories' cost
+        for word in text:
+            model.encode(word)
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
-    for session, text in zip(made, texts_of):
-        for group in [[w] for w in text] if typed else [text]:
-            encoded = [model.encode(w) for w in group]
-            store.admit(session, group, encoded)
-            for word, tokens in zip(group, encoded):
-                session.append_word(word, tokens, [(probs, state)] * len(tokens.ids))
+    asyncio.run(fill())
     after = tracemalloc.get_traced_memory()[0]
     tracemalloc.stop()
     return float(after - before)
@@ -309,7 +314,7 @@ def model_level(model_path: Path, words: list[str], repeats: int, rounds: int) -
     10, 100 and 500 tokens, PyTorch eager, and a thread hand-off. The measurements take turns,
     ``rounds`` times; each round keeps the median of its samples."""
     from bench.sequence import SequenceRunner
-    from server.inference import load_model
+    from modelfile import load_model
 
     model = load_model(model_path, threads=1)
     sequence = SequenceRunner.load(model_path)
@@ -325,7 +330,7 @@ def model_level(model_path: Path, words: list[str], repeats: int, rounds: int) -
         import torch
 
         from export.config import TrainConfig
-        from export.model import StepModel, TextClassifier
+        from export.model import StepGraph, TextClassifier
     except ImportError:
         torch = None  # type: ignore[assignment]
         out["torch"] = "not installed (pip install torch==2.13.0)"
@@ -341,7 +346,7 @@ def model_level(model_path: Path, words: list[str], repeats: int, rounds: int) -
             meta["model"].get("learned_vocab_size"),
             len(meta["model"].get("lexicon_features", [])),
         ).eval()
-        step = StepModel(net)
+        step = StepGraph(net)
         for batch in (1, 64):
             tokens_t, state_t = torch.from_numpy(np.resize(np.array(ids, np.int64), batch)), net.init_state(batch)
             work[f"torch_step_b{batch}_us"] = (lambda t=tokens_t, s=state_t: step(t, *s), repeats * 2)

@@ -22,9 +22,9 @@ os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 import grpc  # noqa: E402
 
 from bench.sequence import SequenceRunner  # noqa: E402
+from modelfile import load_model  # noqa: E402
 from server.app import grpc_options  # noqa: E402
 from server.config import Settings  # noqa: E402
-from server.inference import load_model  # noqa: E402
 from wordstream.v1 import wordstream_pb2 as pb  # noqa: E402
 
 METHOD = "/bench.Stateless/Classify"

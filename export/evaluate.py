@@ -16,53 +16,16 @@ import math
 import sys
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 
 from export.data import DataError, Example, load_file, load_rotten_tomatoes, split_examples
+from modelfile import ModelError, StepModel, load_model
 from textcodec import PAD_ID, TextCodec
 
 TYPING_POINTS = (0.25, 0.5, 0.75, 1.0)
-
-
-@dataclass
-class StepRunner:
-    """An ONNX step model and the codec from its metadata."""
-
-    session: ort.InferenceSession
-    metadata: dict[str, Any]
-    codec: TextCodec
-    labels: list[str]
-    state_names: list[str]
-    hidden_shape: tuple[int, int]  # (layers, hidden) of every state tensor
-
-    @classmethod
-    def load(cls, path: str | Path, threads: int = 0) -> StepRunner:
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        raw = session.get_modelmeta().custom_metadata_map
-        metadata = {key: json.loads(value) for key, value in raw.items()}
-        codec = TextCodec.from_metadata(metadata["tokenizer"], metadata["vocabulary"])
-        names = [i.name.removeprefix("state_in.") for i in session.get_inputs() if i.name.startswith("state_in.")]
-        model = metadata["model"]
-        return cls(session, metadata, codec, list(metadata["labels"]), names, (model["layers"], model["hidden"]))
-
-    def init_state(self, batch: int) -> dict[str, np.ndarray]:
-        layers, hidden = self.hidden_shape
-        return {name: np.zeros((layers, batch, hidden), np.float32) for name in self.state_names}
-
-    def step(self, token_ids: np.ndarray, state: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """token_ids (batch,) -> probs (batch, labels) and the next state."""
-        feeds = {"token_ids": token_ids, **{f"state_in.{n}": v for n, v in state.items()}}
-        outputs = self.session.run(None, feeds)
-        names = [o.name for o in self.session.get_outputs()]
-        by_name = dict(zip(names, outputs))
-        return by_name["probs"], {n: by_name[f"state_out.{n}"] for n in self.state_names}
 
 
 def word_token_ids(codec: TextCodec, text: str) -> list[list[int]]:
@@ -70,7 +33,7 @@ def word_token_ids(codec: TextCodec, text: str) -> list[list[int]]:
     return [codec.encode_ids(word) for word in text.split()]
 
 
-def typing_probs(runner: StepRunner, texts: Sequence[str], batch_size: int = 512) -> list[list[np.ndarray | None]]:
+def typing_probs(runner: StepModel, texts: Sequence[str], batch_size: int = 512) -> list[list[np.ndarray | None]]:
     """For each text, the probabilities after each of its words (None before any token was read)."""
     results: list[list[np.ndarray | None]] = []
     for start in range(0, len(texts), batch_size):
@@ -80,10 +43,10 @@ def typing_probs(runner: StepRunner, texts: Sequence[str], batch_size: int = 512
         tokens = np.full((len(flat), steps), PAD_ID, np.int64)
         for row, ids in enumerate(flat):
             tokens[row, : len(ids)] = ids
-        state = runner.init_state(len(flat))
+        state = runner.initial_state(len(flat))
         per_step = []
         for t in range(steps):
-            probs, state = runner.step(tokens[:, t], state)
+            probs, state = runner.run(tokens[:, t], state)
             per_step.append(probs)
         for row, ws in enumerate(words):
             seen, after_word = 0, []
@@ -104,12 +67,12 @@ def macro_f1(gold: Sequence[int], pred: Sequence[int], num_labels: int) -> float
     return sum(scores) / num_labels
 
 
-def evaluate(runner: StepRunner, examples: Sequence[Example]) -> dict[str, Any]:
+def evaluate(runner: StepModel, examples: Sequence[Example]) -> dict[str, Any]:
     """Accuracy and macro-F1 at the end of each text, and accuracy while it is being typed."""
     index = {label: i for i, label in enumerate(runner.labels)}
     unknown = sorted({e.label for e in examples} - set(index))
     if unknown:
-        raise DataError(f"labels {unknown} are not among the model's {runner.labels}")
+        raise DataError(f"labels {unknown} are not among the model's {list(runner.labels)}")
     gold = [index[e.label] for e in examples]
     trajectories = typing_probs(runner, [e.text for e in examples])
     typing: dict[str, float] = {}
@@ -200,13 +163,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--plot", help="draw the accuracy-while-typing curve to this PNG")
     args = parser.parse_args(argv)
     try:
-        runner = StepRunner.load(args.model)
+        runner = load_model(Path(args.model), threads=0)
         if args.data:
             examples = load_file(args.data, args.text_column, args.label_column)
         else:
             examples = model_test_split(runner.metadata)
         result = evaluate(runner, examples)
-    except (DataError, OSError, KeyError, ValueError) as e:
+    except (DataError, ModelError, OSError, KeyError, ValueError) as e:
         print(f"{type(e).__name__}: {e}", file=sys.stderr)
         return 1
     if args.plot:

@@ -10,7 +10,7 @@ from torch import nn
 from export.config import TrainConfig
 from textcodec import UNK_ID
 
-State = tuple[torch.Tensor, ...]  # each (layers, batch, hidden); (h,) or (h, c) for an LSTM
+TorchState = tuple[torch.Tensor, ...]  # each (layers, batch, hidden); (h,) or (h, c) for an LSTM
 
 _CELLS: dict[str, Callable[..., nn.Module]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
@@ -55,11 +55,11 @@ class TextClassifier(nn.Module):
         self.out_drop = nn.Dropout(config.dropout)
         self.head = nn.Linear(config.hidden, num_labels)
 
-    def init_state(self, batch: int) -> State:
+    def init_state(self, batch: int) -> TorchState:
         zeros = torch.zeros(self.config.layers, batch, self.config.hidden)
         return tuple(zeros.clone() for _ in state_names(self.config.cell))
 
-    def forward(self, tokens: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+    def forward(self, tokens: torch.Tensor, state: TorchState) -> tuple[torch.Tensor, TorchState]:
         """tokens (batch, time) -> logits (batch, time, labels) and the state after the last token."""
         learned = torch.where(tokens < self.learned_size, tokens, torch.full_like(tokens, UNK_ID))
         x = torch.cat([self.embed_drop(self.embed(learned)), self.lexicon[tokens]], -1)  # (batch, time, input)
@@ -69,7 +69,7 @@ class TextClassifier(nn.Module):
         return logits, (tuple(new_state) if isinstance(new_state, tuple) else (new_state,))
 
 
-class StepModel(nn.Module):
+class StepGraph(nn.Module):
     """One token per row: the step model of docs/MODEL-FORMAT.md, the graph that is exported to ONNX."""
 
     def __init__(self, model: TextClassifier) -> None:

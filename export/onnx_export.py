@@ -9,10 +9,10 @@ from typing import Any
 import onnx
 import torch
 
-from export.model import StepModel, TextClassifier, state_names
+from export.model import StepGraph, TextClassifier, state_names
+from modelfile.contract import FORMAT_ID, PROBS, TOKEN_IDS, state_in, state_out
 
 OPSET = 17
-FORMAT = "wordstream.step-model/1"
 
 
 def export_step_model(model: TextClassifier, path: str | Path, metadata: dict[str, Any]) -> None:
@@ -20,11 +20,11 @@ def export_step_model(model: TextClassifier, path: str | Path, metadata: dict[st
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     names = state_names(model.config.cell)
-    step = StepModel(model).eval()
+    step = StepGraph(model).eval()
     example = (torch.zeros(2, dtype=torch.int64), *model.init_state(2))
-    inputs = ["token_ids", *(f"state_in.{n}" for n in names)]
-    outputs = ["probs", *(f"state_out.{n}" for n in names)]
-    dynamic = {"token_ids": {0: "batch"}, "probs": {0: "batch"}}
+    inputs = [TOKEN_IDS, *(state_in(n) for n in names)]
+    outputs = [PROBS, *(state_out(n) for n in names)]
+    dynamic = {TOKEN_IDS: {0: "batch"}, PROBS: {0: "batch"}}
     dynamic.update({name: {1: "batch"} for name in inputs[1:] + outputs[1:]})
     # The TorchScript exporter keeps the weights inside the one file (see issue 2).
     torch.onnx.export(
@@ -44,7 +44,7 @@ def set_metadata(path: str | Path, metadata: dict[str, Any]) -> None:
     """Replace the model's metadata_props with ``metadata``, each value JSON-encoded, and check the graph."""
     proto = onnx.load(str(path))
     del proto.metadata_props[:]
-    for key, value in {"format": FORMAT, **metadata}.items():
+    for key, value in {"format": FORMAT_ID, **metadata}.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, json.dumps(value, ensure_ascii=False)
     onnx.checker.check_model(proto)

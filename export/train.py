@@ -24,10 +24,11 @@ import torch.nn.functional as F
 
 from export.config import DRY_RUN, TrainConfig
 from export.data import DataError, Example, Split, load_file, load_rotten_tomatoes, split_examples
-from export.evaluate import StepRunner, evaluate
+from export.evaluate import evaluate
 from export.lexicon import FEATURES, features, load_lexicon
 from export.model import TextClassifier
 from export.onnx_export import export_step_model, set_metadata
+from modelfile import load_model
 from textcodec import PAD_ID, UNK_ID, TextCodec, Tokenizer, Vocabulary
 from textcodec.vocab import PAD
 
@@ -35,20 +36,22 @@ DRY_RUN_EXAMPLES = 600
 
 
 @dataclasses.dataclass
-class Encoded:
+class EncodedSplit:
     """A split's texts as token id lists, with label indices."""
 
     ids: list[list[int]]
     labels: list[int]
 
 
-def encode(examples: Sequence[Example], codec: TextCodec, labels: Sequence[str], max_tokens: int) -> Encoded:
+def encode(examples: Sequence[Example], codec: TextCodec, labels: Sequence[str], max_tokens: int) -> EncodedSplit:
     index = {label: i for i, label in enumerate(labels)}
     ids = [codec.encode_ids(e.text)[:max_tokens] or [UNK_ID] for e in examples]
-    return Encoded(ids, [index[e.label] for e in examples])
+    return EncodedSplit(ids, [index[e.label] for e in examples])
 
 
-def batches(data: Encoded, batch_size: int, rng: random.Random | None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def batches(
+    data: EncodedSplit, batch_size: int, rng: random.Random | None
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Padded (tokens (batch, time), labels (batch,)) batches.
 
     Training batches group texts of similar length (less padding, faster epochs) in a
@@ -87,7 +90,7 @@ def prefix_loss(logits: torch.Tensor, tokens: torch.Tensor, labels: torch.Tensor
 
 
 @torch.no_grad()
-def final_accuracy(model: TextClassifier, data: Encoded, batch_size: int = 256) -> float:
+def final_accuracy(model: TextClassifier, data: EncodedSplit, batch_size: int = 256) -> float:
     model.eval()
     correct = 0
     for tokens, labels in batches(data, batch_size, None):
@@ -278,7 +281,7 @@ def train_export_evaluate(
         "pad_token": PAD,
     }
     export_step_model(model, out, metadata)
-    evaluation = evaluate(StepRunner.load(out), split.test if evaluate_on == "test" else split.valid)
+    evaluation = evaluate(load_model(out, threads=0), split.test if evaluate_on == "test" else split.valid)
     evaluation["split"] = evaluate_on
     metadata["evaluation"] = evaluation
     set_metadata(out, metadata)

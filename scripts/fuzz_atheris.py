@@ -19,11 +19,11 @@ import atheris
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 with atheris.instrument_imports():
-    from server.transport import Malformed, _tolerant
+    from server.registration import Malformed, tolerant
     from textcodec import TextCodec, Tokenizer, Vocabulary
     from wordstream.v1 import wordstream_pb2 as pb
 
-PARSE = _tolerant(pb.StreamRequest.FromString)
+PARSE = tolerant(pb.StreamRequest.FromString)
 CODEC = TextCodec(Tokenizer(), Vocabulary(("<pad>", "<unk>", "great", "!", "film", "n't")))
 
 

@@ -9,9 +9,9 @@ import sys
 # gRPC's C core logs its own lines on stderr; keep only its errors so the logs stay JSON lines.
 os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
+from modelfile import ModelError  # noqa: E402
 from server.app import serve  # noqa: E402 (after the environment is set)
 from server.config import Settings  # noqa: E402
-from server.errors import ModelError  # noqa: E402
 from server.logs import configure  # noqa: E402
 
 

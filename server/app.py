@@ -16,9 +16,10 @@ from server import persistence
 from server.auth import TokenAuth
 from server.config import Settings
 from server.inference import load_models
+from server.registration import add_to_server
 from server.service import Wordstream
 from server.sessions import SessionStore
-from server.transport import WordstreamServicer, add_to_server
+from server.transport import WordstreamServicer
 from wordstream.v1 import wordstream_pb2 as pb
 
 log = logging.getLogger("wordstream.server")

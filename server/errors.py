@@ -15,7 +15,8 @@ WordstreamError
     ├── SessionBusy        already attached to another stream
     ├── ServerFull         the live-session limit (or total history bytes) is reached
     └── ShuttingDown
-ModelError                 a model file breaks the step-model contract (at start only)
+
+(A model file that breaks its contract raises modelfile.ModelError, at start only.)
 """
 
 from __future__ import annotations
@@ -91,10 +92,6 @@ class ServerFull(StreamRefused):
 class ShuttingDown(StreamRefused):
     def __init__(self) -> None:
         super().__init__("the server is shutting down; retry on another instance or after the restart")
-
-
-class ModelError(Exception):
-    """A model file breaks the step-model contract; the message names the file and the fault."""
 
 
 def short_id(session_id: str) -> str:

@@ -41,8 +41,8 @@ from typing import IO, Any
 
 import numpy as np
 
+from modelfile import StepModel
 from server.errors import short_id
-from server.inference import StepModel
 from server.sessions import HistoryMode, SessionStore
 
 log = logging.getLogger("wordstream.persistence")

@@ -9,22 +9,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import NamedTuple
 
+from modelfile import ModelError, StepModel
 from server import memory
-from server.batching import Batcher, StepResult
+from server.batching import Batcher
 from server.config import Settings
-from server.errors import BadWord, ModelError, ModelNotFound, NotOwner, ServerFull, SessionNotFound, ShuttingDown
-from server.inference import StepModel
+from server.errors import ModelNotFound, NotOwner, ServerFull, ShuttingDown
 from server.metrics import Metrics
-from server.sessions import HistoryMode, Session, SessionStore
+from server.sessions import HistoryMode, Session, SessionStore, WordUpdate
 
 log = logging.getLogger("wordstream.sessions")
-
-
-class WordUpdate(NamedTuple):
-    word_index: int
-    new_steps: range  # the history's steps this word added
 
 
 class Wordstream:
@@ -98,36 +92,18 @@ class Wordstream:
         log.info("stream left", extra={"event": "detach", "session": session.id, "steps": session.steps})
 
     async def push_words(self, session: Session, words: list[str]) -> list[WordUpdate]:
-        """Read words in order, each token one model step carrying the state; all are checked
-        first, so a bad one changes nothing."""
+        """Read words in order (see Session.push_words) and count them."""
         self.store.touch(session)
-        if not words:
-            raise BadWord("paste needs at least one word")
         start = time.perf_counter()
-        encoded = [session.model.encode(word) for word in words]
-        self.store.admit(session, words, encoded)  # no await between the check and the reservation
-        batcher = self.batchers[session.model.name]
-        ids = [token_id for tokens in encoded for token_id in tokens.ids]
-        try:
-            results: list[StepResult] = await batcher.sequence(session.slot, ids)
-        except asyncio.CancelledError:  # the stream left mid-way: the state goes back to the last whole word
-            if self.exists(session.id):
-                session.sync_state()
-            raise
-        if not self.exists(session.id):  # closed by CloseSession while the model ran
-            raise SessionNotFound(session.id)
-        updates, used = [], 0
-        for word, tokens in zip(words, encoded):
-            new_steps = session.append_word(word, tokens, results[used : used + len(tokens.ids)])
-            used += len(tokens.ids)
-            updates.append(WordUpdate(len(session.words) - 1, new_steps))
+        updates = await session.push_words(words, self.batchers[session.model.name])
         self.metrics.word_latency.observe((time.perf_counter() - start) / len(words), len(words))
         self.metrics.words += len(words)
         return updates
 
     def rewind(self, session: Session, words: int | None) -> None:
+        """Undo the last ``words`` words (None: all of them)."""
         self.store.touch(session)
-        self.store.rewind(session, words)
+        session.reset() if words is None else session.rewind(words)
 
     def close(self, session_id: str, owner: str | None = None) -> Session:
         self.get(session_id, owner)

@@ -1,23 +1,31 @@
-"""Sessions: the state and history of each text being typed, their limits and their expiry.
+"""Sessions: each text being typed owns its words, its history, its state slot and its bytes.
 
-No grpc here. All methods run on the event loop thread; model calls happen elsewhere
-and hand their results to :meth:`Session.append`.
+Where a session's state is: the session's slot in its model's state bank holds the current
+state (zeros before the first step), and the history keeps the state after every step.
+Only :class:`Session` moves its slot: a model call advances it, and after a rewind, a
+restore or an interrupted paste the session writes the history's last state back into it.
+Only :class:`History` reads its own arrays; everything else asks it for a step or a view.
+
+The store keeps the live sessions, their expiry, and the one byte budget they share. No
+grpc here; everything runs on the event loop thread.
 """
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import secrets
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from server.batching import StateBank, StepResult
+from modelfile import StateSpec, StepModel
+from server.batching import Batcher
 from server.config import Settings
 from server.errors import BadRange, BadRewind, BadWord, ServerFull, SessionBusy, SessionLimit, SessionNotFound
-from server.inference import StateSpec, StepModel
+from server.statebank import StateBank
 from textcodec import Encoded
 
 
@@ -25,6 +33,29 @@ class HistoryMode(enum.Enum):
     DELTA = "delta"
     FULL = "full"
     NONE = "none"
+
+
+class WordUpdate(NamedTuple):
+    word_index: int
+    new_steps: range  # the history's steps this word added
+
+
+class StepRecord(NamedTuple):
+    """One step of a history, read through :meth:`History.step`."""
+
+    token: str
+    token_id: int
+    word_index: int
+    probs: np.ndarray  # (labels,)
+    states: tuple[np.ndarray, ...]  # each (layers, hidden), in the model's order of state tensors
+
+
+class Budget:
+    """The bytes of history all sessions hold allocated, against the server's limit."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
 
 
 class History:
@@ -117,6 +148,16 @@ class History:
         self.probs = _grown(self.probs, capacity, self.length)
         self.states = {n: _grown(a, capacity, self.length) for n, a in self.states.items()}
 
+    def step(self, i: int) -> StepRecord:
+        """Step ``i``: its token, word, output and the state after it (views of the arrays)."""
+        return StepRecord(
+            self.tokens[i],
+            int(self.token_ids[i]),
+            int(self.word_index[i]),
+            self.probs[i],
+            tuple(a[i] for a in self.states.values()),
+        )
+
     def arrays(self) -> dict[str, np.ndarray]:
         """The recorded steps' arrays (views, no copies): token_ids, word_index, probs, state.<name>."""
         n = self.length
@@ -127,10 +168,6 @@ class History:
             **{f"state.{name}": a[:n] for name, a in self.states.items()},
         }
 
-    def state_after(self, step: int) -> dict[str, np.ndarray]:
-        """The state after ``step``, each tensor (layers, hidden)."""
-        return {n: a[step] for n, a in self.states.items()}
-
 
 def _grown(array: np.ndarray, capacity: int, length: int) -> np.ndarray:
     """A new array of ``capacity`` rows holding the first ``length`` rows of ``array``."""
@@ -140,20 +177,25 @@ def _grown(array: np.ndarray, capacity: int, length: int) -> np.ndarray:
 
 
 class Session:
-    """One text being typed: its model, words, history, and its slot in the model's state bank."""
+    """One text being typed: its model, words and history, its slot in the model's state bank,
+    and its share of the byte budget. ``push_words``, ``rewind``, ``reset`` and ``close`` are
+    the only ways they change."""
 
     __slots__ = (
         "id",
         "model",
         "mode",
+        "owner",
         "history",
         "words",
         "word_starts",
-        "bank",
-        "slot",
         "attached",
         "last_active",
-        "owner",
+        "closed",
+        "_bank",
+        "_slot",
+        "_budget",
+        "_limits",
     )
 
     def __init__(
@@ -163,6 +205,8 @@ class Session:
         mode: HistoryMode,
         now: float,
         bank: StateBank,
+        budget: Budget,
+        limits: Settings,
         owner: str | None = None,
     ) -> None:
         self.id = session_id
@@ -172,19 +216,16 @@ class Session:
         self.history = History(model)
         self.words: list[str] = []
         self.word_starts: list[int] = []  # first step of each word
-        self.bank = bank
-        self.slot = bank.alloc()  # the current state lives there
         self.attached = False
         self.last_active = now
+        self.closed = False
+        self._bank, self._budget, self._limits = bank, budget, limits
+        self._slot = bank.alloc()  # the current state lives there
 
     @property
     def state(self) -> dict[str, np.ndarray]:
         """The current state, each tensor (layers, hidden)."""
-        return self.bank.get(self.slot)
-
-    def sync_state(self) -> None:
-        """Make the slot hold the state after the last recorded step (zeros before the first)."""
-        self.bank.set(self.slot, self.history.state_after(self.steps - 1) if self.steps else None)
+        return self._bank.get(self._slot)
 
     @property
     def steps(self) -> int:
@@ -198,33 +239,90 @@ class Session:
     @property
     def output(self) -> np.ndarray | None:
         """Probabilities after the last token, or None before the first."""
-        return self.history.probs[self.steps - 1] if self.steps else None
+        return self.history.step(self.steps - 1).probs if self.steps else None
 
-    def append_word(self, word: str, encoded: Encoded, results: list[StepResult]) -> range:
-        """Record a word whose tokens the model has read (the slot already holds the state after
-        its last token); returns the new steps' indices."""
-        start = self.steps
-        word_index = len(self.words)
-        self.words.append(word)
-        self.word_starts.append(start)
-        for token, token_id, (probs, state) in zip(encoded.tokens, encoded.ids, results):
-            self.history.append(word_index, token, token_id, probs, state)
-        return range(start, self.steps)
+    async def push_words(self, words: list[str], batcher: Batcher) -> list[WordUpdate]:
+        """Read ``words`` in order, each token one model step carrying the state. All are checked
+        (and room for them reserved) first, so a bad one changes nothing."""
+        if not words:
+            raise BadWord("paste needs at least one word")
+        encoded = [self.model.encode(word) for word in words]
+        self._admit(words, encoded)  # no await between the checks and the reservation
+        ids = [token_id for tokens in encoded for token_id in tokens.ids]
+        try:
+            results = await batcher.sequence(self._slot, ids)
+        except asyncio.CancelledError:  # the stream left mid-way: the state goes back to the last whole word
+            if not self.closed:
+                self._sync_slot()
+            raise
+        if self.closed:  # closed by CloseSession while the model ran
+            raise SessionNotFound(self.id)
+        updates, used = [], 0
+        for word, tokens in zip(words, encoded):
+            start, word_index = self.steps, len(self.words)
+            self.words.append(word)
+            self.word_starts.append(start)
+            for token, token_id, (probs, state) in zip(
+                tokens.tokens, tokens.ids, results[used : used + len(tokens.ids)]
+            ):
+                self.history.append(word_index, token, token_id, probs, state)
+            used += len(tokens.ids)
+            updates.append(WordUpdate(word_index, range(start, self.steps)))
+        return updates
+
+    def _admit(self, words: list[str], encoded: list[Encoded]) -> None:
+        """Refuse malformed words and words that would break a limit, with nothing changed;
+        otherwise grow the history's arrays now and count them in the shared budget at once, so
+        words admitted side by side can never together pass the total."""
+        limit = self._limits
+        for word, tokens in zip(words, encoded):
+            if word.split() != [word]:  # one C call for the usual word; the checks below say what is wrong
+                if not word or word.isspace():
+                    raise BadWord("empty word: send a word with at least one visible character")
+                raise BadWord(f"a word must not contain whitespace, got {word[:40]!r}; send each word on its own")
+            if len(word) > limit.max_word_chars:
+                raise BadWord(f"word of {len(word)} characters is over the limit of {limit.max_word_chars}")
+            if not tokens.ids:
+                raise BadWord(f"word {word[:40]!r} has no tokens after normalisation")
+        new = sum(len(tokens.ids) for tokens in encoded)
+        if self.steps + new > limit.max_steps:
+            raise SessionLimit(
+                f"the session is at its limit of {limit.max_steps} steps; rewind, reset or open a new one"
+            )
+        history, budget = self.history, self._budget
+        room = history.capacity + (budget.limit - budget.used) // history.step_bytes
+        cap = min(limit.max_steps, limit.max_session_bytes // history.step_bytes, room)
+        added = (history.capacity_for(new, cap) - history.capacity) * history.step_bytes
+        if history.nbytes + added > limit.max_session_bytes:
+            raise SessionLimit(f"the session's history is at its limit of {limit.max_session_bytes} bytes")
+        if budget.used + added > budget.limit:
+            raise SessionLimit(f"the server's history memory is at its limit of {budget.limit} bytes")
+        history.reserve(new, cap)
+        budget.used += added
 
     def rewind(self, words: int) -> None:
+        """Undo the last ``words`` words: their steps leave the history, the state goes back."""
         if words < 1:
             raise BadRewind(f"rewind needs a count of at least 1 word, got {words}")
         if words > len(self.words):
             raise BadRewind(f"cannot rewind {words} words: the session has {len(self.words)}")
         keep = len(self.words) - words
-        steps = self.word_starts[keep]
+        before = self.history.nbytes
+        self.history.truncate(self.word_starts[keep])
         del self.words[keep:], self.word_starts[keep:]
-        self.history.truncate(steps)
-        self.sync_state()
+        self._budget.used += self.history.nbytes - before  # a reset frees the arrays
+        self._sync_slot()
 
     def reset(self) -> None:
         if self.words:
             self.rewind(len(self.words))
+
+    def close(self) -> None:
+        """Give back the slot and the bytes (the slot only once a model call still holding it is done)."""
+        if not self.closed:
+            self.closed = True
+            self._budget.used -= self.history.nbytes
+            self._bank.release(self._slot)
 
     def restore(self, words: list[str], word_starts: list[int], tokens: list[str], arrays: dict[str, Any]) -> None:
         """Load a saved history (persistence.py); ValueError if it does not fit this session's model."""
@@ -248,7 +346,8 @@ class Session:
             state = {s.name: arrays[f"state.{s.name}"][i] for s in h.specs}
             h.append(int(arrays["word_index"][i]), tokens[i], int(arrays["token_ids"][i]), arrays["probs"][i], state)
         self.words, self.word_starts = list(words), list(word_starts)
-        self.sync_state()
+        self._budget.used += h.nbytes
+        self._sync_slot()
 
     def step_range(self, start: int, end: int | None) -> range:
         end = self.steps if end is None else end
@@ -256,36 +355,42 @@ class Session:
             raise BadRange(f"steps [{start}, {end}) are outside the history of {self.steps} steps")
         return range(start, end)
 
+    def _sync_slot(self) -> None:
+        """Make the slot hold the state after the last recorded step (zeros before the first)."""
+        self._bank.set(self._slot, self.history.step(self.steps - 1).states if self.steps else None)
+
 
 class SessionStore:
-    """The live sessions, their limits and their expiry. Session ids are 192 random bits."""
+    """The live sessions, their expiry, and the byte budget they share. Session ids are 192 random bits."""
 
     def __init__(self, settings: Settings, clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
         self.clock = clock
         self._sessions: dict[str, Session] = {}
         self.banks: dict[str, StateBank] = {}  # model name -> the state bank of its sessions
-        self.total_bytes = 0  # history bytes across sessions, kept up to date by the methods below
+        self.budget = Budget(settings.max_total_bytes)
         self.freed = 0  # sessions removed since the reaper last returned memory to the OS
 
     def __len__(self) -> int:
         return len(self._sessions)
+
+    @property
+    def total_bytes(self) -> int:
+        """History bytes all sessions hold allocated."""
+        return self.budget.used
 
     def bank(self, model: StepModel) -> StateBank:
         if model.name not in self.banks:
             self.banks[model.name] = StateBank(model.states)
         return self.banks[model.name]
 
-    def rewind(self, session: Session, words: int | None) -> None:
-        """Undo the last ``words`` words (None: all of them)."""
-        before = session.history_bytes
-        session.reset() if words is None else session.rewind(words)
-        self.total_bytes += session.history_bytes - before
+    def _new(self, session_id: str, model: StepModel, mode: HistoryMode, now: float, owner: str | None) -> Session:
+        return Session(session_id, model, mode, now, self.bank(model), self.budget, self.settings, owner)
 
     def create(self, model: StepModel, mode: HistoryMode, owner: str | None = None) -> Session:
         if len(self._sessions) >= self.settings.max_sessions:
             raise ServerFull(f"the server holds its maximum of {self.settings.max_sessions} live sessions; retry later")
-        session = Session(secrets.token_urlsafe(24), model, mode, self.clock(), self.bank(model), owner)
+        session = self._new(secrets.token_urlsafe(24), model, mode, self.clock(), owner)
         self._sessions[session.id] = session
         return session
 
@@ -305,14 +410,13 @@ class SessionStore:
         arrays: dict[str, Any],
     ) -> Session:
         """Bring back a saved session under its own id; ValueError if its data does not fit its model."""
-        session = Session(session_id, model, mode, last_active, self.bank(model), owner)
+        session = self._new(session_id, model, mode, last_active, owner)
         try:
             session.restore(words, word_starts, tokens, arrays)
         except (ValueError, IndexError, TypeError):
-            session.bank.release(session.slot)
+            session.close()
             raise
         self._sessions[session.id] = session
-        self.total_bytes += session.history_bytes
         return session
 
     def has(self, session_id: str) -> bool:
@@ -343,42 +447,9 @@ class SessionStore:
         session = self._sessions.pop(session_id, None)
         if session is None:
             raise SessionNotFound(session_id)
-        self.total_bytes -= session.history_bytes
-        session.bank.release(session.slot)
+        session.close()
         self.freed += 1
         return session
-
-    def admit(self, session: Session, words: list[str], encoded: list[Encoded]) -> int:
-        """Check words and make room for their steps, in one go: malformed words and words that
-        would break a limit are refused with nothing changed; otherwise the history's arrays are
-        grown now and counted in the total at once, so words admitted side by side can never
-        together pass the total. Returns how many steps the words take."""
-        limit = self.settings
-        for word, tokens in zip(words, encoded):
-            if word.split() != [word]:  # one C call for the usual word; the checks below say what is wrong
-                if not word or word.isspace():
-                    raise BadWord("empty word: send a word with at least one visible character")
-                raise BadWord(f"a word must not contain whitespace, got {word[:40]!r}; send each word on its own")
-            if len(word) > limit.max_word_chars:
-                raise BadWord(f"word of {len(word)} characters is over the limit of {limit.max_word_chars}")
-            if not tokens.ids:
-                raise BadWord(f"word {word[:40]!r} has no tokens after normalisation")
-        new = sum(len(tokens.ids) for tokens in encoded)
-        if session.steps + new > limit.max_steps:
-            raise SessionLimit(
-                f"the session is at its limit of {limit.max_steps} steps; rewind, reset or open a new one"
-            )
-        history = session.history
-        room = history.capacity + (limit.max_total_bytes - self.total_bytes) // history.step_bytes
-        cap = min(limit.max_steps, limit.max_session_bytes // history.step_bytes, room)
-        added = (history.capacity_for(new, cap) - history.capacity) * history.step_bytes
-        if history.nbytes + added > limit.max_session_bytes:
-            raise SessionLimit(f"the session's history is at its limit of {limit.max_session_bytes} bytes")
-        if self.total_bytes + added > limit.max_total_bytes:
-            raise SessionLimit(f"the server's history memory is at its limit of {limit.max_total_bytes} bytes")
-        history.reserve(new, cap)
-        self.total_bytes += added
-        return new
 
     def reap(self) -> list[str]:
         """Free every detached session idle past the timeout; returns their ids."""

@@ -156,6 +156,7 @@ def counting_model(path: Path, data: dict[str, object] | None = None) -> Path:
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     metadata = {
+        "format": "wordstream.step-model/1",
         "labels": ["negative", "positive"],
         "vocabulary": COUNTING_VOCABULARY,
         "tokenizer": {"lowercase": True, "split_contractions": True, "version": 1},

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from client import AsyncClient
-from server.batching import Batcher, StateBank
-from server.inference import load_model
+from modelfile import load_model
+from server.batching import Batcher
+from server.statebank import StateBank
 from tests.conftest import ServerThread
 from tests.test_server import offline_prefix_probs
 

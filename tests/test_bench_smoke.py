@@ -67,7 +67,7 @@ def test_the_stateless_peer_reads_a_prefix_as_the_step_model_does(tiny_models: d
     import numpy as np
 
     from bench.sequence import SequenceRunner
-    from server.inference import load_model
+    from modelfile import load_model
 
     for path in tiny_models.values():
         step, sequence = load_model(path), SequenceRunner.load(path)
@@ -84,18 +84,18 @@ def test_profile_parts_follow_the_innermost_frame_of_ours() -> None:
     from bench.profile import TRANSPORT, part_of, summarise
 
     source = (ROOT / "server/transport.py").read_text().splitlines()
-    iteration = next(i for i, line in enumerate(source, 1) if "async for request in request_iterator" in line)
+    iteration = next(i for i, line in enumerate(source, 1) if "async for request in requests" in line)
     outer = ["<module> (server/__main__.py:34)", "Handle._run (asyncio/events.py:80)"]
     stream = f"WordstreamServicer.Stream (server/transport.py:{iteration})"
-    encode = "WordAnswers.answer (server/wire.py:120)"
+    encode = "WordAnswers.word (server/answers.py:120)"
     model = "Session.run (onnxruntime/capi/onnxruntime_inference_collection.py:406)"
     assert part_of(outer) == TRANSPORT
     assert part_of([*outer, stream]) == TRANSPORT  # awaiting grpc's next message
     assert part_of([*outer, f"WordstreamServicer.Stream (server/transport.py:{iteration + 3})"]).startswith("servicer")
-    assert part_of([*outer, stream, encode]).startswith("answer encoding")
+    assert part_of([*outer, stream, encode]).startswith("answers")
     assert part_of([*outer, "Batcher._drain (server/batching.py:190)", model]).startswith("model calls")
     raw = f"{';'.join([*outer, stream, encode])} 3\n{';'.join(outer)} 1\n"
-    assert summarise(raw) == {"samples": 4, "shares": {"answer encoding (server/wire.py)": 0.75, TRANSPORT: 0.25}}
+    assert summarise(raw) == {"samples": 4, "shares": {"answers (server/answers.py)": 0.75, TRANSPORT: 0.25}}
 
 
 def test_soak_short_variant_loses_no_session() -> None:

@@ -179,9 +179,9 @@ def test_the_film_split_trains_from_the_default_corpus(tmp_path: Path, capsys: p
     out = tmp_path / "film.onnx"
     assert train_main(["--cell", "rnn", "--out", str(out), "--dry-run", "--split", "film", "--seed", "3"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    from export.evaluate import StepRunner
+    from modelfile import load_model
 
-    meta = StepRunner.load(out).metadata
+    meta = load_model(out).metadata
     assert meta["training"]["split"] == "film" and meta["training"]["split_seed"] == 13
     assert result["evaluation"]["split"] == "test"
 

@@ -12,9 +12,10 @@ import torch
 
 from export.config import TrainConfig
 from export.data import Example
-from export.evaluate import StepRunner, evaluate
+from export.evaluate import evaluate
 from export.evaluate import main as evaluate_main
 from export.model import TextClassifier
+from modelfile import load_model
 from tests.conftest import CELLS
 from tests.helpers import counting_model, synthetic_texts, write_csv
 
@@ -56,7 +57,7 @@ def test_graph_follows_the_step_model_contract(tiny_models: dict[str, Path], cel
 
 @pytest.mark.parametrize("cell", CELLS)
 def test_onnx_steps_match_pytorch_full_sequence(tiny_models: dict[str, Path], cell: str) -> None:
-    runner = StepRunner.load(tiny_models[cell])
+    runner = load_model(tiny_models[cell])
     model = load_torch(tiny_models[cell])
     texts = [text for text, _ in synthetic_texts(PARITY_TEXTS, seed=99)]
     # Words the affect lexicons know but the synthetic training texts never had: their ids lie past
@@ -71,20 +72,20 @@ def test_onnx_steps_match_pytorch_full_sequence(tiny_models: dict[str, Path], ce
         with torch.no_grad():
             logits, _ = model(torch.tensor([ids]), model.init_state(1))
         expected = torch.softmax(logits[0], -1).numpy()  # (time, labels)
-        state = runner.init_state(1)
+        state = runner.initial_state(1)
         for t, token in enumerate(ids):
-            probs, state = runner.step(np.array([token], np.int64), state)
+            probs, state = runner.run(np.array([token], np.int64), state)
             worst = max(worst, float(np.abs(probs[0] - expected[t]).max()))
     assert worst <= 1e-5
 
 
 @pytest.mark.parametrize("cell", CELLS)
 def test_batch_rows_are_independent(tiny_models: dict[str, Path], cell: str) -> None:
-    runner = StepRunner.load(tiny_models[cell])
+    runner = load_model(tiny_models[cell])
     tokens = np.array([2, 3, 4, 5, 6], np.int64)
-    batch_probs, batch_state = runner.step(tokens, runner.init_state(5))
+    batch_probs, batch_state = runner.run(tokens, runner.initial_state(5))
     for row, _token in enumerate(tokens):
-        probs, state = runner.step(tokens[row : row + 1], runner.init_state(1))
+        probs, state = runner.run(tokens[row : row + 1], runner.initial_state(1))
         np.testing.assert_allclose(probs[0], batch_probs[row], atol=1e-6)
         for name in state:
             np.testing.assert_allclose(state[name][:, 0], batch_state[name][:, row], atol=1e-6)
@@ -105,7 +106,7 @@ def test_evaluate_gives_the_known_answers_of_a_model_with_set_weights(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     model = counting_model(tmp_path / "counting.onnx")
-    result = evaluate(StepRunner.load(model), [Example(text, label) for text, label in KNOWN])
+    result = evaluate(load_model(model), [Example(text, label) for text, label in KNOWN])
     # At the end: predictions P N N P P P against gold P N N P P N: 5 of 6 right. Positive: 3 true,
     # 1 false positive, 0 missed: F1 6/7; negative: 2 true, 0 false, 1 missed: F1 4/5.
     assert result["n"] == 6 and result["accuracy"] == round(5 / 6, 4)
@@ -138,7 +139,7 @@ def test_evaluate_reads_the_models_own_test_split(tmp_path: Path, capsys: pytest
     split = split_examples(load_file(data), Tokenizer(), seed=13, labels=("negative", "positive"))
     source = {"source": str(data), "text_column": "text", "label_column": "label"}
     model = counting_model(tmp_path / "counting.onnx", data=source)
-    meta = StepRunner.load(model).metadata
+    meta = load_model(model).metadata
     meta.update({"training": {"seed": 13}, "data_hash": split.data_hash})
     test = model_test_split(meta)
     assert len(test) == 20 and not {e.text for e in test} & {e.text for e in split.train}
@@ -148,7 +149,7 @@ def test_evaluate_reads_the_models_own_test_split(tmp_path: Path, capsys: pytest
         return "positive" if words.count("good") > words.count("bad") else "negative"
 
     expected = sum(rule(e.text) == e.label for e in test) / len(test)
-    assert evaluate(StepRunner.load(model), test)["accuracy"] == round(expected, 4)
+    assert evaluate(load_model(model), test)["accuracy"] == round(expected, 4)
 
 
 def test_evaluate_does_not_import_torch(tiny_models: dict[str, Path]) -> None:

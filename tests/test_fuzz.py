@@ -11,7 +11,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from export.evaluate import StepRunner
+from modelfile import StepModel, load_model
 from tests.conftest import ServerThread
 from tests.helpers import poll
 from tests.test_server import Stream
@@ -28,10 +28,10 @@ OPS = st.one_of(
 )
 
 
-def offline_state(runner: StepRunner, words: list[str]) -> dict[str, np.ndarray]:
-    state = runner.init_state(1)
+def offline_state(runner: StepModel, words: list[str]) -> dict[str, np.ndarray]:
+    state = runner.initial_state(1)
     for token in (i for w in words for i in runner.codec.encode_ids(w)):
-        _, state = runner.step(np.array([token], np.int64), state)
+        _, state = runner.run(np.array([token], np.int64), state)
     return state
 
 
@@ -91,7 +91,7 @@ def test_random_streams_keep_sessions_exact(server: ServerThread, tiny_models: d
         client.apply(op, arg)
     record = client.stream.stub.GetSession(pb.GetSessionRequest(session_id=client.session_id))
     assert record.words == len(client.words)
-    runner = StepRunner.load(tiny_models["lstm"])
+    runner = load_model(tiny_models["lstm"])
     expected_steps = sum(len(runner.codec.encode_ids(w)) for w in client.words)
     assert record.steps == expected_steps
     assert [s.word for s in record.history] == [w for w in client.words for _ in runner.codec.encode_ids(w)]

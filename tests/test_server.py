@@ -15,7 +15,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from export.evaluate import StepRunner
+from modelfile import load_model
 from tests.conftest import CELLS, ServerThread
 from tests.helpers import poll
 from wordstream.v1 import wordstream_pb2 as pb
@@ -60,13 +60,13 @@ def open_stream(target: str, model: str = "", history: int = pb.HISTORY_MODE_DEL
 
 def offline_prefix_probs(model_path: Path, words: list[str]) -> list[np.ndarray]:
     """The probabilities after each word, computed offline by re-running each whole prefix."""
-    runner = StepRunner.load(model_path)
+    runner = load_model(model_path)
     results = []
     for n in range(1, len(words) + 1):
         ids = [i for w in words[:n] for i in runner.codec.encode_ids(w)]
-        state, probs = runner.init_state(1), None
+        state, probs = runner.initial_state(1), None
         for token in ids:
-            probs, state = runner.step(np.array([token], np.int64), state)
+            probs, state = runner.run(np.array([token], np.int64), state)
         results.append(probs[0])
     return results
 

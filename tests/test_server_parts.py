@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,9 +13,9 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
+from modelfile import ModelError, load_model
 from server.config import Settings
-from server.errors import ModelError
-from server.inference import load_model, load_models
+from server.inference import load_models
 from tests.conftest import ServerThread
 from wordstream.v1 import wordstream_pb2 as pb
 from wordstream.v1 import wordstream_pb2_grpc as pb_grpc
@@ -78,6 +79,30 @@ def test_missing_metadata_is_named(tmp_path: Path, tiny_models: dict[str, Path])
     path = tmp_path / "bare.onnx"
     onnx.save(model, str(path))
     with pytest.raises(ModelError, match=r"bare\.onnx: metadata lacks vocabulary, tokenizer"):
+        load_model(path)
+
+
+@pytest.mark.parametrize(
+    ("format_value", "message"),
+    [
+        ('"wordstream.step-model/2"', "wordstream.step-model version 2 is not supported (this code reads version 1)"),
+        ('"someone.elses-model/1"', "not a wordstream.step-model file"),
+        (None, "metadata lacks format"),
+    ],
+)
+def test_the_format_version_is_checked_on_load(
+    tmp_path: Path, tiny_models: dict[str, Path], format_value: str | None, message: str
+) -> None:
+    model = onnx.load(str(tiny_models["rnn"]))
+    kept = [p for p in model.metadata_props if p.key != "format"]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    if format_value is not None:
+        entry = model.metadata_props.add()
+        entry.key, entry.value = "format", format_value
+    path = tmp_path / "versioned.onnx"
+    onnx.save(model, str(path))
+    with pytest.raises(ModelError, match=re.escape(message)):
         load_model(path)
 
 

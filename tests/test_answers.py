@@ -1,10 +1,10 @@
-"""The hand-encoded word answers (server/wire.py) against the protobuf library's own messages."""
+"""The hand-encoded word answers (server/answers.py) against the protobuf library's own messages."""
 
 from __future__ import annotations
 
 import pytest
 
-from server import wire
+from server import answers
 from tests.conftest import CELLS, ServerThread
 from tests.test_server import Stream, open_stream
 from wordstream.v1 import wordstream_pb2 as pb
@@ -14,13 +14,13 @@ WORDS = ["The", "film's", "Zyzzyva", "well-made", "!!", "plot", "é"]
 
 @pytest.mark.parametrize("value", [0, 1, 127, 128, 300, 16_383, 16_384, 2**32 - 1, 2**64 - 1])
 def test_varints_match_the_protobuf_library(value: int) -> None:
-    encoded = wire.uint(1, value)
+    encoded = answers.uint(1, value)
     assert pb.StreamResponse.FromString(encoded).seq == value
     assert encoded == pb.StreamResponse(seq=value).SerializeToString()
 
 
 def reference(stream: Stream, session_id: str, seq: int, mode: int, word_index: int, steps: range) -> pb.StreamResponse:
-    """The answer built from protobuf objects out of GetSession (which does not use wire.py)."""
+    """The answer built from protobuf objects out of GetSession (which does not use the hand encoding)."""
     full = stream.stub.GetSession(pb.GetSessionRequest(session_id=session_id, end=steps.stop))
     own = full.history[steps.start : steps.stop]
     shown = {pb.HISTORY_MODE_FULL: full.history, pb.HISTORY_MODE_DELTA: own}.get(mode, [])

@@ -1,0 +1,258 @@
+"""Every answer the service gives, in one place; the answer to a word straight as wire bytes.
+
+The answer to a word is the hot path of every stream, so it is encoded by hand.
+
+Building that answer from protobuf objects takes about a dozen message objects and a
+Python list per float tensor, for every word; with the bare transport costing about 80 us
+of server CPU per message, that building was the largest share of the service's own cost
+(docs/BENCHMARKS.md has the profile). Here what never changes for a model (tensor names and
+shapes, label strings, field headers) is encoded once, and the floats go out as the arrays'
+own bytes: a packed ``repeated float`` is little-endian float32, numpy's layout here.
+
+Only ``StreamResponse{seq, session_id, word: WordResult}`` is encoded by hand; every other
+answer (below :class:`WordAnswers`) is built with the protobuf classes. tests/test_answers.py
+parses the hand-made bytes with the protobuf library and checks them against the messages
+that library builds, through the builders below, from the same history. Field numbers are
+the ones in proto/wordstream/v1/wordstream.proto.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+from modelfile import StepModel
+from server.sessions import History, HistoryMode, Session, WordUpdate
+from textcodec import UNK_ID
+from wordstream.v1 import wordstream_pb2 as pb
+
+_LENGTH_DELIMITED = 2
+_BYTE = [bytes((value,)) for value in range(256)]
+_FIELDS = range(1, 16)  # one-byte tags: every field number in our messages is below 16
+_LD_TAG = {field: _BYTE[field << 3 | _LENGTH_DELIMITED] for field in _FIELDS}
+_VARINT_TAG = {field: _BYTE[field << 3] for field in _FIELDS}
+
+
+def varint(value: int) -> bytes:
+    """A non-negative integer as a protobuf base-128 varint."""
+    if value < 0x80:
+        return _BYTE[value]
+    if value < 0x4000:  # every message length of a word's answer
+        return bytes((value & 0x7F | 0x80, value >> 7))
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def message(field: int, body: bytes) -> bytes:
+    """A length-delimited field: a string, bytes, packed numbers or a nested message."""
+    return _LD_TAG[field] + varint(len(body)) + body
+
+
+def string(field: int, text: str) -> bytes:
+    """A string field, left out when empty (proto3 does not send default values)."""
+    return message(field, text.encode()) if text else b""
+
+
+def uint(field: int, value: int) -> bytes:
+    """A varint field (uint32, uint64, int64 >= 0, bool), left out when zero."""
+    return _VARINT_TAG[field] + varint(value) if value else b""
+
+
+if sys.byteorder == "little":
+
+    def floats(array: np.ndarray) -> bytes:
+        return array.tobytes()
+
+else:  # pragma: no cover - no big-endian machine serves this
+
+    def floats(array: np.ndarray) -> bytes:
+        return array.astype("<f4").tobytes()
+
+
+class WordAnswers:
+    """Encodes the answers to words for the sessions of one model."""
+
+    def __init__(self, model: StepModel) -> None:
+        self.model = model
+        labels = len(model.labels)
+        self._probs_header = _LD_TAG[1] + varint(4 * labels)  # Output.probabilities, packed
+        self._labels = [string(2, label) for label in model.labels]  # Output.label
+        # One Tensor message per state, everything but the values: its header as a field of
+        # WordResult (field 5) and of Step (field 6), the values' bytes follow.
+        self._tensor_headers: dict[int, list[bytes]] = {5: [], 6: []}
+        for spec in model.states:
+            values = 4 * spec.layers * spec.hidden
+            body_head = string(1, spec.name) + uint(2, spec.layers) + uint(3, spec.hidden) + _LD_TAG[4] + varint(values)
+            for field in (5, 6):
+                self._tensor_headers[field].append(_LD_TAG[field] + varint(len(body_head) + values) + body_head)
+
+    def word(self, seq: int, session_field: bytes, session: Session, update: WordUpdate) -> bytes:
+        """``StreamResponse`` for the word ``update.word_index``, whose tokens are the steps ``update.new_steps``.
+
+        ``session_field`` is ``session_id(session.id)``, encoded once per stream.
+        """
+        word_index, steps = update
+        h = session.history
+        end = steps.stop  # the history as it stood after this word (a paste answers each word)
+        if session.mode is HistoryMode.FULL:
+            shown = range(end)
+        elif session.mode is HistoryMode.DELTA:
+            shown = steps
+        else:
+            shown = range(end, end)
+        last = end - 1  # the word's last step: its output and state are the word's
+        parts = {i: self._parts(h, i) for i in (shown or steps)}  # each step's pieces, encoded once
+        _, output, values, _ = parts[last]
+        body = [uint(1, word_index), string(2, session.words[word_index])]
+        body.extend(message(3, parts[i][0]) for i in steps)
+        body.append(message(4, output))
+        body.extend(header + value for header, value in zip(self._tensor_headers[5], values))
+        history = [uint(1, end), uint(2, shown.start)]
+        history.extend(message(3, self._step(session, i, *parts[i])) for i in shown)
+        body.append(message(6, b"".join(history)))
+        return uint(1, seq) + session_field + message(4, b"".join(body))
+
+    def _parts(self, h: History, i: int) -> tuple[bytes, bytes, list[bytes], int]:
+        """Step ``i``'s Token and Output messages, its state tensors' values and its word's index."""
+        step = h.step(i)
+        token = string(1, step.token) + uint(2, step.token_id) + uint(3, step.token_id == UNK_ID)
+        listed = step.probs.tolist()  # plain floats: max() over a short list is cheaper than a numpy call
+        output = self._probs_header + floats(step.probs) + self._labels[listed.index(max(listed))]
+        return token, output, [floats(value) for value in step.states], step.word_index
+
+    def _step(
+        self, session: Session, i: int, token: bytes, output: bytes, values: list[bytes], word_index: int
+    ) -> bytes:
+        parts = [
+            uint(1, i),
+            uint(2, word_index),
+            string(3, session.words[word_index]),
+            message(4, token),
+            message(5, output),
+            *(header + value for header, value in zip(self._tensor_headers[6], values)),
+        ]
+        return b"".join(parts)
+
+
+def session_id(value: str) -> bytes:
+    """``StreamResponse.session_id``, to encode once per stream."""
+    return string(2, value)
+
+
+# --- every other answer, built with the protobuf classes ---------------------------------------
+
+MODES = {
+    HistoryMode.DELTA: pb.HISTORY_MODE_DELTA,
+    HistoryMode.FULL: pb.HISTORY_MODE_FULL,
+    HistoryMode.NONE: pb.HISTORY_MODE_NONE,
+}
+
+
+def opened(seq: int, session: Session, resumed: bool, idle_timeout: float) -> bytes:
+    message = pb.Opened(
+        model=model_info(session.model),
+        history=MODES[session.mode],
+        resumed=resumed,
+        position=position(session),
+        idle_timeout_seconds=idle_timeout,
+    )
+    return pb.StreamResponse(seq=seq, session_id=session.id, opened=message).SerializeToString()
+
+
+def rewound(seq: int, session: Session) -> bytes:
+    return pb.StreamResponse(seq=seq, session_id=session.id, rewound=position(session)).SerializeToString()
+
+
+def closed(seq: int, session: Session) -> bytes:
+    message = pb.Closed(words=len(session.words), steps=session.steps)
+    return pb.StreamResponse(seq=seq, session_id=session.id, closed=message).SerializeToString()
+
+
+def error(seq: int, session_id: str, code: str, text: str) -> bytes:
+    """An in-stream error: the request was refused and nothing changed."""
+    message = pb.StreamError(code=code, message=text)
+    return pb.StreamResponse(seq=seq, session_id=session_id, error=message).SerializeToString()
+
+
+def session_record(session: Session, steps: range, idle_seconds: float) -> pb.Session:
+    """GetSession's answer: the session's counts and the history's ``steps``."""
+    return pb.Session(
+        session_id=session.id,
+        model=model_info(session.model),
+        history_mode=MODES[session.mode],
+        words=len(session.words),
+        steps=session.steps,
+        start=steps.start,
+        history=[step(session, i) for i in steps],
+        attached=session.attached,
+        idle_seconds=idle_seconds,
+    )
+
+
+def models(served: dict[str, StepModel], default: str) -> pb.ListModelsResponse:
+    return pb.ListModelsResponse(models=[model_info(m) for _, m in sorted(served.items())], default_model=default)
+
+
+def closed_session(session: Session) -> pb.CloseSessionResponse:
+    return pb.CloseSessionResponse(words=len(session.words), steps=session.steps)
+
+
+def model_info(model: StepModel) -> pb.ModelInfo:
+    evaluation = model.evaluation
+    return pb.ModelInfo(
+        name=model.name,
+        labels=model.labels,
+        cell=model.cell,
+        layers=model.states[0].layers,
+        hidden=model.states[0].hidden,
+        vocabulary_size=len(model.codec.vocab),
+        state_names=model.state_names,
+        evaluation=pb.Evaluation(
+            accuracy=evaluation.get("accuracy", 0.0),
+            macro_f1=evaluation.get("macro_f1", 0.0),
+            n=evaluation.get("n", 0),
+            typing=evaluation.get("typing", {}),
+        ),
+    )
+
+
+def output(model: StepModel, probs: np.ndarray | None) -> pb.Output | None:
+    if probs is None:
+        return None
+    values = probs.tolist()  # plain floats: max() over a short list is cheaper than a numpy call
+    return pb.Output(probabilities=values, label=model.labels[values.index(max(values))])
+
+
+def tensors(model: StepModel, state: dict[str, np.ndarray]) -> list[pb.Tensor]:
+    """State tensors shaped (layers, hidden) as protobuf, in the model's order."""
+    return [
+        pb.Tensor(name=s.name, layers=s.layers, hidden=s.hidden, values=state[s.name].ravel().tolist())
+        for s in model.states
+    ]
+
+
+def position(session: Session) -> pb.Position:
+    return pb.Position(
+        words=len(session.words),
+        steps=session.steps,
+        output=output(session.model, session.output),
+        state=tensors(session.model, session.state),
+    )
+
+
+def step(session: Session, index: int) -> pb.Step:
+    """Step ``index`` of the history."""
+    record = session.history.step(index)
+    return pb.Step(
+        index=index,
+        word_index=record.word_index,
+        word=session.words[record.word_index],
+        token=pb.Token(text=record.token, id=record.token_id, unknown=record.token_id == UNK_ID),
+        output=output(session.model, record.probs),
+        state=tensors(session.model, dict(zip(session.model.state_names, record.states))),
+    )
