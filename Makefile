@@ -24,6 +24,7 @@ serve: setup-serve
 test: setup
 	$(PY) scripts/gen_proto.py --check
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(PY) -m mypy textcodec modelfile export server client
 	$(PY) -m pytest -q
 

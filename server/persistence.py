@@ -90,7 +90,7 @@ def save(store: SessionStore, directory: Path) -> Path:
     os.fchmod(fd, 0o600)  # an existing file keeps its mode otherwise
     with os.fdopen(fd, "wb") as f:
         f.write(MAGIC)
-        _write_record(f, {"format": FORMAT, "version": VERSION, "saved_at": time.time()}, [])
+        write_record(f, {"format": FORMAT, "version": VERSION, "saved_at": time.time()}, [])
         for session in sessions:
             history = session.history
             arrays = {n: a.astype(a.dtype.newbyteorder("<"), copy=False) for n, a in history.arrays().items()}
@@ -110,15 +110,15 @@ def save(store: SessionStore, directory: Path) -> Path:
                 "tokens": history.tokens,
                 "arrays": layout,
             }
-            _write_record(f, header, list(arrays.values()))
-        _write_record(f, {"end": len(sessions)}, [])
+            write_record(f, header, list(arrays.values()))
+        write_record(f, {"end": len(sessions)}, [])
         f.flush()
         os.fsync(f.fileno())
     os.replace(temporary, path)
     return path
 
 
-def _write_record(f: IO[bytes], header: dict[str, Any], arrays: list[np.ndarray]) -> None:
+def write_record(f: IO[bytes], header: dict[str, Any], arrays: list[np.ndarray]) -> None:
     raw = json.dumps(header).encode()
     digest = hashlib.sha256()
     lengths = len(raw).to_bytes(4, "little") + sum(a.nbytes for a in arrays).to_bytes(8, "little")

@@ -29,6 +29,11 @@ class StateBank:
         return next(iter(self.arrays.values())).shape[1]
 
     @property
+    def in_use(self) -> int:
+        """Slots held by sessions, or still held by a model call after their session closed."""
+        return self.capacity - len(self._free)
+
+    @property
     def slot_bytes(self) -> int:
         return sum(4 * s.layers * s.hidden for s in self.specs)
 

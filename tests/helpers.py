@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import csv
 import os
+import queue
 import random
 import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+
+from modelfile import load_model
+from wordstream.v1 import wordstream_pb2 as pb
+from wordstream.v1 import wordstream_pb2_grpc as pb_grpc
 
 POSITIVE = ["good", "great", "superb", "lovely", "fun", "moving", "smart", "warm"]
 NEGATIVE = ["bad", "awful", "dull", "boring", "messy", "flat", "silly", "cold"]
@@ -169,3 +179,97 @@ def counting_model(path: Path, data: dict[str, object] | None = None) -> Path:
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
     return path
+
+
+CELLS = ("rnn", "lstm", "gru")
+
+
+class ServerThread:
+    """A real server (server.app.start) on port 0, on an event loop in a background thread."""
+
+    def __init__(self, settings: object) -> None:
+        import asyncio
+        import threading
+
+        from server.app import start
+
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.running = self.call(start(settings))
+        self.port = self.running.port
+        self.target = f"localhost:{self.port}"
+        self.service = self.running.service
+
+    def call(self, coroutine):  # type: ignore[no-untyped-def]
+        import asyncio
+
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout=60)
+
+    def stop(self, grace: float = 0.0) -> None:
+        if self.loop.is_running():
+            self.call(self.running.stop(grace))
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(timeout=10)
+
+
+TEXT = "the film is great! but the plot is dull and boring... superb cast".split()
+
+
+class Stream:
+    """A ping-pong driver for one bidirectional stream."""
+
+    def __init__(self, target: str) -> None:
+        self.channel = grpc.insecure_channel(target)
+        self.stub = pb_grpc.WordstreamStub(self.channel)
+        self.requests: queue.Queue[pb.StreamRequest | None] = queue.Queue()
+        self.responses = self.stub.Stream(self._iter())
+        self.seq = 0
+
+    def _iter(self) -> Iterator[pb.StreamRequest]:
+        while (request := self.requests.get()) is not None:
+            yield request
+
+    def send(self, **kind: object) -> pb.StreamResponse:
+        self.seq += 1
+        self.requests.put(pb.StreamRequest(seq=self.seq, **kind))  # type: ignore[arg-type]
+        response = next(self.responses)
+        assert response.seq == self.seq
+        return response
+
+    def word(self, word: str) -> pb.StreamResponse:
+        return self.send(word=word)
+
+    def end(self) -> None:
+        self.requests.put(None)
+        self.channel.close()
+
+
+def open_stream(target: str, model: str = "", history: int = pb.HISTORY_MODE_DELTA) -> tuple[Stream, pb.StreamResponse]:
+    stream = Stream(target)
+    return stream, stream.send(open=pb.Open(model=model, history=history))
+
+
+def offline_prefix_probs(model_path: Path, words: list[str]) -> list[np.ndarray]:
+    """The probabilities after each word, computed offline by re-running each whole prefix."""
+    runner = load_model(model_path)
+    results = []
+    for n in range(1, len(words) + 1):
+        ids = [i for w in words[:n] for i in runner.codec.encode_ids(w)]
+        state, probs = runner.initial_state(1), None
+        for token in ids:
+            probs, state = runner.run(np.array([token], np.int64), state)
+        results.append(probs[0])
+    return results
+
+
+def state_of(tensors: list[pb.Tensor]) -> dict[str, list[float]]:
+    return {t.name: list(t.values) for t in tensors}
+
+
+def expect_abort(stream: Stream, code: grpc.StatusCode, message: str, **kind: object) -> None:
+    stream.requests.put(pb.StreamRequest(**kind))  # type: ignore[arg-type]
+    with pytest.raises(grpc.RpcError) as info:
+        next(stream.responses)
+    assert info.value.code() == code and message in info.value.details()
+    stream.end()

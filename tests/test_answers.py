@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from server import answers
-from tests.conftest import CELLS, ServerThread
-from tests.test_server import Stream, open_stream
+from tests.helpers import CELLS, ServerThread, Stream, open_stream
 from wordstream.v1 import wordstream_pb2 as pb
 
 WORDS = ["The", "film's", "Zyzzyva", "well-made", "!!", "plot", "é"]

@@ -10,9 +10,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from tests.conftest import ServerThread
-from tests.helpers import poll
-from tests.test_server import Stream, expect_abort, open_stream
+from tests.helpers import ServerThread, Stream, expect_abort, open_stream, poll
 from wordstream.v1 import wordstream_pb2 as pb
 from wordstream.v1 import wordstream_pb2_grpc as pb_grpc
 

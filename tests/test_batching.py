@@ -13,8 +13,7 @@ from client import AsyncClient
 from modelfile import load_model
 from server.batching import Batcher
 from server.statebank import StateBank
-from tests.conftest import ServerThread
-from tests.test_server import offline_prefix_probs
+from tests.helpers import ServerThread, offline_prefix_probs
 
 TEXTS = [
     f"the film is {a} and {b} but {c}".split()

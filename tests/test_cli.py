@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.conftest import ServerThread
+from tests.helpers import ServerThread
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -150,10 +150,11 @@ def test_every_subcommand_reaches_a_server_with_tokens_and_tls(make_server, tmp_
 
     key, cert = self_signed_certificate(tmp_path)
     server: ServerThread = make_server(tokens="cli-token", tls_cert=str(cert), tls_key=str(key))
-    commands = parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
-    for name, sub in commands.items():
-        flags = {option for action in sub._actions for option in action.option_strings}
-        assert {"--server", "--token", "--tls", "--root-certificates", "--tls-server-name"} <= flags, name
+    required = {"stream": ["a"], "plot": ["a", "--out", "x.png"], "history": ["id"]}
+    for name in ("stream", "score", "type", "plot", "models", "health", "history"):  # the README's commands
+        flags = ["--token", "t", "--tls", "--root-certificates", "c.pem", "--tls-server-name", "n"]
+        args = parser().parse_args([name, *required.get(name, []), *flags])
+        assert (args.token, args.tls, args.root_certificates, args.tls_server_name) == ("t", True, "c.pem", "n")
     secured = ("--token", "cli-token", "--root-certificates", str(cert))
     streamed = cli(server, "stream", "a", "fine", "film", *secured)
     assert streamed.returncode == 0, streamed.stderr

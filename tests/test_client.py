@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from client import AsyncClient, Client, InvalidRequest, LimitReached, NotFound, Unavailable
-from tests.conftest import ServerThread
+from tests.helpers import ServerThread
 
 WORDS = "the plot is dull but the cast is great!".split()
 

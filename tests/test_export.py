@@ -16,8 +16,7 @@ from export.evaluate import evaluate
 from export.evaluate import main as evaluate_main
 from export.model import TextClassifier
 from modelfile import load_model
-from tests.conftest import CELLS
-from tests.helpers import counting_model, synthetic_texts, write_csv
+from tests.helpers import CELLS, counting_model, synthetic_texts, write_csv
 
 PARITY_TEXTS = 200
 

@@ -10,9 +10,7 @@ import time
 from pathlib import Path
 
 from client import Client
-from tests.conftest import ServerThread
-from tests.helpers import poll, start_server_process
-from tests.test_server import Stream
+from tests.helpers import ServerThread, Stream, poll, start_server_process
 from wordstream.v1 import wordstream_pb2 as pb
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,7 +32,7 @@ while True:
 def test_a_killed_client_leaves_resumable_sessions_that_expire_without_a_leak(make_server) -> None:  # type: ignore[no-untyped-def]
     server: ServerThread = make_server(idle_timeout=1.5, reap_interval=0.1)
     bank = server.service.store.bank(server.service.models["tiny-lstm"])
-    free_before = len(bank._free)
+    in_use_before = bank.in_use
     typist = subprocess.Popen(
         [sys.executable, "-c", TYPIST, server.target], cwd=ROOT, stdout=subprocess.PIPE, text=True
     )
@@ -51,7 +49,7 @@ def test_a_killed_client_leaves_resumable_sessions_that_expire_without_a_leak(ma
         resumed._client._run(resumed._inner.close())
     poll(lambda: len(server.service.store) == 0, "every session to expire")
     assert server.service.store.total_bytes == 0
-    assert len(bank._free) + len(bank._release_later) >= free_before and not bank.busy
+    assert bank.in_use == in_use_before and not bank.busy
 
 
 def start_server(models: Path, port: int = 0) -> tuple[subprocess.Popen[str], int]:

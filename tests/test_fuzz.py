@@ -12,9 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from modelfile import StepModel, load_model
-from tests.conftest import ServerThread
-from tests.helpers import poll
-from tests.test_server import Stream
+from tests.helpers import ServerThread, Stream, poll
 from wordstream.v1 import wordstream_pb2 as pb
 
 GOOD = st.sampled_from(["the", "film", "great!", "dull", "it's", "Zyzzyva", "3.5", "🙂", "...", "o'brien"])

@@ -11,9 +11,7 @@ import pytest
 
 from client import Client, NotFound, Unauthenticated
 from server import persistence
-from tests.conftest import ServerThread
-from tests.helpers import self_signed_certificate
-from tests.test_server import TEXT, Stream, open_stream
+from tests.helpers import TEXT, ServerThread, Stream, open_stream, self_signed_certificate
 from wordstream.v1 import wordstream_pb2 as pb
 from wordstream.v1 import wordstream_pb2_grpc as pb_grpc
 
@@ -89,7 +87,7 @@ def state_file(path: Path, first: dict[str, object], *sessions: dict[str, object
     with open(path, "wb") as f:
         f.write(persistence.MAGIC)
         for header in (first, *sessions, {"end": len(sessions) if end is None else end}):
-            persistence._write_record(f, header, [])
+            persistence.write_record(f, header, [])
     return path
 
 

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import queue
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -15,64 +13,19 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from modelfile import load_model
-from tests.conftest import CELLS, ServerThread
-from tests.helpers import poll
+from tests.helpers import (
+    CELLS,
+    TEXT,
+    ServerThread,
+    Stream,
+    expect_abort,
+    offline_prefix_probs,
+    open_stream,
+    poll,
+    state_of,
+)
 from wordstream.v1 import wordstream_pb2 as pb
 from wordstream.v1 import wordstream_pb2_grpc as pb_grpc
-
-TEXT = "the film is great! but the plot is dull and boring... superb cast".split()
-
-
-class Stream:
-    """A ping-pong driver for one bidirectional stream."""
-
-    def __init__(self, target: str) -> None:
-        self.channel = grpc.insecure_channel(target)
-        self.stub = pb_grpc.WordstreamStub(self.channel)
-        self.requests: queue.Queue[pb.StreamRequest | None] = queue.Queue()
-        self.responses = self.stub.Stream(self._iter())
-        self.seq = 0
-
-    def _iter(self) -> Iterator[pb.StreamRequest]:
-        while (request := self.requests.get()) is not None:
-            yield request
-
-    def send(self, **kind: object) -> pb.StreamResponse:
-        self.seq += 1
-        self.requests.put(pb.StreamRequest(seq=self.seq, **kind))  # type: ignore[arg-type]
-        response = next(self.responses)
-        assert response.seq == self.seq
-        return response
-
-    def word(self, word: str) -> pb.StreamResponse:
-        return self.send(word=word)
-
-    def end(self) -> None:
-        self.requests.put(None)
-        self.channel.close()
-
-
-def open_stream(target: str, model: str = "", history: int = pb.HISTORY_MODE_DELTA) -> tuple[Stream, pb.StreamResponse]:
-    stream = Stream(target)
-    return stream, stream.send(open=pb.Open(model=model, history=history))
-
-
-def offline_prefix_probs(model_path: Path, words: list[str]) -> list[np.ndarray]:
-    """The probabilities after each word, computed offline by re-running each whole prefix."""
-    runner = load_model(model_path)
-    results = []
-    for n in range(1, len(words) + 1):
-        ids = [i for w in words[:n] for i in runner.codec.encode_ids(w)]
-        state, probs = runner.initial_state(1), None
-        for token in ids:
-            probs, state = runner.run(np.array([token], np.int64), state)
-        results.append(probs[0])
-    return results
-
-
-def state_of(tensors: list[pb.Tensor]) -> dict[str, list[float]]:
-    return {t.name: list(t.values) for t in tensors}
 
 
 @pytest.mark.parametrize("cell", CELLS)
@@ -204,14 +157,6 @@ def test_bad_requests_get_an_error_and_change_nothing(
     after = stream.stub.GetSession(pb.GetSessionRequest(session_id=opened.session_id))
     assert list(after.history) == list(before.history) and after.words == before.words
     assert stream.word("again").word.word_index == 2  # the stream is still open
-    stream.end()
-
-
-def expect_abort(stream: Stream, code: grpc.StatusCode, message: str, **kind: object) -> None:
-    stream.requests.put(pb.StreamRequest(**kind))  # type: ignore[arg-type]
-    with pytest.raises(grpc.RpcError) as info:
-        next(stream.responses)
-    assert info.value.code() == code and message in info.value.details()
     stream.end()
 
 

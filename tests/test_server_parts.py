@@ -16,7 +16,7 @@ from onnx import TensorProto, helper
 from modelfile import ModelError, load_model
 from server.config import Settings
 from server.inference import load_models
-from tests.conftest import ServerThread
+from tests.helpers import ServerThread
 from wordstream.v1 import wordstream_pb2 as pb
 from wordstream.v1 import wordstream_pb2_grpc as pb_grpc
 
@@ -243,7 +243,7 @@ def test_the_total_history_limit_holds_for_pastes_side_by_side(make_server) -> N
 
 
 def test_accounted_bytes_follow_every_operation(server: ServerThread) -> None:
-    from tests.test_server import open_stream
+    from tests.helpers import open_stream
 
     store = server.service.store
     stream, _ = open_stream(server.target)
