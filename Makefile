@@ -25,7 +25,7 @@ test: setup
 	$(PY) scripts/gen_proto.py --check
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m mypy textcodec modelfile export server client
+	$(PY) -m mypy --strict textcodec modelfile export server client
 	$(PY) -m pytest -q
 
 # The three default models, from the default corpus, with the default configuration.

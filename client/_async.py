@@ -73,7 +73,7 @@ class AsyncClient:
             self.channel = grpc.aio.secure_channel(target, credentials, options=options)
         else:
             self.channel = grpc.aio.insecure_channel(target, options=options)
-        self.stub = pb_grpc.WordstreamStub(self.channel)
+        self.stub = pb_grpc.WordstreamStub(self.channel)  # type: ignore[no-untyped-call]  # generated, untyped
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -345,7 +345,8 @@ class AsyncSession:
     async def history(self) -> list[t.Step]:
         """The complete record of every step (fetched from the server in history mode "none")."""
         if self.mode == "none":
-            return (await self.client.get_session(self.id))["history"]
+            steps: list[t.Step] = (await self.client.get_session(self.id))["history"]
+            return steps
         return list(self._steps)
 
     # --- bookkeeping --------------------------------------------------------------------------

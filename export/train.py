@@ -166,7 +166,7 @@ def train(
             logits, _ = model(tokens, model.init_state(len(tokens)))
             loss = prefix_loss(logits, tokens, labels, config.step_loss)
             optimizer.zero_grad()
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]  # torch's own annotation
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip)
             optimizer.step()
             schedule.step()

@@ -161,22 +161,27 @@ def opened(seq: int, session: Session, resumed: bool, idle_timeout: float) -> by
         position=position(session),
         idle_timeout_seconds=idle_timeout,
     )
-    return pb.StreamResponse(seq=seq, session_id=session.id, opened=message).SerializeToString()
+    return _serialized(pb.StreamResponse(seq=seq, session_id=session.id, opened=message))
 
 
 def rewound(seq: int, session: Session) -> bytes:
-    return pb.StreamResponse(seq=seq, session_id=session.id, rewound=position(session)).SerializeToString()
+    return _serialized(pb.StreamResponse(seq=seq, session_id=session.id, rewound=position(session)))
 
 
 def closed(seq: int, session: Session) -> bytes:
     message = pb.Closed(words=len(session.words), steps=session.steps)
-    return pb.StreamResponse(seq=seq, session_id=session.id, closed=message).SerializeToString()
+    return _serialized(pb.StreamResponse(seq=seq, session_id=session.id, closed=message))
 
 
 def error(seq: int, session_id: str, code: str, text: str) -> bytes:
     """An in-stream error: the request was refused and nothing changed."""
     message = pb.StreamError(code=code, message=text)
-    return pb.StreamResponse(seq=seq, session_id=session_id, error=message).SerializeToString()
+    return _serialized(pb.StreamResponse(seq=seq, session_id=session_id, error=message))
+
+
+def _serialized(message: pb.StreamResponse) -> bytes:
+    data: bytes = message.SerializeToString()
+    return data
 
 
 def session_record(session: Session, steps: range, idle_seconds: float) -> pb.Session:

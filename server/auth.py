@@ -46,7 +46,7 @@ def owner_of(context: grpc.aio.ServicerContext, enabled: bool) -> str | None:
     return digest(token) if token else None
 
 
-class TokenAuth(grpc.aio.ServerInterceptor):
+class TokenAuth(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc ships no type stubs
     def __init__(self, tokens: frozenset[str]) -> None:
         self._digests = frozenset(digest(t) for t in tokens)
         self.warnings = Throttled(log)  # refused calls are logged (method and peer, never the token)

@@ -213,7 +213,7 @@ def _saved(header: dict[str, Any], payload: bytes) -> Saved:
         return value
 
     def strings(name: str) -> list[str]:
-        value = field(name, list)
+        value: list[str] = field(name, list)
         if not all(isinstance(x, str) for x in value):
             raise StateFileError(f"field {name!r} must be a list of strings")
         return value
