@@ -27,6 +27,7 @@ from typing import Any
 from client import errors
 from client._sync import Client
 from client.types import WordResult
+from wordstream.shared import parse_bool
 
 
 def word_json(result: WordResult, with_state: bool) -> dict[str, Any]:
@@ -196,12 +197,10 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _env_flag(name: str) -> bool:
-    value = os.environ.get(name, "").lower()
-    if value in ("", "0", "false", "no", "off"):
-        return False
-    if value in ("1", "true", "yes", "on"):
-        return True
-    raise SystemExit(f"ValueError: {name} must be true or false, got {value!r}")
+    try:
+        return parse_bool(os.environ.get(name) or "false")
+    except ValueError as e:
+        raise SystemExit(f"ValueError: {name}: {e}") from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
-import io
 import json
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from client import errors
 from client._async import AsyncClient
+from wordstream.shared import ProgressBar, file_format, macro_f1, rows
 
 
 @dataclass(frozen=True)
@@ -34,23 +32,15 @@ def read_texts(source: str, fmt: str, text_column: str, label_column: str) -> li
             raise errors.InvalidRequest(f"{source}: no such file")
         content, name = path.read_text(encoding="utf-8"), source
     if fmt == "auto":
-        suffix = Path(name).suffix.lower()
-        fmt = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl"}.get(suffix, "lines")
+        fmt = file_format(name)
     if fmt == "lines":
         return [Text(i, line.strip(), None) for i, line in enumerate(content.splitlines(), 1) if line.strip()]
-    if fmt == "jsonl":
-        texts = []
-        for i, line in enumerate(content.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise errors.InvalidRequest(f"{name}:{i}: not valid JSON ({e.msg})") from None
-            texts.append(_row(row, name, i, text_column, label_column))
-        return texts
-    reader = csv.DictReader(io.StringIO(content), delimiter="," if fmt == "csv" else "\t")
-    return [_row(row, name, reader.line_num, text_column, label_column) for row in reader]
+    texts = []
+    for line, row in rows(content, fmt):
+        if isinstance(row, str):
+            raise errors.InvalidRequest(f"{name}:{line}: {row}")
+        texts.append(_row(row, name, line, text_column, label_column))
+    return texts
 
 
 def _row(row: Any, name: str, line: int, text_column: str, label_column: str) -> Text:
@@ -84,40 +74,10 @@ async def score_one(client: AsyncClient, text: Text, model: str, per_word: bool)
     return entry
 
 
-def macro_f1(gold: list[str], predicted: list[str | None]) -> float:
-    labels = sorted(set(gold))
-    scores = []
-    for label in labels:
-        tp = sum(g == p == label for g, p in zip(gold, predicted))
-        fp = sum(p == label != g for g, p in zip(gold, predicted))
-        fn = sum(g == label != p for g, p in zip(gold, predicted))
-        scores.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
-    return sum(scores) / len(scores) if scores else 0.0
-
-
-class ProgressBar:
-    def __init__(self, total: int, enabled: bool) -> None:
-        self.total, self.done, self.enabled, self.start, self.drawn = total, 0, enabled, time.monotonic(), 0.0
-
-    def advance(self) -> None:
-        self.done += 1
-        now = time.monotonic()
-        if self.enabled and (now - self.drawn > 0.2 or self.done == self.total):
-            self.drawn = now
-            filled = int(30 * self.done / self.total)
-            rate = self.done / max(now - self.start, 1e-9)
-            print(
-                f"\r[{'#' * filled}{'.' * (30 - filled)}] {self.done}/{self.total} {rate:.0f} texts/s",
-                end="\n" if self.done == self.total else "",
-                file=sys.stderr,
-                flush=True,
-            )
-
-
 async def score_texts(server: str, connection: dict[str, Any], texts: list[Text], args: argparse.Namespace) -> int:
     if args.concurrency < 1:
         raise errors.InvalidRequest(f"--concurrency must be at least 1, got {args.concurrency}")
-    progress = ProgressBar(len(texts), enabled=not args.no_progress and len(texts) >= 50)
+    progress = ProgressBar(len(texts), "texts", enabled=not args.no_progress and len(texts) >= 50)
     results: dict[int, dict[str, Any]] = {}
     printed = 0
     async with AsyncClient(server, **connection) as client:
@@ -137,6 +97,8 @@ async def score_texts(server: str, connection: dict[str, Any], texts: list[Text]
     if labelled:
         gold = [r["gold"] for r in labelled]
         predicted = [r["label"] for r in labelled]
+        # Every label the model has (a text's probabilities name them all), as export.evaluate counts.
+        labels = next((list(r["probabilities"]) for r in results.values() if r["probabilities"]), sorted(set(gold)))
         accuracy = sum(g == p for g, p in zip(gold, predicted)) / len(gold)
         print(
             json.dumps(
@@ -144,7 +106,7 @@ async def score_texts(server: str, connection: dict[str, Any], texts: list[Text]
                     "summary": True,
                     "accuracy": round(accuracy, 4),
                     "n": len(gold),
-                    "macro_f1": round(macro_f1(gold, predicted), 4),
+                    "macro_f1": round(macro_f1(gold, predicted, labels), 4),
                 }
             )
         )

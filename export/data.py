@@ -20,6 +20,7 @@ from pathlib import Path
 
 from export.config import SPLITS
 from textcodec import Tokenizer
+from wordstream.shared import file_format, rows
 
 DEFAULT_CORPUS = "rotten_tomatoes"
 DEFAULT_LABELS = ("negative", "positive")
@@ -106,29 +107,10 @@ def load_file(
 
 def _rows(path: Path) -> Iterator[tuple[int, dict[str, object] | str]]:
     """(line number, row) pairs; a row that cannot be parsed comes as an error string."""
-    suffix = path.suffix.lower()
-    with open(path, encoding="utf-8", newline="") as f:
-        if suffix in (".jsonl", ".ndjson", ".json"):
-            for line_no, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as e:
-                    yield line_no, f"not valid JSON ({e.msg})"
-                    continue
-                yield line_no, row if isinstance(row, dict) else "a JSON line must be an object"
-        elif suffix in (".csv", ".tsv", ".tab"):
-            reader = csv.DictReader(f, delimiter="\t" if suffix != ".csv" else ",")
-            if reader.fieldnames is None:
-                return
-            for row in reader:
-                if None in row:  # more cells than the header has
-                    yield reader.line_num, f"more cells than the header's {len(reader.fieldnames)}"
-                else:
-                    yield reader.line_num, dict(row)
-        else:
-            raise DataError(f"{path}: unknown file type {suffix!r} (use .csv, .tsv or .jsonl)")
+    fmt = file_format(path.name)
+    if fmt == "lines":
+        raise DataError(f"{path}: unknown file type {path.suffix.lower()!r} (use .csv, .tsv or .jsonl)")
+    yield from rows(path.read_text(encoding="utf-8"), fmt)
 
 
 def _example(row: dict[str, object], text_column: str, label_column: str) -> Example:

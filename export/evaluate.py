@@ -24,6 +24,7 @@ import numpy as np
 from export.data import DataError, Example, load_file, load_rotten_tomatoes, split_examples
 from modelfile import ModelError, StepModel, load_model
 from textcodec import PAD_ID, TextCodec
+from wordstream.shared import macro_f1
 
 TYPING_POINTS = (0.25, 0.5, 0.75, 1.0)
 
@@ -57,16 +58,6 @@ def typing_probs(runner: StepModel, texts: Sequence[str], batch_size: int = 512)
     return results
 
 
-def macro_f1(gold: Sequence[int], pred: Sequence[int], num_labels: int) -> float:
-    scores = []
-    for label in range(num_labels):
-        tp = sum(g == p == label for g, p in zip(gold, pred))
-        fp = sum(p == label != g for g, p in zip(gold, pred))
-        fn = sum(g == label != p for g, p in zip(gold, pred))
-        scores.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
-    return sum(scores) / num_labels
-
-
 def evaluate(runner: StepModel, examples: Sequence[Example]) -> dict[str, Any]:
     """Accuracy and macro-F1 at the end of each text, and accuracy while it is being typed."""
     index = {label: i for i, label in enumerate(runner.labels)}
@@ -87,7 +78,7 @@ def evaluate(runner: StepModel, examples: Sequence[Example]) -> dict[str, Any]:
         final_pred = pred
     return {
         "accuracy": typing["100%"],
-        "macro_f1": round(macro_f1(gold, final_pred, len(runner.labels)), 4),
+        "macro_f1": round(macro_f1(gold, final_pred, range(len(runner.labels))), 4),
         "n": len(gold),
         "typing": typing,
     }

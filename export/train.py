@@ -31,6 +31,7 @@ from export.onnx_export import export_step_model, set_metadata
 from modelfile import load_model
 from textcodec import PAD_ID, UNK_ID, TextCodec, Tokenizer, Vocabulary
 from textcodec.vocab import PAD
+from wordstream.shared import ProgressBar, parse_bool
 
 DRY_RUN_EXAMPLES = 600
 
@@ -100,31 +101,6 @@ def final_accuracy(model: TextClassifier, data: EncodedSplit, batch_size: int = 
     return correct / len(data.labels)
 
 
-class Progress:
-    """A one-line progress bar on standard error: loss, accuracy and examples per second."""
-
-    def __init__(self, epoch: int, total: int) -> None:
-        self.epoch, self.total, self.done, self.loss, self.correct = epoch, total, 0, 0.0, 0
-        self.start = self.last_draw = time.perf_counter()
-
-    def update(self, n: int, loss: float, correct: int) -> None:
-        self.done += n
-        self.loss += loss * n
-        self.correct += correct
-        now = time.perf_counter()
-        if now - self.last_draw > 0.5 or self.done == self.total:
-            self.last_draw = now
-            filled = int(20 * self.done / self.total)
-            print(
-                f"\repoch {self.epoch:2d} [{'#' * filled}{'.' * (20 - filled)}] {self.done}/{self.total}"
-                f" loss {self.loss / self.done:.4f} acc {self.correct / self.done:.3f}"
-                f" {self.done / (now - self.start):.0f} ex/s",
-                end="",
-                file=sys.stderr,
-                flush=True,
-            )
-
-
 def build_model(config: TrainConfig, split: Split, tokenizer: Tokenizer) -> tuple[TextClassifier, TextCodec]:
     """The vocabulary from the training split (plus lexicon words), and an untrained model over it."""
     torch.manual_seed(config.seed)
@@ -158,7 +134,8 @@ def train(
     start = time.perf_counter()
     for epoch in range(1, config.max_epochs + 1):
         model.train()
-        progress = Progress(epoch, len(train_data.ids))
+        progress = ProgressBar(len(train_data.ids), "ex", prefix=f"epoch {epoch:2d} ")
+        seen, loss_sum, correct_sum = 0, 0.0, 0
         for tokens, labels in batches(train_data, config.batch_size, rng):
             if config.word_dropout:
                 drop = (torch.rand(tokens.shape) < config.word_dropout) & (tokens != PAD_ID)
@@ -172,7 +149,12 @@ def train(
             schedule.step()
             lengths = (tokens != PAD_ID).sum(1)
             correct = int((logits[torch.arange(len(tokens)), lengths - 1].argmax(-1) == labels).sum())
-            progress.update(len(tokens), loss.item(), correct)
+            seen, loss_sum, correct_sum = (
+                seen + len(tokens),
+                loss_sum + loss.item() * len(tokens),
+                correct_sum + correct,
+            )
+            progress.advance(len(tokens), f"loss {loss_sum / seen:.4f} acc {correct_sum / seen:.3f}")
         valid_acc = final_accuracy(model, valid_data)
         history.append({"epoch": epoch, "valid_accuracy": round(valid_acc, 4)})
         print(f"  valid acc {valid_acc:.4f}", file=sys.stderr)
@@ -316,11 +298,10 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _flag_bool(value: str) -> bool:
-    if value.lower() in ("1", "true", "yes", "on"):
-        return True
-    if value.lower() in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+    try:
+        return parse_bool(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

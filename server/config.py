@@ -11,6 +11,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
+from wordstream.shared import parse_bool
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -119,21 +121,15 @@ class Settings:
                 raw = environ.get(f"WORDSTREAM_{field.name.upper()}")
             if raw is not None:
                 try:
-                    convert: Callable[[str], Any] = _bool if isinstance(field.default, bool) else type(field.default)
+                    convert: Callable[[str], Any] = (
+                        parse_bool if isinstance(field.default, bool) else type(field.default)
+                    )
                     values[field.name] = convert(raw)
                 except ValueError:
                     parser.error(
                         f"--{field.name.replace('_', '-')}: expected {type(field.default).__name__}, got {raw!r}"
                     )
         return cls(**values)
-
-
-def _bool(value: str) -> bool:
-    if value.lower() in ("1", "true", "yes", "on"):
-        return True
-    if value.lower() in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(value)
 
 
 def _field_docs() -> dict[str, str]:
