@@ -1,6 +1,6 @@
 """Domain errors. Each builds its own message; transport.py maps them to gRPC status codes.
 
-WordstreamError
+ServiceError
 ├── RejectedRequest        the request is refused, the session is unchanged, the stream goes on
 │   ├── BadWord            empty, whitespace, over the length limit, no tokens
 │   ├── BadRewind          a count below 1 or past the start
@@ -22,11 +22,11 @@ WordstreamError
 from __future__ import annotations
 
 
-class WordstreamError(Exception):
+class ServiceError(Exception):
     """Base of every error the service reports to a client."""
 
 
-class RejectedRequest(WordstreamError):
+class RejectedRequest(ServiceError):
     pass
 
 
@@ -56,7 +56,7 @@ class SessionLimit(RejectedRequest):
     pass
 
 
-class StreamRefused(WordstreamError):
+class StreamRefused(ServiceError):
     pass
 
 

@@ -10,7 +10,7 @@ import grpc
 
 from server import errors
 
-STATUS: dict[type[errors.WordstreamError], grpc.StatusCode] = {
+STATUS: dict[type[errors.ServiceError], grpc.StatusCode] = {
     errors.BadWord: grpc.StatusCode.INVALID_ARGUMENT,
     errors.BadRewind: grpc.StatusCode.INVALID_ARGUMENT,
     errors.BadRange: grpc.StatusCode.OUT_OF_RANGE,
@@ -27,7 +27,7 @@ STATUS: dict[type[errors.WordstreamError], grpc.StatusCode] = {
 INTERNAL_MESSAGE = "internal error; the server log has the details"
 
 
-def status_of(error: errors.WordstreamError) -> grpc.StatusCode:
+def status_of(error: errors.ServiceError) -> grpc.StatusCode:
     for kind in type(error).__mro__:
         if kind in STATUS:
             return STATUS[kind]

@@ -172,7 +172,7 @@ class WordstreamServicer(pb_grpc.WordstreamServicer):
         message; anything else is logged with its traceback and answers INTERNAL, generically."""
         try:
             return await work()
-        except errors.WordstreamError as e:
+        except errors.ServiceError as e:
             self._refused(e, method, context)
             await context.abort(status_of(e), str(e))
         except (asyncio.CancelledError, grpc.aio.AbortError):
@@ -186,7 +186,7 @@ class WordstreamServicer(pb_grpc.WordstreamServicer):
     def _count(self, code: grpc.StatusCode) -> None:
         self.service.metrics.errors.labels(code.name).inc()
 
-    def _refused(self, error: errors.WordstreamError, method: str, context: grpc.aio.ServicerContext) -> None:
+    def _refused(self, error: errors.ServiceError, method: str, context: grpc.aio.ServicerContext) -> None:
         """Count a refused call; an attempt on another token's session is also logged (rate-limited)."""
         self._count(status_of(error))
         if isinstance(error, errors.NotOwner):
