@@ -27,14 +27,19 @@ async def echo(requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
         yield bytes(int.from_bytes(request[:4], "big"))
 
 
-async def serve(port: int) -> None:
+async def serve_peer(service: str, handlers: dict[str, grpc.RpcMethodHandler], port: int) -> None:
+    """A benchmark peer: ``handlers`` (raw bytes in and out) under ``service``, with the service's own
+    gRPC server options, on localhost:``port``; prints "port N" once it listens."""
     server = grpc.aio.server(options=grpc_options(Settings()))
-    handler = grpc.stream_stream_rpc_method_handler(echo)  # no (de)serializers: raw bytes
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("bench.Echo", {"Stream": handler}),))
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, handlers),))
     bound = server.add_insecure_port(f"localhost:{port}")
     await server.start()
     print(f"port {bound}", flush=True)
     await server.wait_for_termination()
+
+
+async def serve(port: int) -> None:
+    await serve_peer("bench.Echo", {"Stream": grpc.stream_stream_rpc_method_handler(echo)}, port)
 
 
 def main() -> None:

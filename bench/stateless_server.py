@@ -21,10 +21,9 @@ os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 import grpc  # noqa: E402
 
+from bench.echo_server import serve_peer  # noqa: E402
 from bench.sequence import SequenceRunner  # noqa: E402
 from modelfile import load_model  # noqa: E402
-from server.app import grpc_options  # noqa: E402
-from server.config import Settings  # noqa: E402
 from wordstream.v1 import wordstream_pb2 as pb  # noqa: E402
 
 METHOD = "/bench.Stateless/Classify"
@@ -41,13 +40,7 @@ async def serve(model_path: Path, port: int) -> None:
         probs = runner.run([ids])[0].tolist()
         return pb.Output(probabilities=probs, label=labels[probs.index(max(probs))]).SerializeToString()
 
-    server = grpc.aio.server(options=grpc_options(Settings()))
-    handler = grpc.unary_unary_rpc_method_handler(classify)  # bytes in, bytes out
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("bench.Stateless", {"Classify": handler}),))
-    bound = server.add_insecure_port(f"localhost:{port}")
-    await server.start()
-    print(f"port {bound}", flush=True)
-    await server.wait_for_termination()
+    await serve_peer("bench.Stateless", {"Classify": grpc.unary_unary_rpc_method_handler(classify)}, port)
 
 
 def main() -> None:
