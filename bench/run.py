@@ -205,7 +205,7 @@ def settle_rss(server: Server) -> int:
 def memory(models: str, model_name: str, sessions: int, history_sessions: int, words: list[str], per_session: int,
            sizes: dict[str, int]) -> dict[str, Any]:  # fmt: skip
     """Resident memory per idle session, and per step of history filled by typing and by pasting."""
-    from modelfile import load_model
+    from wordstream.modelfile import load_model
 
     model = load_model(Path(models) / f"{model_name}.onnx")
     steps = sum(len(model.encode(words[(n * 997 + k) % len(words)]).ids)
@@ -264,8 +264,8 @@ def accounted_session_bytes(model: Any, sessions: int) -> float:
     and the state bank's spare capacity included: RSS alone is too coarse for a figure of ~1 KB."""
     import tracemalloc
 
-    from server.config import Settings
-    from server.sessions import HistoryMode, SessionStore
+    from wordstream.server.config import Settings
+    from wordstream.server.sessions import HistoryMode, SessionStore
 
     store = SessionStore(Settings())
     store.bank(model)
@@ -284,9 +284,9 @@ def accounted_history_bytes(model: Any, words: list[str], sessions: int, per_ses
     word or in one paste."""
     import tracemalloc
 
-    from server.batching import Batcher
-    from server.config import Settings
-    from server.sessions import HistoryMode, SessionStore
+    from wordstream.server.batching import Batcher
+    from wordstream.server.config import Settings
+    from wordstream.server.sessions import HistoryMode, SessionStore
 
     store = SessionStore(Settings())
     batcher = Batcher(model, store.bank(model))
@@ -314,7 +314,7 @@ def model_level(model_path: Path, words: list[str], repeats: int, rounds: int) -
     10, 100 and 500 tokens, PyTorch eager, and a thread hand-off. The measurements take turns,
     ``rounds`` times; each round keeps the median of its samples."""
     from bench.sequence import SequenceRunner
-    from modelfile import load_model
+    from wordstream.modelfile import load_model
 
     model = load_model(model_path, threads=1)
     sequence = SequenceRunner.load(model_path)
@@ -329,8 +329,8 @@ def model_level(model_path: Path, words: list[str], repeats: int, rounds: int) -
     try:
         import torch
 
-        from export.config import TrainConfig
-        from export.model import StepGraph, TextClassifier
+        from wordstream.export.config import TrainConfig
+        from wordstream.export.model import StepGraph, TextClassifier
     except ImportError:
         torch = None  # type: ignore[assignment]
         out["torch"] = "not installed (pip install torch==2.13.0)"

@@ -77,7 +77,7 @@ def free_port() -> int:
 
 
 def start_service(name: str, models: str, batching: bool = True, extra: list[str] | None = None) -> Server:
-    """``python -m server`` with its defaults (and its metrics endpoint on a free port)."""
+    """``python -m wordstream.server`` with its defaults (and its metrics endpoint on a free port)."""
     metrics = free_port()
     command = [sys.executable, "-m", "server", "--host", "localhost", "--port", "0", "--models", models]
     command += ["--batching", str(batching).lower(), "--log-level", "WARNING", "--metrics-port", str(metrics)]

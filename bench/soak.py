@@ -23,7 +23,7 @@ from typing import Any
 
 from bench import texts
 from bench.servers import start_service
-from client import AsyncClient, InvalidRequest, WordstreamError
+from wordstream.client import AsyncClient, InvalidRequest, WordstreamError
 
 BAD_WORDS = ["", "   ", "two words", "\x07", "x" * 500]
 WORDS = texts.words()  # the test split's words: realistic text

@@ -23,7 +23,7 @@ import grpc  # noqa: E402
 
 from bench.echo_server import serve_peer  # noqa: E402
 from bench.sequence import SequenceRunner  # noqa: E402
-from modelfile import load_model  # noqa: E402
+from wordstream.modelfile import load_model  # noqa: E402
 from wordstream.v1 import wordstream_pb2 as pb  # noqa: E402
 
 METHOD = "/bench.Stateless/Classify"

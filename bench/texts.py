@@ -11,8 +11,8 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-from export.data import load_rotten_tomatoes, split_examples
-from textcodec import Tokenizer
+from wordstream.export.data import load_rotten_tomatoes, split_examples
+from wordstream.textcodec import Tokenizer
 
 SPLIT_SEED = 13  # the default models' split (export/config.py)
 

@@ -1,11 +1,11 @@
-"""The Wordstream Python client: ``from client import Client, AsyncClient``.
+"""The Wordstream Python client: ``from wordstream.client import Client, AsyncClient``.
 
 It needs only grpcio and the generated stubs (no ONNX Runtime, no torch).
 """
 
-from client._async import AsyncClient, AsyncSession
-from client._sync import Client, Session
-from client.errors import (
+from wordstream.client._async import AsyncClient, AsyncSession
+from wordstream.client._sync import Client, Session
+from wordstream.client.errors import (
     InvalidRequest,
     LimitReached,
     NotFound,
@@ -15,7 +15,7 @@ from client.errors import (
     Unavailable,
     WordstreamError,
 )
-from client.types import ModelInfo, Output, Step, Token, WordResult
+from wordstream.client.types import ModelInfo, Output, Step, Token, WordResult
 
 __all__ = [
     "AsyncClient",

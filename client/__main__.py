@@ -1,5 +1,5 @@
 import sys
 
-from client.cli import main
+from wordstream.client.cli import main
 
 sys.exit(main())

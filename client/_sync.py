@@ -8,9 +8,9 @@ from collections.abc import Coroutine
 from types import TracebackType
 from typing import Any, TypeVar
 
-from client import types as t
-from client._async import AsyncClient, AsyncSession, ReplayCallback
-from client.errors import Unavailable
+from wordstream.client import types as t
+from wordstream.client._async import AsyncClient, AsyncSession, ReplayCallback
+from wordstream.client.errors import Unavailable
 
 T = TypeVar("T")
 

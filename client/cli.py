@@ -1,4 +1,4 @@
-"""The command line: ``python -m client`` (installed as ``wordstream``).
+"""The command line: ``python -m wordstream.client`` (installed as ``wordstream``).
 
     wordstream stream the film is great          one JSON line per word
     wordstream score reviews.csv                 one JSON line per text, then a summary
@@ -24,9 +24,9 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
-from client import errors
-from client._sync import Client
-from client.types import WordResult
+from wordstream.client import errors
+from wordstream.client._sync import Client
+from wordstream.client.types import WordResult
 from wordstream.shared import parse_bool
 
 
@@ -98,14 +98,14 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from client.score import read_texts, score_texts
+    from wordstream.client.score import read_texts, score_texts
 
     texts = read_texts(args.file, args.format, args.text_column, args.label_column)
     return asyncio.run(score_texts(args.server, connection(args), texts, args))
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from client.plot import plot_history
+    from wordstream.client.plot import plot_history
 
     with connect(args) as client, client.session(model=args.model) as session:
         session.push_text(" ".join(args.text))
@@ -115,7 +115,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def cmd_type(args: argparse.Namespace) -> int:
-    from client.typing_view import run_typing_view
+    from wordstream.client.typing_view import run_typing_view
 
     with connect(args) as client:
         return run_typing_view(client, args.model)

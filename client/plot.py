@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from client import errors
-from client.types import Step
+from wordstream.client import errors
+from wordstream.client.types import Step
 
 
 def plot_history(history: list[Step], labels: list[str], out: str | Path, title: str = "") -> None:

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from client import errors
-from client._async import AsyncClient
+from wordstream.client import errors
+from wordstream.client._async import AsyncClient
 from wordstream.shared import ProgressBar, file_format, macro_f1, rows
 
 

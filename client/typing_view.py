@@ -14,8 +14,8 @@ import termios
 import tty
 from dataclasses import dataclass, field
 
-from client import errors
-from client._sync import Client, Session
+from wordstream.client import errors
+from wordstream.client._sync import Client, Session
 
 SPARKS = "▁▂▃▄▅▆▇█"
 BAR = 30

@@ -1,8 +1,8 @@
 """Model figures that hold up: ablations on the validation split, shipped configurations on test.
 
-    python -m export.experiments ablations            # LSTM variants x 3 seeds, validation split only
-    python -m export.experiments shipped              # each cell x 3 seeds x (random, film) split, test once each
-    python -m export.experiments table                # the tables of docs/MODELS.md, from the results file
+    python -m wordstream.export.experiments ablations            # LSTM variants x 3 seeds, validation split only
+    python -m wordstream.export.experiments shipped              # each cell x 3 seeds x (random, film) split, test once each
+    python -m wordstream.export.experiments table                # the tables of docs/MODELS.md, from the results file
 
 Every run appends one JSON line to ``docs/experiments.jsonl`` (kept in the repository), and a
 run already there is not repeated, so an interrupted sweep picks up where it stopped. Seeds
@@ -22,10 +22,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from export.config import CELLS, SPLITS, TrainConfig
-from export.data import load_rotten_tomatoes, split_examples
-from export.evaluate import baselines
-from textcodec import Tokenizer
+from wordstream.export.config import CELLS, SPLITS, TrainConfig
+from wordstream.export.data import load_rotten_tomatoes, split_examples
+from wordstream.export.evaluate import baselines
+from wordstream.textcodec import Tokenizer
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "docs" / "experiments.jsonl"
@@ -56,7 +56,7 @@ def run_key(entry: dict[str, Any]) -> tuple[Any, ...]:
 
 
 def train_one(sweep: str, variant: str, config: TrainConfig, evaluate_on: str, out_dir: Path) -> dict[str, Any]:
-    from export.train import train_export_evaluate  # torch only for the sweeps that train
+    from wordstream.export.train import train_export_evaluate  # torch only for the sweeps that train
 
     name = f"{sweep}-{variant}-{config.cell}-{config.split}-{config.seed}"
     result = train_export_evaluate(
@@ -185,7 +185,7 @@ def tables(entries: list[dict[str, Any]]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m export.experiments", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m wordstream.export.experiments", description=__doc__.split("\n")[0])
     parser.add_argument("what", choices=("ablations", "shipped", "table"))
     parser.add_argument("--cell", default="lstm", choices=CELLS, help="cell of the ablations")
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))

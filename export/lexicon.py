@@ -17,7 +17,7 @@ import csv
 from collections import defaultdict
 from pathlib import Path
 
-from export.data import DataError, rotten_tomatoes_path
+from wordstream.export.data import DataError, rotten_tomatoes_path
 
 FEATURES = ("gi_positive", "gi_negative", "pleasantness", "activation", "imagery", "known")
 

@@ -7,8 +7,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from export.config import TrainConfig
-from textcodec import UNK_ID
+from wordstream.export.config import TrainConfig
+from wordstream.textcodec import UNK_ID
 
 TorchState = tuple[torch.Tensor, ...]  # each (layers, batch, hidden); (h,) or (h, c) for an LSTM
 

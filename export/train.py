@@ -1,7 +1,7 @@
 """Train a recurrent text classifier, export it to ONNX and evaluate it, in one go.
 
-    python -m export.train --cell lstm --out models/sentiment-lstm.onnx
-    python -m export.train --cell gru --out /tmp/tiny.onnx --dry-run     # seconds
+    python -m wordstream.export.train --cell lstm --out models/sentiment-lstm.onnx
+    python -m wordstream.export.train --cell gru --out /tmp/tiny.onnx --dry-run     # seconds
 
 Every field of :class:`export.config.TrainConfig` is also a flag (``--hidden 256``).
 The last line printed is JSON: the model file, its evaluation and the training time.
@@ -22,16 +22,16 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from export.config import DRY_RUN, TrainConfig
-from export.data import DataError, Example, Split, load_file, load_rotten_tomatoes, split_examples
-from export.evaluate import evaluate
-from export.lexicon import FEATURES, features, load_lexicon
-from export.model import TextClassifier
-from export.onnx_export import export_step_model, set_metadata
-from modelfile import load_model
-from textcodec import PAD_ID, UNK_ID, TextCodec, Tokenizer, Vocabulary
-from textcodec.vocab import PAD
+from wordstream.export.config import DRY_RUN, TrainConfig
+from wordstream.export.data import DataError, Example, Split, load_file, load_rotten_tomatoes, split_examples
+from wordstream.export.evaluate import evaluate
+from wordstream.export.lexicon import FEATURES, features, load_lexicon
+from wordstream.export.model import TextClassifier
+from wordstream.export.onnx_export import export_step_model, set_metadata
+from wordstream.modelfile import load_model
 from wordstream.shared import ProgressBar, parse_bool
+from wordstream.textcodec import PAD_ID, UNK_ID, TextCodec, Tokenizer, Vocabulary
+from wordstream.textcodec.vocab import PAD
 
 DRY_RUN_EXAMPLES = 600
 
@@ -277,7 +277,7 @@ def train_export_evaluate(
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m export.train", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m wordstream.export.train", description=__doc__.split("\n")[0])
     p.add_argument("--out", required=True, help="where to write the .onnx model")
     p.add_argument("--data", help="labelled CSV, TSV or JSONL file (default: the Rotten Tomatoes corpus)")
     p.add_argument("--text-column", default="text")

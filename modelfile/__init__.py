@@ -4,7 +4,7 @@ Imported by export (which writes such files), by evaluation and by the server (w
 them). No torch, no grpc.
 """
 
-from modelfile.contract import FORMAT_ID, ModelError
-from modelfile.runtime import StateBatch, StateSpec, StepModel, load_model
+from wordstream.modelfile.contract import FORMAT_ID, ModelError
+from wordstream.modelfile.runtime import StateBatch, StateSpec, StepModel, load_model
 
 __all__ = ["FORMAT_ID", "ModelError", "StateBatch", "StateSpec", "StepModel", "load_model"]

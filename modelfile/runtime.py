@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from modelfile.contract import (
+from wordstream.modelfile.contract import (
     DOCS,
     PROBS,
     REQUIRED_METADATA,
@@ -30,7 +30,7 @@ from modelfile.contract import (
     state_in,
     state_out,
 )
-from textcodec import Encoded, TextCodec
+from wordstream.textcodec import Encoded, TextCodec
 
 StateBatch = dict[str, np.ndarray]  # state name -> (layers, batch, hidden) float32
 WORD_CACHE = 8192  # distinct words whose tokens each model remembers

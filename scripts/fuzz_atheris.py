@@ -19,8 +19,8 @@ import atheris
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 with atheris.instrument_imports():
-    from server.registration import Malformed, tolerant
-    from textcodec import TextCodec, Tokenizer, Vocabulary
+    from wordstream.server.registration import Malformed, tolerant
+    from wordstream.textcodec import TextCodec, Tokenizer, Vocabulary
     from wordstream.v1 import wordstream_pb2 as pb
 
 PARSE = tolerant(pb.StreamRequest.FromString)

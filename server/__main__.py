@@ -1,4 +1,4 @@
-"""python -m server [--port 50051] [--models models/] ...  (every flag also as WORDSTREAM_<NAME>)."""
+"""python -m wordstream.server [--port 50051] [--models models/] ...  (every flag also as WORDSTREAM_<NAME>)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import sys
 # gRPC's C core logs its own lines on stderr; keep only its errors so the logs stay JSON lines.
 os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
-from modelfile import ModelError  # noqa: E402
-from server.app import serve  # noqa: E402 (after the environment is set)
-from server.config import Settings  # noqa: E402
-from server.logs import configure  # noqa: E402
+from wordstream.modelfile import ModelError  # noqa: E402
+from wordstream.server.app import serve  # noqa: E402 (after the environment is set)
+from wordstream.server.config import Settings  # noqa: E402
+from wordstream.server.logs import configure  # noqa: E402
 
 
 def main() -> int:

@@ -22,9 +22,9 @@ import sys
 
 import numpy as np
 
-from modelfile import StepModel
-from server.sessions import History, HistoryMode, Session, WordUpdate
-from textcodec import UNK_ID
+from wordstream.modelfile import StepModel
+from wordstream.server.sessions import History, HistoryMode, Session, WordUpdate
+from wordstream.textcodec import UNK_ID
 from wordstream.v1 import wordstream_pb2 as pb
 
 _LENGTH_DELIMITED = 2

@@ -12,14 +12,14 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from server import persistence
-from server.auth import TokenAuth
-from server.config import Settings
-from server.inference import load_models
-from server.registration import add_to_server
-from server.service import Wordstream
-from server.sessions import SessionStore
-from server.transport import WordstreamServicer
+from wordstream.server import persistence
+from wordstream.server.auth import TokenAuth
+from wordstream.server.config import Settings
+from wordstream.server.inference import load_models
+from wordstream.server.registration import add_to_server
+from wordstream.server.service import Wordstream
+from wordstream.server.sessions import SessionStore
+from wordstream.server.transport import WordstreamServicer
 from wordstream.v1 import wordstream_pb2 as pb
 
 log = logging.getLogger("wordstream.server")
@@ -130,7 +130,7 @@ async def serve(settings: Settings) -> None:
         loop.add_signal_handler(sig, stop.set)
     print(
         f"wordstream: serving {sorted(running.service.models)} on port {running.port} "
-        f"(default model {running.service.default_model}); try: python -m client stream 'a fine film'",
+        f"(default model {running.service.default_model}); try: python -m wordstream.client stream 'a fine film'",
         flush=True,
     )
     await stop.wait()

@@ -16,7 +16,7 @@ from typing import Any
 
 import grpc
 
-from server.logs import Throttled
+from wordstream.server.logs import Throttled
 
 log = logging.getLogger("wordstream.auth")
 

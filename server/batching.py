@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from modelfile import StepModel
-from server.statebank import StateBank
+from wordstream.modelfile import StepModel
+from wordstream.server.statebank import StateBank
 
 StepResult = tuple[np.ndarray, dict[str, np.ndarray]]  # probs (labels,), state name -> (layers, hidden)
 

@@ -103,7 +103,7 @@ class Settings:
     @classmethod
     def from_args(cls, argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
         environ = os.environ if environ is None else environ
-        parser = argparse.ArgumentParser(prog="python -m server", description="The Wordstream gRPC server.")
+        parser = argparse.ArgumentParser(prog="python -m wordstream.server", description="The Wordstream gRPC server.")
         docs = _field_docs()
         for field in fields(cls):
             env = f"WORDSTREAM_{field.name.upper()}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from modelfile import ModelError, StepModel, load_model
+from wordstream.modelfile import ModelError, StepModel, load_model
 
 log = logging.getLogger("wordstream.models")
 

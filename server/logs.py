@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from server.errors import short_id
+from wordstream.server.errors import short_id
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 

@@ -41,9 +41,9 @@ from typing import IO, Any
 
 import numpy as np
 
-from modelfile import StepModel
-from server.errors import short_id
-from server.sessions import HistoryMode, SessionStore
+from wordstream.modelfile import StepModel
+from wordstream.server.errors import short_id
+from wordstream.server.sessions import HistoryMode, SessionStore
 
 log = logging.getLogger("wordstream.persistence")
 

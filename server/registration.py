@@ -15,7 +15,7 @@ from typing import Any
 import grpc
 from google.protobuf.message import DecodeError
 
-from server.errors import MalformedRequest
+from wordstream.server.errors import MalformedRequest
 from wordstream.v1 import wordstream_pb2 as pb
 
 SERVICE = pb.DESCRIPTOR.services_by_name["Wordstream"]

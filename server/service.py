@@ -10,13 +10,13 @@ import asyncio
 import logging
 import time
 
-from modelfile import ModelError, StepModel
-from server import memory
-from server.batching import Batcher
-from server.config import Settings
-from server.errors import ModelNotFound, NotOwner, ServerFull, ShuttingDown
-from server.metrics import Metrics
-from server.sessions import HistoryMode, Session, SessionStore, WordUpdate
+from wordstream.modelfile import ModelError, StepModel
+from wordstream.server import memory
+from wordstream.server.batching import Batcher
+from wordstream.server.config import Settings
+from wordstream.server.errors import ModelNotFound, NotOwner, ServerFull, ShuttingDown
+from wordstream.server.metrics import Metrics
+from wordstream.server.sessions import HistoryMode, Session, SessionStore, WordUpdate
 
 log = logging.getLogger("wordstream.sessions")
 

@@ -21,12 +21,20 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from modelfile import StateSpec, StepModel
-from server.batching import Batcher
-from server.config import Settings
-from server.errors import BadRange, BadRewind, BadWord, ServerFull, SessionBusy, SessionLimit, SessionNotFound
-from server.statebank import StateBank
-from textcodec import Encoded
+from wordstream.modelfile import StateSpec, StepModel
+from wordstream.server.batching import Batcher
+from wordstream.server.config import Settings
+from wordstream.server.errors import (
+    BadRange,
+    BadRewind,
+    BadWord,
+    ServerFull,
+    SessionBusy,
+    SessionLimit,
+    SessionNotFound,
+)
+from wordstream.server.statebank import StateBank
+from wordstream.textcodec import Encoded
 
 
 class HistoryMode(enum.Enum):

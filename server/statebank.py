@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from modelfile import StateBatch, StateSpec
+from wordstream.modelfile import StateBatch, StateSpec
 
 
 class StateBank:

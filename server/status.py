@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import grpc
 
-from server import errors
+from wordstream.server import errors
 
 STATUS: dict[type[errors.ServiceError], grpc.StatusCode] = {
     errors.BadWord: grpc.StatusCode.INVALID_ARGUMENT,

@@ -15,13 +15,13 @@ from typing import Any, TypeVar
 
 import grpc
 
-from server import answers, errors
-from server.auth import owner_of
-from server.logs import Throttled
-from server.registration import Malformed, check_parsed
-from server.service import Wordstream
-from server.sessions import HistoryMode, Session
-from server.status import INTERNAL_MESSAGE, status_of
+from wordstream.server import answers, errors
+from wordstream.server.auth import owner_of
+from wordstream.server.logs import Throttled
+from wordstream.server.registration import Malformed, check_parsed
+from wordstream.server.service import Wordstream
+from wordstream.server.sessions import HistoryMode, Session
+from wordstream.server.status import INTERNAL_MESSAGE, status_of
 from wordstream.v1 import wordstream_pb2 as pb
 from wordstream.v1 import wordstream_pb2_grpc as pb_grpc
 

@@ -17,7 +17,7 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.fixture
 def make_server(tiny_models: dict[str, Path]):  # type: ignore[no-untyped-def]
     """Start servers with settings overrides; all are stopped after the test."""
-    from server.config import Settings
+    from wordstream.server.config import Settings
 
     started: list[ServerThread] = []
 

@@ -17,7 +17,7 @@ import grpc
 import numpy as np
 import pytest
 
-from modelfile import load_model
+from wordstream.modelfile import load_model
 from wordstream.v1 import wordstream_pb2 as pb
 from wordstream.v1 import wordstream_pb2_grpc as pb_grpc
 
@@ -52,7 +52,7 @@ def write_csv(path: Path, rows: list[tuple[str, str]]) -> Path:
 
 def train_tiny(cell: str, directory: Path, n: int = 2000, layers: int = 1) -> Path:
     """A tiny real model (trained, exported, evaluated) on synthetic data; returns the .onnx path."""
-    from export.train import main
+    from wordstream.export.train import main
 
     data = write_csv(directory / f"data-{cell}.csv", synthetic_texts(n))
     out = directory / f"tiny-{cell}.onnx"
@@ -191,7 +191,7 @@ class ServerThread:
         import asyncio
         import threading
 
-        from server.app import start
+        from wordstream.server.app import start
 
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)

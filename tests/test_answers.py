@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from server import answers
 from tests.helpers import CELLS, ServerThread, Stream, open_stream
+from wordstream.server import answers
 from wordstream.v1 import wordstream_pb2 as pb
 
 WORDS = ["The", "film's", "Zyzzyva", "well-made", "!!", "plot", "é"]

@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from client import AsyncClient
-from modelfile import load_model
-from server.batching import Batcher
-from server.statebank import StateBank
 from tests.helpers import ServerThread, offline_prefix_probs
+from wordstream.client import AsyncClient
+from wordstream.modelfile import load_model
+from wordstream.server.batching import Batcher
+from wordstream.server.statebank import StateBank
 
 TEXTS = [
     f"the film is {a} and {b} but {c}".split()

@@ -67,7 +67,7 @@ def test_the_stateless_peer_reads_a_prefix_as_the_step_model_does(tiny_models: d
     import numpy as np
 
     from bench.sequence import SequenceRunner
-    from modelfile import load_model
+    from wordstream.modelfile import load_model
 
     for path in tiny_models.values():
         step, sequence = load_model(path), SequenceRunner.load(path)

@@ -145,8 +145,8 @@ def test_type_view_through_a_pseudo_terminal(server: ServerThread) -> None:
 
 
 def test_every_subcommand_reaches_a_server_with_tokens_and_tls(make_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from client.cli import parser
     from tests.helpers import self_signed_certificate
+    from wordstream.client.cli import parser
 
     key, cert = self_signed_certificate(tmp_path)
     server: ServerThread = make_server(tokens="cli-token", tls_cert=str(cert), tls_key=str(key))
@@ -158,7 +158,7 @@ def test_every_subcommand_reaches_a_server_with_tokens_and_tls(make_server, tmp_
     secured = ("--token", "cli-token", "--root-certificates", str(cert))
     streamed = cli(server, "stream", "a", "fine", "film", *secured)
     assert streamed.returncode == 0, streamed.stderr
-    from client import Client
+    from wordstream.client import Client
 
     with Client(server.target, token="cli-token", root_certificates=cert.read_bytes()) as client:
         kept = client.session()  # left open, for the history command

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from client import AsyncClient, Client, InvalidRequest, LimitReached, NotFound, Unavailable
 from tests.helpers import ServerThread
+from wordstream.client import AsyncClient, Client, InvalidRequest, LimitReached, NotFound, Unavailable
 
 WORDS = "the plot is dull but the cast is great!".split()
 

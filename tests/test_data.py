@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from export import data
-from export.config import TrainConfig
-from export.data import DataError, Example, load_file, split_examples
-from export.train import main as train_main
-from textcodec import Tokenizer
+from wordstream.export import data
+from wordstream.export.config import TrainConfig
+from wordstream.export.data import DataError, Example, load_file, split_examples
+from wordstream.export.train import main as train_main
+from wordstream.textcodec import Tokenizer
 
 
 def write(path: Path, text: str) -> Path:
@@ -165,7 +165,7 @@ def test_a_split_by_film_keeps_every_film_in_one_part() -> None:
 
 
 def test_trivial_baselines_by_hand() -> None:
-    from export.evaluate import baselines
+    from wordstream.export.evaluate import baselines
 
     train = [Example("t", "pos", "a"), Example("t", "pos", "a"), Example("t", "neg", "b"), Example("t", "pos", "c")]
     train += [Example("t", "neg", "b"), Example("t", "neg", "c")]  # film c: a tie, which goes to the majority (pos)
@@ -179,7 +179,7 @@ def test_the_film_split_trains_from_the_default_corpus(tmp_path: Path, capsys: p
     out = tmp_path / "film.onnx"
     assert train_main(["--cell", "rnn", "--out", str(out), "--dry-run", "--split", "film", "--seed", "3"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    from modelfile import load_model
+    from wordstream.modelfile import load_model
 
     meta = load_model(out).metadata
     assert meta["training"]["split"] == "film" and meta["training"]["split_seed"] == 13
@@ -187,7 +187,7 @@ def test_the_film_split_trains_from_the_default_corpus(tmp_path: Path, capsys: p
 
 
 def test_experiment_tables_give_mean_and_sd_over_seeds() -> None:
-    from export.experiments import tables
+    from wordstream.export.experiments import tables
 
     def run(sweep: str, variant: str, split: str, seed: int, accuracy: float) -> dict[str, object]:
         typing = {"25%": 0.5, "50%": 0.6, "75%": 0.7, "100%": accuracy}

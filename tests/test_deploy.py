@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from server.config import Settings
+from wordstream.server.config import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 # What the compose files may set: the server's settings and the variables its health check's client reads.
@@ -54,7 +54,14 @@ def test_compose_file_names_what_the_server_expects() -> None:
     settings = Settings.from_args([], environ={k: str(v) for k, v in service["environment"].items()})
     assert settings.port == 50051 and settings.default_model == "sentiment-lstm"
     assert (ROOT / "models" / f"{settings.default_model}.onnx").is_file()
-    assert service["healthcheck"]["test"][1:] == ["python", "-m", "client", "health", "--server", "localhost:50051"]
+    assert service["healthcheck"]["test"][1:] == [
+        "python",
+        "-m",
+        "wordstream.client",
+        "health",
+        "--server",
+        "localhost:50051",
+    ]
     assert service["restart"] == "unless-stopped"
 
 
@@ -100,13 +107,58 @@ def test_dockerfile_serves_without_torch_as_a_non_root_user() -> None:
         "no torch", ""
     )
     assert re.search(r"^USER wordstream$", dockerfile, re.M)
-    assert 'CMD ["python", "-m", "server"]' in dockerfile
-    assert 'CMD ["python", "-m", "client", "health", "--server", "localhost:50051"]' in dockerfile
+    assert 'CMD ["python", "-m", "wordstream.server"]' in dockerfile
+    assert 'CMD ["python", "-m", "wordstream.client", "health", "--server", "localhost:50051"]' in dockerfile
     for folder in re.findall(r"^COPY (\S+) ", dockerfile, re.M):
         assert (ROOT / folder).exists(), folder
     # The image's commands are the README's: the serve target installs the same extra and runs the same module.
     makefile = (ROOT / "Makefile").read_text()
-    assert "-e '.[serve]'" in makefile and "$(PY) -m server" in makefile
+    assert "-e '.[serve]'" in makefile and "$(PY) -m wordstream.server" in makefile
+
+
+def test_the_installed_distribution_imports_under_one_name(tmp_path: Path) -> None:
+    """pip puts one top-level package into site-packages, wordstream (no server, client, export,
+    textcodec or modelfile of its own to collide with a user's modules), and the README's
+    python -m commands run from it, outside the checkout."""
+    target = tmp_path / "site"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(target),
+            ".",
+        ],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
+    top = {p.name for p in target.iterdir() if not p.name.endswith(".dist-info") and p.name != "bin"}
+    assert top == {"wordstream"}, top
+    installed = {p.name for p in (target / "wordstream").iterdir()}
+    assert {"server", "client", "export", "textcodec", "modelfile", "v1", "shared.py"} <= installed
+    assert not any((target / "wordstream" / name).is_symlink() for name in installed)  # real files, not links
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    for module in ("wordstream.server", "wordstream.client", "wordstream.export.evaluate"):
+        result = subprocess.run(
+            [sys.executable, "-m", module, "--help"], cwd=outside, env=env, capture_output=True, text=True, timeout=120
+        )
+        assert result.returncode == 0 and "usage:" in result.stdout, (module, result.stderr[-2000:])
+    where = subprocess.run(
+        [sys.executable, "-c", "import wordstream.server.app as m; print(m.__file__)"],
+        cwd=outside,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert where.stdout.strip().startswith(str(target)), where.stdout + where.stderr
 
 
 def test_serving_extra_never_pulls_torch() -> None:
@@ -125,9 +177,13 @@ def test_quick_start_serve_command_from_a_fresh_copy(tmp_path: Path) -> None:
     ).stdout.split()
     copy = tmp_path / "wordstream"
     for name in tracked:
-        if (ROOT / name).is_file():
+        source = ROOT / name
+        if source.is_symlink():  # wordstream/<package> links to ../<package>
             (copy / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, copy / name)
+            os.symlink(os.readlink(source), copy / name)
+        elif source.is_file():
+            (copy / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, copy / name)
     serve = quick_start()[0].split()
     env = {**os.environ, "WORDSTREAM_PORT": "0", "WORDSTREAM_HOST": "localhost"}
     env.pop("VIRTUAL_ENV", None)

@@ -10,13 +10,13 @@ import onnx
 import pytest
 import torch
 
-from export.config import TrainConfig
-from export.data import Example
-from export.evaluate import evaluate
-from export.evaluate import main as evaluate_main
-from export.model import TextClassifier
-from modelfile import load_model
 from tests.helpers import CELLS, counting_model, synthetic_texts, write_csv
+from wordstream.export.config import TrainConfig
+from wordstream.export.data import Example
+from wordstream.export.evaluate import evaluate
+from wordstream.export.evaluate import main as evaluate_main
+from wordstream.export.model import TextClassifier
+from wordstream.modelfile import load_model
 
 PARITY_TEXTS = 200
 
@@ -126,9 +126,9 @@ def test_evaluate_gives_the_known_answers_of_a_model_with_set_weights(
 def test_evaluate_reads_the_models_own_test_split(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A model whose metadata names its data: evaluate rebuilds the test part (a tenth) and scores
     it; the expected accuracy comes from the counting rule applied directly to those texts."""
-    from export.data import load_file, split_examples
-    from export.evaluate import model_test_split
-    from textcodec import Tokenizer
+    from wordstream.export.data import load_file, split_examples
+    from wordstream.export.evaluate import model_test_split
+    from wordstream.textcodec import Tokenizer
 
     rows = [
         (f"{'good ' * (i % 3)}{'bad ' * (i % 2)}film number {i}", "positive" if i % 4 else "negative")

@@ -9,15 +9,15 @@ import sys
 import time
 from pathlib import Path
 
-from client import Client
 from tests.helpers import ServerThread, Stream, poll, start_server_process
+from wordstream.client import Client
 from wordstream.v1 import wordstream_pb2 as pb
 
 ROOT = Path(__file__).resolve().parent.parent
 
 TYPIST = """
 import sys, json
-from client import Client
+from wordstream.client import Client
 client = Client(sys.argv[1])
 sessions = [client.session() for _ in range(20)]
 for s in sessions:
@@ -125,7 +125,7 @@ def test_a_resumed_session_is_replayed_after_a_restart_with_its_own_words(tiny_m
 
 def poll_open(session, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
     """Open (resume) ``session``, retrying while the server has not yet noticed the old stream's end."""
-    from client import SessionBusy
+    from wordstream.client import SessionBusy
 
     deadline = time.monotonic() + timeout
     while True:

@@ -11,8 +11,8 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from modelfile import StepModel, load_model
 from tests.helpers import ServerThread, Stream, poll
+from wordstream.modelfile import StepModel, load_model
 from wordstream.v1 import wordstream_pb2 as pb
 
 GOOD = st.sampled_from(["the", "film", "great!", "dull", "it's", "Zyzzyva", "3.5", "🙂", "...", "o'brien"])

@@ -9,9 +9,9 @@ from pathlib import Path
 import grpc
 import pytest
 
-from client import Client, NotFound, Unauthenticated
-from server import persistence
 from tests.helpers import TEXT, ServerThread, Stream, open_stream, self_signed_certificate
+from wordstream.client import Client, NotFound, Unauthenticated
+from wordstream.server import persistence
 from wordstream.v1 import wordstream_pb2 as pb
 from wordstream.v1 import wordstream_pb2_grpc as pb_grpc
 
@@ -313,7 +313,7 @@ def test_refused_tokens_and_cross_token_attempts_are_logged_without_the_token(
 
 
 def test_a_throttled_log_line_says_how_many_were_dropped(caplog: pytest.LogCaptureFixture) -> None:
-    from server.logs import Throttled
+    from wordstream.server.logs import Throttled
 
     now = [0.0]
     throttled = Throttled(logging.getLogger("wordstream.test"), burst=2, interval=10.0, clock=lambda: now[0])

@@ -349,8 +349,8 @@ def test_sigterm_drains_then_refuses_then_saves(tiny_models: dict[str, Path], tm
     sessions are saved and the process exits 0."""
     import signal
 
-    from server import persistence
     from tests.helpers import start_server_process
+    from wordstream.server import persistence
 
     models = tiny_models["lstm"].parent
     state = tmp_path / "state"

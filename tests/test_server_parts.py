@@ -13,10 +13,10 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from modelfile import ModelError, load_model
-from server.config import Settings
-from server.inference import load_models
 from tests.helpers import ServerThread
+from wordstream.modelfile import ModelError, load_model
+from wordstream.server.config import Settings
+from wordstream.server.inference import load_models
 from wordstream.v1 import wordstream_pb2 as pb
 from wordstream.v1 import wordstream_pb2_grpc as pb_grpc
 
@@ -159,7 +159,7 @@ def test_session_ids_are_long_and_random(server: ServerThread) -> None:
 def test_loop_histogram_exports_what_prometheus_client_would() -> None:
     from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
-    from server.metrics import LoopHistogram
+    from wordstream.server.metrics import LoopHistogram
 
     buckets = (0.001, 0.01, 0.1)
     values = [0.05, 0.05, 0.0005, 0.001, 0.0011, 0.01, 0.1, 0.2, 3.0]  # bounds included: le means <=
@@ -184,7 +184,7 @@ def test_loop_histogram_exports_what_prometheus_client_would() -> None:
 
 
 def test_empty_histories_are_shared_by_shape_not_by_model_name(tiny_models: dict[str, Path]) -> None:
-    from server.sessions import History
+    from wordstream.server.sessions import History
 
     lstm, gru = load_model(tiny_models["lstm"]), load_model(tiny_models["gru"])
     gru.name = lstm.name  # two models under one name, with other state shapes
@@ -199,7 +199,7 @@ def test_history_slack_is_small_whether_typed_or_pasted(tiny_models: dict[str, P
     """Allocated steps against recorded ones: a few steps while short, at most a quarter when long."""
     import numpy as np
 
-    from server.sessions import History
+    from wordstream.server.sessions import History
 
     model = load_model(tiny_models["gru"])
     state = {s.name: np.zeros((s.layers, s.hidden), np.float32) for s in model.states}
@@ -220,7 +220,7 @@ def test_history_slack_is_small_whether_typed_or_pasted(tiny_models: dict[str, P
 async def _two_pastes_at_once(server: ServerThread) -> list[object]:
     import asyncio
 
-    from server.sessions import HistoryMode
+    from wordstream.server.sessions import HistoryMode
 
     service = server.service
     a, b = service.open("", HistoryMode.NONE), service.open("", HistoryMode.NONE)
@@ -231,7 +231,7 @@ async def _two_pastes_at_once(server: ServerThread) -> list[object]:
 def test_the_total_history_limit_holds_for_pastes_side_by_side(make_server) -> None:  # type: ignore[no-untyped-def]
     """The check and the reservation of one paste happen together: a second paste that starts while
     the first is still in the model cannot take the same room."""
-    from server.errors import SessionLimit
+    from wordstream.server.errors import SessionLimit
 
     step = 8 + 4 + 2 * 4 + 2 * 2 * 10 * 4  # the 2-layer tiny LSTM: 180 bytes a step
     server: ServerThread = make_server(max_total_bytes=4 * step)  # room for one paste of three words, not two

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from textcodec import PAD_ID, UNK_ID, TextCodec, Tokenizer, Vocabulary
+from wordstream.textcodec import PAD_ID, UNK_ID, TextCodec, Tokenizer, Vocabulary
 
 tok = Tokenizer()
 

@@ -3,8 +3,8 @@
 Torch-free and dependency-free: the server imports it as it is.
 """
 
-from textcodec.codec import Encoded, TextCodec
-from textcodec.tokenizer import Tokenizer
-from textcodec.vocab import PAD_ID, UNK_ID, Vocabulary
+from wordstream.textcodec.codec import Encoded, TextCodec
+from wordstream.textcodec.tokenizer import Tokenizer
+from wordstream.textcodec.vocab import PAD_ID, UNK_ID, Vocabulary
 
 __all__ = ["PAD_ID", "UNK_ID", "Encoded", "TextCodec", "Tokenizer", "Vocabulary"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from textcodec.tokenizer import Tokenizer
-from textcodec.vocab import UNK_ID, Vocabulary
+from wordstream.textcodec.tokenizer import Tokenizer
+from wordstream.textcodec.vocab import UNK_ID, Vocabulary
 
 
 @dataclass(frozen=True)
