@@ -1,8 +1,8 @@
 """Model figures that hold up: ablations on the validation split, shipped configurations on test.
 
-    python -m wordstream.export.experiments ablations            # LSTM variants x 3 seeds, validation split only
-    python -m wordstream.export.experiments shipped              # each cell x 3 seeds x (random, film) split, test once each
-    python -m wordstream.export.experiments table                # the tables of docs/MODELS.md, from the results file
+    python -m wordstream.export.experiments ablations   # LSTM variants x 3 seeds, validation split only
+    python -m wordstream.export.experiments shipped     # each cell x 3 seeds x (random, film) split, test once each
+    python -m wordstream.export.experiments table       # the tables of docs/MODELS.md, from the results file
 
 Every run appends one JSON line to ``docs/experiments.jsonl`` (kept in the repository), and a
 run already there is not repeated, so an interrupted sweep picks up where it stopped. Seeds
