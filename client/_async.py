@@ -124,13 +124,13 @@ class AsyncClient:
         """A new session, opened on entering ``async with``."""
         return AsyncSession(self, model, history, on_replay)
 
-    def resume(self, session_id: str, history: str = "delta") -> AsyncSession:
+    def resume(self, session_id: str, history: str = "delta", on_replay: ReplayCallback | None = None) -> AsyncSession:
         """An existing session by id, attached on entering ``async with`` (or ``open()``).
 
         Its words are read back from the server's history, so if the server later loses the
-        session (a restart without --state-dir) it is replayed like any other. A session the
-        server does not have raises NotFound."""
-        session = AsyncSession(self, "", history, None)
+        session (a restart without --state-dir) it is replayed like any other (``on_replay`` is
+        told). A session the server does not have raises NotFound."""
+        session = AsyncSession(self, "", history, on_replay)
         session.id = session_id
         return session
 

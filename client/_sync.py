@@ -63,8 +63,8 @@ class Client:
     def session(self, model: str = "", history: str = "delta", on_replay: ReplayCallback | None = None) -> Session:
         return Session(self, self._async.session(model, history, on_replay))
 
-    def resume(self, session_id: str, history: str = "delta") -> Session:
-        return Session(self, self._async.resume(session_id, history))
+    def resume(self, session_id: str, history: str = "delta", on_replay: ReplayCallback | None = None) -> Session:
+        return Session(self, self._async.resume(session_id, history, on_replay))
 
 
 class Session:

@@ -46,7 +46,7 @@ def test_a_killed_client_leaves_resumable_sessions_that_expire_without_a_leak(ma
         resumed = client.resume(ids[0])
         poll_open(resumed)
         assert resumed.push("film").word_index == words
-        resumed._client._run(resumed._inner.close())
+        resumed.close()
     poll(lambda: len(server.service.store) == 0, "every session to expire")
     assert server.service.store.total_bytes == 0
     assert bank.in_use == in_use_before and not bank.busy
@@ -102,10 +102,9 @@ def test_a_resumed_session_is_replayed_after_a_restart_with_its_own_words(tiny_m
             session_id = session.id
         replays: list[tuple[str, str, int]] = []
         with Client(target) as client:
-            resumed = client.resume(session_id)
-            resumed._inner.on_replay = lambda *a: replays.append(a)
+            resumed = client.resume(session_id, on_replay=lambda *a: replays.append(a))
             poll_open(resumed)
-            assert resumed._inner.words == words[:3]
+            assert resumed.words == words[:3]
             resumed.push(words[3])
             first.send_signal(signal.SIGKILL)
             first.wait()
