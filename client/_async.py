@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any
@@ -19,6 +20,7 @@ from wordstream.v1 import wordstream_pb2_grpc as pb_grpc
 log = logging.getLogger("wordstream.client")
 
 HISTORY_MODES = {"delta": pb.HISTORY_MODE_DELTA, "full": pb.HISTORY_MODE_FULL, "none": pb.HISTORY_MODE_NONE}
+SESSION_ID_HEADER = "x-session-id"
 REPLAY_CHUNK = 200  # words per paste when replaying a lost session
 _DROPPED = {
     grpc.StatusCode.UNAVAILABLE,
@@ -29,6 +31,11 @@ _DROPPED = {
 }
 
 ReplayCallback = Callable[[str, str, int], None]  # (old session id, new session id, words replayed)
+
+
+def new_session_id() -> str:
+    """A session id for the server to adopt: 192 random bits, URL-safe base64."""
+    return secrets.token_urlsafe(24)
 
 
 def channel_options(max_message_bytes: int) -> list[tuple[str, Any]]:
@@ -84,9 +91,15 @@ class AsyncClient:
     async def close(self) -> None:
         await self.channel.close()
 
-    async def _unary(self, method: Any, request: Any) -> Any:
+    def metadata_for(self, session_id: str) -> tuple[tuple[str, str], ...]:
+        """The call's metadata: the token, and the session id as ``x-session-id``, so that a balancer
+        hashing on it sends every call of a session to the same server."""
+        return (*self.metadata, (SESSION_ID_HEADER, session_id))
+
+    async def _unary(self, method: Any, request: Any, session_id: str = "") -> Any:
+        metadata = self.metadata_for(session_id) if session_id else self.metadata
         try:
-            return await method(request, timeout=self.timeout, metadata=self.metadata)
+            return await method(request, timeout=self.timeout, metadata=metadata)
         except grpc.RpcError as e:
             raise errors.from_rpc_error(e) from None
 
@@ -104,7 +117,7 @@ class AsyncClient:
     async def get_session(self, session_id: str, start: int = 0, end: int = 0) -> dict[str, Any]:
         """The server's record of a session: its model, counts and history steps [start, end)."""
         response = await self._unary(
-            self.stub.GetSession, pb.GetSessionRequest(session_id=session_id, start=start, end=end)
+            self.stub.GetSession, pb.GetSessionRequest(session_id=session_id, start=start, end=end), session_id
         )
         labels = list(response.model.labels)
         return {
@@ -118,7 +131,7 @@ class AsyncClient:
         }
 
     async def close_session(self, session_id: str) -> None:
-        await self._unary(self.stub.CloseSession, pb.CloseSessionRequest(session_id=session_id))
+        await self._unary(self.stub.CloseSession, pb.CloseSessionRequest(session_id=session_id), session_id)
 
     def session(self, model: str = "", history: str = "delta", on_replay: ReplayCallback | None = None) -> AsyncSession:
         """A new session, opened on entering ``async with``."""
@@ -199,8 +212,10 @@ class AsyncSession:
         await self._attach(pb.StreamRequest(open=pb.Open(model=self.model_name, history=HISTORY_MODES[self.mode])))
 
     async def _attach(self, request: pb.StreamRequest) -> pb.Opened:
+        """Open (under an id this client chooses: 192 random bits) or resume, on a new stream."""
         self._end_stream()
-        self._call = self.client.stub.Stream(metadata=self.client.metadata)
+        session_id = request.resume.session_id if request.HasField("resume") else new_session_id()
+        self._call = self.client.stub.Stream(metadata=self.client.metadata_for(session_id))
         response = await self._exchange(request)
         self.id = response.session_id
         self.model = t.model_info(response.opened.model)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,7 +89,8 @@ async def start(settings: Settings) -> Running:
     if settings.state_dir:
         persistence.load(service.store, models, Path(settings.state_dir))
     server = grpc.aio.server(interceptors=[TokenAuth(tokens)] if tokens else [], options=grpc_options(settings))
-    add_to_server(WordstreamServicer(service, authenticate=bool(tokens)), server)
+    replica = settings.replica_name or socket.gethostname()
+    add_to_server(WordstreamServicer(service, authenticate=bool(tokens), replica=replica), server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)

@@ -66,6 +66,8 @@ class Settings:
     """PEM private key for TLS."""
     max_streams_per_connection: int = 1000
     """Concurrent streams one client connection may hold."""
+    replica_name: str = ""
+    """This server's name in the x-wordstream-replica header of every answer; empty: the host name."""
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:

@@ -13,6 +13,8 @@ ServiceError
     ├── SessionNotFound    unknown, expired or closed
     │   └── NotOwner       another token's session (its client is told "not found" all the same)
     ├── SessionBusy        already attached to another stream
+    ├── SessionExists      an open names (x-session-id) an id already in use
+    ├── BadSessionId       an open names a malformed id
     ├── ServerFull         the live-session limit (or total history bytes) is reached
     └── ShuttingDown
 
@@ -78,6 +80,16 @@ class SessionNotFound(StreamRefused):
 
 class NotOwner(SessionNotFound):
     """A session that exists but belongs to another token: reported as not found, logged as an attempt."""
+
+
+class SessionExists(StreamRefused):
+    def __init__(self, session_id: str) -> None:
+        super().__init__(f"session {short_id(session_id)} already exists; choose another id or resume it")
+
+
+class BadSessionId(StreamRefused):
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"malformed session id in x-session-id: {reason}")
 
 
 class SessionBusy(StreamRefused):

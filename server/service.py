@@ -16,7 +16,7 @@ from wordstream.server.batching import Batcher
 from wordstream.server.config import Settings
 from wordstream.server.errors import ModelNotFound, NotOwner, ServerFull, ShuttingDown
 from wordstream.server.metrics import Metrics
-from wordstream.server.sessions import HistoryMode, Session, SessionStore, WordUpdate
+from wordstream.server.sessions import HistoryMode, Session, SessionStore, WordUpdate, check_session_id
 
 log = logging.getLogger("wordstream.sessions")
 
@@ -65,11 +65,16 @@ class Wordstream:
             raise ModelNotFound(name, list(self.models))
         return model
 
-    def open(self, model_name: str, mode: HistoryMode, owner: str | None = None) -> Session:
+    def open(
+        self, model_name: str, mode: HistoryMode, owner: str | None = None, session_id: str | None = None
+    ) -> Session:
+        """A new session, under ``session_id`` when the client chose one."""
         if not self.accepting:
             raise ShuttingDown()
+        if session_id is not None:
+            check_session_id(session_id)
         try:
-            session = self.store.create(self.model(model_name), mode, owner)
+            session = self.store.create(self.model(model_name), mode, owner, session_id)
         except ServerFull:
             self.metrics.sessions_refused.inc()
             raise

@@ -27,9 +27,11 @@ from wordstream.server.config import Settings
 from wordstream.server.errors import (
     BadRange,
     BadRewind,
+    BadSessionId,
     BadWord,
     ServerFull,
     SessionBusy,
+    SessionExists,
     SessionLimit,
     SessionNotFound,
 )
@@ -368,6 +370,21 @@ class Session:
         self._bank.set(self._slot, self.history.step(self.steps - 1).states if self.steps else None)
 
 
+SESSION_ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+SESSION_ID_LENGTH = (22, 64)  # URL-safe base64: 22 characters carry 132 random bits
+
+
+def check_session_id(session_id: str) -> str:
+    """A client-chosen session id, if well formed: 22 to 64 URL-safe base64 characters (at least
+    128 bits when random, as clients must make them); BadSessionId says what is wrong otherwise."""
+    low, high = SESSION_ID_LENGTH
+    if not low <= len(session_id) <= high:
+        raise BadSessionId(f"{len(session_id)} characters, expected {low} to {high}")
+    if not set(session_id) <= SESSION_ID_CHARS:
+        raise BadSessionId("only letters, digits, '-' and '_' (URL-safe base64) are allowed")
+    return session_id
+
+
 class SessionStore:
     """The live sessions, their expiry, and the byte budget they share. Session ids are 192 random bits."""
 
@@ -395,10 +412,16 @@ class SessionStore:
     def _new(self, session_id: str, model: StepModel, mode: HistoryMode, now: float, owner: str | None) -> Session:
         return Session(session_id, model, mode, now, self.bank(model), self.budget, self.settings, owner)
 
-    def create(self, model: StepModel, mode: HistoryMode, owner: str | None = None) -> Session:
+    def create(
+        self, model: StepModel, mode: HistoryMode, owner: str | None = None, session_id: str | None = None
+    ) -> Session:
+        """A new session under ``session_id`` (one the client chose, checked by check_session_id),
+        or under 192 fresh random bits."""
+        if session_id is not None and session_id in self._sessions:
+            raise SessionExists(session_id)
         if len(self._sessions) >= self.settings.max_sessions:
             raise ServerFull(f"the server holds its maximum of {self.settings.max_sessions} live sessions; retry later")
-        session = self._new(secrets.token_urlsafe(24), model, mode, self.clock(), owner)
+        session = self._new(session_id or secrets.token_urlsafe(24), model, mode, self.clock(), owner)
         self._sessions[session.id] = session
         return session
 

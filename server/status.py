@@ -21,6 +21,8 @@ STATUS: dict[type[errors.ServiceError], grpc.StatusCode] = {
     errors.ModelNotFound: grpc.StatusCode.NOT_FOUND,
     errors.SessionNotFound: grpc.StatusCode.NOT_FOUND,
     errors.SessionBusy: grpc.StatusCode.FAILED_PRECONDITION,
+    errors.SessionExists: grpc.StatusCode.ALREADY_EXISTS,
+    errors.BadSessionId: grpc.StatusCode.INVALID_ARGUMENT,
     errors.ServerFull: grpc.StatusCode.RESOURCE_EXHAUSTED,
     errors.ShuttingDown: grpc.StatusCode.UNAVAILABLE,
 }

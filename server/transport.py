@@ -36,13 +36,24 @@ _MODES = {
 }
 
 
+SESSION_ID_HEADER = "x-session-id"  # the session id a client chose (open) or names (resume, unary calls)
+REPLICA_HEADER = "x-wordstream-replica"  # initial metadata of every answer: which server answered
+
+
+def chosen_session_id(context: grpc.aio.ServicerContext) -> str | None:
+    for key, value in context.invocation_metadata() or ():
+        if key == SESSION_ID_HEADER and isinstance(value, str):
+            return value
+    return None
+
+
 class _Stream:
-    """What one stream holds: its caller, its session once attached, the session id's field."""
+    """What one stream holds: its caller, the id it asked for, its session once attached, the id's field."""
 
-    __slots__ = ("owner", "session", "session_field", "ended")
+    __slots__ = ("owner", "chosen_id", "session", "session_field", "ended")
 
-    def __init__(self, owner: str | None) -> None:
-        self.owner = owner
+    def __init__(self, owner: str | None, chosen_id: str | None) -> None:
+        self.owner, self.chosen_id = owner, chosen_id
         self.session: Session | None = None
         self.session_field = b""  # the session id as the answers' field, encoded once
         self.ended = False
@@ -52,8 +63,9 @@ Handler = Callable[[_Stream, pb.StreamRequest], Awaitable[list[bytes]]]
 
 
 class WordstreamServicer(pb_grpc.WordstreamServicer):
-    def __init__(self, service: Wordstream, authenticate: bool = False) -> None:
+    def __init__(self, service: Wordstream, authenticate: bool = False, replica: str = "") -> None:
         self.service = service
+        self.replica_header = ((REPLICA_HEADER, replica),)
         self.word_answers = {name: answers.WordAnswers(model) for name, model in service.models.items()}
         self.authenticate = authenticate  # tokens are checked by auth.TokenAuth; here they name the owner
         self.warnings = Throttled(log)
@@ -68,7 +80,8 @@ class WordstreamServicer(pb_grpc.WordstreamServicer):
         }
 
     async def Stream(self, requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
-        stream = _Stream(owner_of(context, self.authenticate))
+        stream = _Stream(owner_of(context, self.authenticate), chosen_session_id(context))
+        await context.send_initial_metadata(self.replica_header)
         try:
             async for request in requests:
                 try:
@@ -107,7 +120,7 @@ class WordstreamServicer(pb_grpc.WordstreamServicer):
     async def _open(self, stream: _Stream, request: pb.StreamRequest) -> list[bytes]:
         if stream.session is not None:
             raise errors.AlreadyOpen()
-        session = self.service.open(request.open.model, _MODES[request.open.history], stream.owner)
+        session = self.service.open(request.open.model, _MODES[request.open.history], stream.owner, stream.chosen_id)
         return [self._attached(stream, session, request.seq, resumed=False)]
 
     async def _resume(self, stream: _Stream, request: pb.StreamRequest) -> list[bytes]:
@@ -171,6 +184,7 @@ class WordstreamServicer(pb_grpc.WordstreamServicer):
         """The one error wrapper of the unary calls: domain errors answer with their status and
         message; anything else is logged with its traceback and answers INTERNAL, generically."""
         try:
+            await context.send_initial_metadata(self.replica_header)
             return await work()
         except errors.ServiceError as e:
             self._refused(e, method, context)

@@ -416,3 +416,44 @@ def test_each_word_of_a_paste_is_answered_as_if_typed(server: ServerThread, mode
     assert [p.history.length for p in pasted] == [1, 3, 4]
     pasting.end()
     typing.end()
+
+
+def test_the_client_chooses_the_session_id_and_every_answer_names_the_replica(make_server) -> None:  # type: ignore[no-untyped-def]
+    """x-session-id on open: a well-formed id is adopted, one in use is ALREADY_EXISTS, a malformed one
+    INVALID_ARGUMENT; without it the server makes one. x-wordstream-replica names --replica-name."""
+    server: ServerThread = make_server(replica_name="replica-a")
+    stub = pb_grpc.WordstreamStub(grpc.insecure_channel(server.target))
+    chosen = "A" * 10 + "b-_" + "9" * 19  # 32 URL-safe characters
+
+    def open_with(session_id: str | None) -> tuple[pb.StreamResponse, dict[str, str]]:
+        metadata = (("x-session-id", session_id),) if session_id is not None else ()
+        call = stub.Stream(iter([pb.StreamRequest(open=pb.Open())]), metadata=metadata)
+        answer = next(call)
+        headers = dict(call.initial_metadata())
+        call.cancel()
+        return answer, headers
+
+    answer, headers = open_with(chosen)
+    assert answer.session_id == chosen and headers["x-wordstream-replica"] == "replica-a"
+    poll(lambda: not server.service.store.get(chosen).attached, "the first stream to detach")
+    with pytest.raises(grpc.RpcError) as taken:
+        open_with(chosen)
+    assert taken.value.code() == grpc.StatusCode.ALREADY_EXISTS and "already exists" in taken.value.details()
+    for bad, reason in (("short", "5 characters, expected 22 to 64"), ("x" * 30 + "!?", "URL-safe base64")):
+        with pytest.raises(grpc.RpcError) as malformed:
+            open_with(bad)
+        assert malformed.value.code() == grpc.StatusCode.INVALID_ARGUMENT and reason in malformed.value.details()
+    made, _ = open_with(None)
+    assert len(made.session_id) >= 32 and made.session_id != chosen
+    _, unary_headers = stub.GetSession.with_call(pb.GetSessionRequest(session_id=chosen))
+    assert dict(unary_headers.initial_metadata())["x-wordstream-replica"] == "replica-a"
+
+
+def test_the_python_client_sends_the_id_it_chose(server: ServerThread, monkeypatch: pytest.MonkeyPatch) -> None:
+    from wordstream.client import Client, _async
+
+    monkeypatch.setattr(_async, "new_session_id", lambda: "client-chosen-id-" + "x" * 15)
+    with Client(server.target) as client, client.session() as session:
+        session.push("fine")
+        assert session.id == "client-chosen-id-" + "x" * 15
+        assert client.get_session(session.id)["words"] == 1

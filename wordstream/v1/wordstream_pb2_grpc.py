@@ -75,6 +75,12 @@ class WordstreamServicer:
         FAILED_PRECONDITION  the session is already attached to another stream
         RESOURCE_EXHAUSTED   the server holds its maximum of live sessions
         UNAVAILABLE          the server is shutting down
+        ALREADY_EXISTS       `open` with an x-session-id that is in use
+        INVALID_ARGUMENT     `open` with a malformed x-session-id
+        Headers: a client may send `x-session-id` (22-64 URL-safe base64 characters, at
+        least 128 random bits) on `open`, and the server adopts it as the session's id; it
+        sends the same header on `resume` and on GetSession/CloseSession. Every answer's
+        initial metadata carries `x-wordstream-replica`: the name of the server answering.
         Closing the stream without `close` leaves the session resumable until its idle
         timeout.
         """
