@@ -33,10 +33,6 @@ class StateBank:
         """Slots held by sessions, or still held by a model call after their session closed."""
         return self.capacity - len(self._free)
 
-    @property
-    def slot_bytes(self) -> int:
-        return sum(4 * s.layers * s.hidden for s in self.specs)
-
     def alloc(self) -> int:
         """A zeroed slot (the initial state)."""
         if not self._free:
