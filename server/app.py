@@ -16,6 +16,7 @@ from grpc_reflection.v1alpha import reflection
 from wordstream.server import persistence
 from wordstream.server.auth import TokenAuth
 from wordstream.server.config import Settings
+from wordstream.server.durable import RedisStore
 from wordstream.server.inference import load_models
 from wordstream.server.registration import add_to_server
 from wordstream.server.service import Wordstream
@@ -37,6 +38,30 @@ class Running:
     health: health.HealthServicer
     reaper: asyncio.Task[None]
     metrics_port: int | None = None  # the Prometheus endpoint's port, when it is on
+    watch: asyncio.Task[None] | None = None  # the state store's health watch, when there is a store
+    draining: bool = False
+
+    def set_serving(self, serving: bool) -> None:
+        """Health for the balancer: SERVING only while not draining (and the store answers)."""
+        status = health_pb2.HealthCheckResponse.SERVING if serving and not self.draining else None
+        for name in ("", SERVICE_NAME):
+            self.health.set(name, status or health_pb2.HealthCheckResponse.NOT_SERVING)
+
+    async def watch_store(self) -> None:
+        """NOT_SERVING while the state store does not answer, SERVING again when it does."""
+        durable = self.service.durable
+        assert durable is not None
+        up = True
+        while True:
+            now_up = await durable.ping()
+            if now_up != up:
+                log.warning(
+                    "state store " + ("back" if now_up else "unreachable"),
+                    extra={"event": "store_up" if now_up else "store_down", "store": durable.url},
+                )
+                up = now_up
+                self.set_serving(up)
+            await asyncio.sleep(self.service.settings.store_check_interval)
 
     async def stop(self, grace: float | None = None, drain: float | None = None) -> None:
         """Shut down in the order a load balancer needs (the README's "Shutting down" says the same):
@@ -51,8 +76,8 @@ class Running:
         settings = self.service.settings
         grace = settings.grace if grace is None else grace
         drain = settings.drain if drain is None else drain
-        for name in ("", SERVICE_NAME):
-            self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        self.draining = True
+        self.set_serving(False)
         log.info(
             "draining",
             extra={"event": "drain", "drain": drain, "grace": grace, "sessions": len(self.service.store)},
@@ -62,10 +87,14 @@ class Running:
         self.service.accepting = False
         log.info("shutting down", extra={"event": "shutdown", "grace": grace, "sessions": len(self.service.store)})
         self.reaper.cancel()
+        if self.watch:
+            self.watch.cancel()
         await self.server.stop(grace)
         if settings.state_dir:  # every stream has ended: the sessions are quiet
             path = persistence.save(self.service.store, Path(settings.state_dir))
             log.info("sessions saved", extra={"event": "save", "sessions": len(self.service.store), "file": str(path)})
+        if self.service.durable:
+            await self.service.durable.close()
         self.service.metrics.stop()
 
 
@@ -84,7 +113,10 @@ def grpc_options(settings: Settings) -> list[tuple[str, int]]:
 async def start(settings: Settings) -> Running:
     """Load the models, bind ``host:port`` (port 0 picks a free one) and start serving."""
     models = load_models(Path(settings.models), settings.threads)
-    service = Wordstream(settings, models, SessionStore(settings))
+    durable = RedisStore(settings.state_store, settings.idle_timeout) if settings.state_store else None
+    if durable and not await durable.ping():
+        log.warning("state store unreachable at start", extra={"event": "store_down", "store": settings.state_store})
+    service = Wordstream(settings, models, SessionStore(settings), durable=durable)
     tokens = settings.accepted_tokens()
     if settings.state_dir:
         persistence.load(service.store, models, Path(settings.state_dir))
@@ -105,10 +137,12 @@ async def start(settings: Settings) -> Running:
     if port == 0:
         raise OSError(f"cannot bind {settings.host}:{settings.port}")
     await server.start()
-    for name in ("", SERVICE_NAME):
-        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     reaper = asyncio.create_task(service.reap_forever(), name="reaper")
     metrics_port = service.metrics.serve(settings.metrics_port) if settings.metrics_port >= 0 else None
+    running = Running(server, port, service, health_servicer, reaper, metrics_port)
+    running.set_serving(durable is None or await durable.ping())
+    if durable:
+        running.watch = asyncio.create_task(running.watch_store(), name="store-watch")
     log.info(
         "serving",
         extra={
@@ -118,9 +152,10 @@ async def start(settings: Settings) -> Running:
             "default_model": service.default_model,
             "metrics_port": metrics_port,
             "batching": settings.batching,
+            "state_store": settings.state_store or None,
         },
     )
-    return Running(server, port, service, health_servicer, reaper, metrics_port)
+    return running
 
 
 async def serve(settings: Settings) -> None:

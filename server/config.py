@@ -56,6 +56,10 @@ class Settings:
     """Seconds after the drain that streams still open get before they are cancelled."""
     state_dir: str = ""
     """Directory where live sessions are saved on shutdown and restored from on start; empty: off."""
+    state_store: str = ""
+    """Redis URL (redis://host:port/db, unix:///path.sock) holding every session, written before each answer."""
+    store_check_interval: float = 0.5
+    """Seconds between two checks that the state store answers (health is NOT_SERVING while it does not)."""
     tokens: str = ""
     """Comma-separated bearer tokens that may call the service; empty (and no tokens_file): no authentication."""
     tokens_file: str = ""
@@ -89,6 +93,15 @@ class Settings:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ValueError("TLS needs both tls_cert and tls_key")
+        if self.state_store:
+            if not self.state_store.startswith(("redis://", "rediss://", "unix://")):
+                raise ValueError(
+                    f"state_store must be a redis://host:port/db or unix:///path.sock URL, got {self.state_store!r}"
+                )
+            if self.state_dir:
+                raise ValueError("state_store and state_dir are alternatives: with a state store, sessions are in it")
+        if self.store_check_interval <= 0:
+            raise ValueError(f"store_check_interval must be positive, got {self.store_check_interval}")
         if self.drain < 0:
             raise ValueError(f"drain must be 0 or more, got {self.drain}")
         if self.max_wait < 0:

@@ -11,12 +11,15 @@ ServiceError
     ├── NotOpened          the first request is not open/resume
     ├── ModelNotFound
     ├── SessionNotFound    unknown, expired or closed
-    │   └── NotOwner       another token's session (its client is told "not found" all the same)
+    │   ├── NotOwner       another token's session (its client is told "not found" all the same)
+    │   └── SessionUnreadable  in the state store, but not readable here (model gone or changed)
     ├── SessionBusy        already attached to another stream
     ├── SessionExists      an open names (x-session-id) an id already in use
     ├── BadSessionId       an open names a malformed id
     ├── ServerFull         the live-session limit (or total history bytes) is reached
-    └── ShuttingDown
+    ├── ShuttingDown
+    ├── SessionMoved       another replica took the session over (--state-store): resume it
+    └── StoreUnavailable   the session store cannot be reached: nothing was read, retry
 
 (A model file that breaks its contract raises modelfile.ModelError, at start only.)
 """
@@ -82,6 +85,12 @@ class NotOwner(SessionNotFound):
     """A session that exists but belongs to another token: reported as not found, logged as an attempt."""
 
 
+class SessionUnreadable(SessionNotFound):
+    def __init__(self, session_id: str, why: str) -> None:
+        StreamRefused.__init__(self, f"session {short_id(session_id)} cannot be read from the store: {why}")
+        self.session_id = session_id
+
+
 class SessionExists(StreamRefused):
     def __init__(self, session_id: str) -> None:
         super().__init__(f"session {short_id(session_id)} already exists; choose another id or resume it")
@@ -104,6 +113,23 @@ class ServerFull(StreamRefused):
 class ShuttingDown(StreamRefused):
     def __init__(self) -> None:
         super().__init__("the server is shutting down; retry on another instance or after the restart")
+
+
+class SessionMoved(StreamRefused):
+    def __init__(self, session_id: str, detail: str) -> None:
+        super().__init__(
+            f"session {short_id(session_id)} is held by another replica now ({detail}); "
+            "this stream's last request was not read: resume the session"
+        )
+        self.session_id = session_id
+
+
+class StoreUnavailable(StreamRefused):
+    def __init__(self, detail: str) -> None:
+        super().__init__(
+            f"the session store is unreachable ({detail}); the request was not read and nothing was "
+            "answered that is not durable: retry"
+        )
 
 
 def short_id(session_id: str) -> str:

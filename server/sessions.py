@@ -202,6 +202,7 @@ class Session:
         "attached",
         "last_active",
         "closed",
+        "epoch",
         "_bank",
         "_slot",
         "_budget",
@@ -229,6 +230,7 @@ class Session:
         self.attached = False
         self.last_active = now
         self.closed = False
+        self.epoch = ""  # with a state store: the fencing epoch this replica holds (durable.py)
         self._bank, self._budget, self._limits = bank, budget, limits
         self._slot = bank.alloc()  # the current state lives there
 
@@ -439,19 +441,38 @@ class SessionStore:
         word_starts: list[int],
         tokens: list[str],
         arrays: dict[str, Any],
+        keep: bool = True,
     ) -> Session:
-        """Bring back a saved session under its own id; ValueError if its data does not fit its model."""
+        """Bring back a saved session under its own id; ValueError if its data does not fit its model.
+        With ``keep`` false the session is not held here (a look at a session another replica holds);
+        its caller closes it."""
         session = self._new(session_id, model, mode, last_active, owner)
         try:
             session.restore(words, word_starts, tokens, arrays)
         except (ValueError, IndexError, TypeError):
             session.close()
             raise
-        self._sessions[session.id] = session
+        if keep:
+            if session_id in self._sessions:
+                session.close()
+                raise SessionExists(session_id)
+            self._sessions[session.id] = session
         return session
 
     def has(self, session_id: str) -> bool:
         return session_id in self._sessions
+
+    def holds(self, session: Session) -> bool:
+        """Whether this very session object is the one held under its id."""
+        return self._sessions.get(session.id) is session
+
+    def find(self, session_id: str) -> Session | None:
+        return self._sessions.get(session_id)
+
+    def discard(self, session: Session) -> None:
+        """Drop this replica's copy of a session (the state store keeps it), if it is still held."""
+        if self.holds(session):
+            self.remove(session.id)
 
     def get(self, session_id: str) -> Session:
         session = self._sessions.get(session_id)

@@ -25,6 +25,8 @@ STATUS: dict[type[errors.ServiceError], grpc.StatusCode] = {
     errors.BadSessionId: grpc.StatusCode.INVALID_ARGUMENT,
     errors.ServerFull: grpc.StatusCode.RESOURCE_EXHAUSTED,
     errors.ShuttingDown: grpc.StatusCode.UNAVAILABLE,
+    errors.SessionMoved: grpc.StatusCode.UNAVAILABLE,
+    errors.StoreUnavailable: grpc.StatusCode.UNAVAILABLE,
 }
 INTERNAL_MESSAGE = "internal error; the server log has the details"
 

@@ -104,7 +104,7 @@ class WordstreamServicer(pb_grpc.WordstreamServicer):
             self._count(grpc.StatusCode.INTERNAL)
             await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
         finally:
-            if stream.session is not None and self.service.exists(stream.session.id):
+            if stream.session is not None:
                 self.service.detach(stream.session)
 
     async def _dispatch(self, stream: _Stream, request: Any) -> list[bytes]:
@@ -120,7 +120,8 @@ class WordstreamServicer(pb_grpc.WordstreamServicer):
     async def _open(self, stream: _Stream, request: pb.StreamRequest) -> list[bytes]:
         if stream.session is not None:
             raise errors.AlreadyOpen()
-        session = self.service.open(request.open.model, _MODES[request.open.history], stream.owner, stream.chosen_id)
+        mode = _MODES[request.open.history]
+        session = await self.service.open(request.open.model, mode, stream.owner, stream.chosen_id)
         return [self._attached(stream, session, request.seq, resumed=False)]
 
     async def _resume(self, stream: _Stream, request: pb.StreamRequest) -> list[bytes]:
@@ -128,7 +129,7 @@ class WordstreamServicer(pb_grpc.WordstreamServicer):
             raise errors.AlreadyOpen()
         history = request.resume.history
         mode = None if history == pb.HISTORY_MODE_UNSPECIFIED else _MODES[history]
-        session = self.service.resume(request.resume.session_id, mode, stream.owner)
+        session = await self.service.resume(request.resume.session_id, mode, stream.owner)
         return [self._attached(stream, session, request.seq, resumed=True)]
 
     def _attached(self, stream: _Stream, session: Session, seq: int, resumed: bool) -> bytes:
@@ -146,23 +147,25 @@ class WordstreamServicer(pb_grpc.WordstreamServicer):
     async def _rewind(self, stream: _Stream, request: pb.StreamRequest) -> list[bytes]:
         session = stream.session
         assert session is not None
-        self.service.rewind(session, request.rewind.words if request.HasField("rewind") else None)
+        await self.service.rewind(session, request.rewind.words if request.HasField("rewind") else None)
         return [answers.rewound(request.seq, session)]
 
     async def _close(self, stream: _Stream, request: pb.StreamRequest) -> list[bytes]:
         session = stream.session
         assert session is not None
-        self.service.close(session.id, session.owner)  # the stream already proved its owner
+        await self.service.close(session.id, session.owner)  # the stream already proved its owner
         stream.session, stream.ended = None, True
         return [answers.closed(request.seq, session)]
 
     async def GetSession(self, request: Any, context: grpc.aio.ServicerContext) -> pb.Session:
         async def work() -> pb.Session:
             check_parsed(request)
-            session = self.service.get(request.session_id, owner_of(context, self.authenticate))
-            steps = session.step_range(request.start, request.end or None)
-            idle = max(0.0, self.service.store.clock() - session.last_active)
-            return answers.session_record(session, steps, idle)
+            session, idle, transient = await self.service.look(request.session_id, owner_of(context, self.authenticate))
+            try:
+                return answers.session_record(session, session.step_range(request.start, request.end or None), idle)
+            finally:
+                if transient:
+                    session.close()
 
         return await self._unary("GetSession", context, work)
 
@@ -176,7 +179,8 @@ class WordstreamServicer(pb_grpc.WordstreamServicer):
     async def CloseSession(self, request: Any, context: grpc.aio.ServicerContext) -> pb.CloseSessionResponse:
         async def work() -> pb.CloseSessionResponse:
             check_parsed(request)
-            return answers.closed_session(self.service.close(request.session_id, owner_of(context, self.authenticate)))
+            closed = await self.service.close(request.session_id, owner_of(context, self.authenticate))
+            return answers.closed_session(closed)
 
         return await self._unary("CloseSession", context, work)
 

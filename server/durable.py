@@ -1,0 +1,371 @@
+"""Sessions kept in Redis (``--state-store``): every word is durable before it is answered.
+
+With a state store, the replica's sessions in memory are a working copy; the store holds the
+truth, so any replica can carry on a session whose replica died. Per session (the ``{id}``
+hash tag keeps both keys in one Redis Cluster slot):
+
+    ws:{<id>}:meta    hash: epoch, model, fingerprint, mode, owner, attached
+    ws:{<id>}:words   list: one record per word, in order
+
+Both keys expire ``idle_timeout`` seconds after the last write, detach, or refresh (the
+reaper refreshes the sessions attached here), like a session in memory.
+
+A word record is JSON and raw little-endian float32, never anything executed or unpickled:
+
+    4 bytes   header length h (unsigned, little-endian)
+    h bytes   UTF-8 JSON {"word": str, "tokens": [str], "ids": [int]}   (k tokens, k >= 1)
+    then      probabilities (k, labels), then each state tensor (k, layers, hidden) in the
+              model's order: the history's rows for the word's steps
+
+Fencing: the replica that opens or resumes a session holds its epoch; a resume anywhere takes
+ownership by incrementing it, atomically, and every write names the epoch it holds and the
+number of words it believes the store has. A write with another epoch, or onto another
+count, is refused by Redis itself (the scripts below run atomically), so a replica that lost
+ownership can never write again; it drops its copy and the client resumes.
+
+Group commit: writes go through one queue; all writes waiting when a round trip starts go in
+one pipeline, so the words of one micro-batch of model calls cost one round trip between them.
+
+Errors: the store unreachable -> StoreUnavailable; fenced or diverged -> SessionMoved; the
+session expired or closed in the store -> SessionNotFound. redis-py's own retries are off: a
+write retried after a timeout could land twice. No grpc here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import redis.asyncio as redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from wordstream.modelfile import StepModel
+from wordstream.server.errors import (
+    NotOwner,
+    SessionExists,
+    SessionMoved,
+    SessionNotFound,
+    StoreUnavailable,
+    short_id,
+)
+from wordstream.server.sessions import History, HistoryMode, Session
+
+log = logging.getLogger("wordstream.durable")
+
+_HEADER = struct.Struct("<I")
+
+# KEYS: meta, words. ARGV: ttl ms, model, fingerprint, mode, owner.
+_CREATE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('DEL', KEYS[2])
+redis.call('HSET', KEYS[1], 'epoch', '1', 'model', ARGV[2], 'fingerprint', ARGV[3], 'mode', ARGV[4],
+           'owner', ARGV[5], 'attached', '1')
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return 1
+"""
+
+# KEYS: meta, words. ARGV: epoch held, ttl ms, words the writer believes the store has,
+# words to keep (-1: all), then the records to append.
+_WRITE = """
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if not epoch then return redis.error_reply('GONE the session is not in the store') end
+if epoch ~= ARGV[1] then return redis.error_reply('FENCED epoch ' .. epoch .. ' is held elsewhere') end
+if redis.call('LLEN', KEYS[2]) ~= tonumber(ARGV[3]) then
+  return redis.error_reply('DIVERGED the store has another count of words')
+end
+local keep = tonumber(ARGV[4])
+if keep == 0 then redis.call('DEL', KEYS[2]) elseif keep > 0 then redis.call('LTRIM', KEYS[2], 0, keep - 1) end
+for i = 5, #ARGV do redis.call('RPUSH', KEYS[2], ARGV[i]) end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+return redis.call('LLEN', KEYS[2])
+"""
+
+# KEYS: meta, words. ARGV: ttl ms, owner, epoch the reader holds ('' for none), '1' to take
+# ownership or '0' to only read. Returns epoch, model, fingerprint, mode, attached, ms to live,
+# 1 if the reader's copy is current (the records are then left out), the records.
+_TAKE = """
+local meta = redis.call('HMGET', KEYS[1], 'epoch', 'model', 'fingerprint', 'mode', 'owner', 'attached')
+if not meta[1] then return redis.error_reply('GONE the session is not in the store') end
+if meta[5] ~= ARGV[2] then return redis.error_reply('NOTOWNER') end
+local current = meta[1] == ARGV[3]
+local epoch, attached = meta[1], meta[6]
+if ARGV[4] == '1' then
+  epoch = tostring(redis.call('HINCRBY', KEYS[1], 'epoch', 1))
+  attached = '1'
+  redis.call('HSET', KEYS[1], 'attached', '1')
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+  redis.call('PEXPIRE', KEYS[2], ARGV[1])
+end
+local records = {}
+if not current then records = redis.call('LRANGE', KEYS[2], 0, -1) end
+return {epoch, meta[2], meta[3], meta[4], attached, redis.call('PTTL', KEYS[1]), current and 1 or 0, records}
+"""
+
+# KEYS: meta, words. ARGV: owner. 1 deleted, 0 not there, -1 another owner's.
+_DELETE = """
+local owner = redis.call('HGET', KEYS[1], 'owner')
+if not owner then return 0 end
+if owner ~= ARGV[1] then return -1 end
+redis.call('DEL', KEYS[1], KEYS[2])
+return 1
+"""
+
+# KEYS: meta, words. ARGV: epoch held, ttl ms. Marks the session detached (if still ours).
+_DETACH = """
+if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'attached', '0')
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+return 1
+"""
+
+
+def keys(session_id: str) -> list[str]:
+    return [f"ws:{{{session_id}}}:meta", f"ws:{{{session_id}}}:words"]
+
+
+@dataclass
+class Loaded:
+    """A session as the store has it: its epoch and settings, and (unless the reader's copy is current) its words."""
+
+    epoch: str
+    model: str
+    fingerprint: str
+    mode: HistoryMode
+    attached: bool
+    idle_seconds: float
+    current: bool
+    records: list[bytes]
+
+
+def encode_word(history: History, word: str, steps: range) -> bytes:
+    """The store's record of one word: its tokens and the history's rows for its steps."""
+    header = json.dumps(
+        {
+            "word": word,
+            "tokens": history.tokens[steps.start : steps.stop],
+            "ids": history.token_ids[steps.start : steps.stop].tolist(),
+        },
+        ensure_ascii=False,
+    ).encode()
+    parts = [_HEADER.pack(len(header)), header, history.probs[steps.start : steps.stop].astype("<f4").tobytes()]
+    parts += [a[steps.start : steps.stop].astype("<f4").tobytes() for a in history.states.values()]
+    return b"".join(parts)
+
+
+def decode_words(model: StepModel, records: list[bytes]) -> tuple[list[str], list[int], list[str], dict[str, Any]]:
+    """Words, word starts, tokens and history arrays from a session's records, for Session.restore;
+    ValueError names what is wrong with a record that is not one this module wrote for ``model``."""
+    labels = len(model.labels)
+    row_floats = labels + sum(s.layers * s.hidden for s in model.states)
+    words: list[str] = []
+    word_starts: list[int] = []
+    tokens: list[str] = []
+    ids: list[int] = []
+    index: list[int] = []
+    blocks: list[np.ndarray] = []
+    for n, record in enumerate(records):
+        if len(record) < _HEADER.size:
+            raise ValueError(f"word record {n} is {len(record)} bytes, too short")
+        (size,) = _HEADER.unpack_from(record)
+        try:
+            header = json.loads(record[_HEADER.size : _HEADER.size + size])
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ValueError(f"word record {n}: header is not JSON ({e})") from None
+        if not (
+            isinstance(header, dict)
+            and isinstance(header.get("word"), str)
+            and isinstance(header.get("tokens"), list)
+            and isinstance(header.get("ids"), list)
+            and all(isinstance(t, str) for t in header["tokens"])
+            and all(isinstance(i, int) and 0 <= i < 2**63 for i in header["ids"])
+            and 1 <= len(header["tokens"]) == len(header["ids"])
+        ):
+            raise ValueError(f"word record {n}: header needs a word and as many tokens as ids (at least one)")
+        k = len(header["ids"])
+        payload = record[_HEADER.size + size :]
+        if len(payload) != 4 * k * row_floats:
+            raise ValueError(f"word record {n}: {len(payload)} bytes of arrays, expected {4 * k * row_floats}")
+        word_starts.append(len(tokens))
+        words.append(header["word"])
+        tokens += header["tokens"]
+        ids += header["ids"]
+        index += [len(words) - 1] * k
+        blocks.append(np.frombuffer(payload, "<f4"))
+    steps = len(tokens)
+    arrays: dict[str, Any] = {
+        "token_ids": np.array(ids, np.int64),
+        "word_index": np.array(index, np.int32),
+    }
+    # Each record holds probs then each state for its own steps: gather them column by column.
+    offset = 0
+    for name, width in [("probs", labels)] + [(f"state.{s.name}", s.layers * s.hidden) for s in model.states]:
+        parts = []
+        for block, start, stop in zip(blocks, word_starts, word_starts[1:] + [steps]):
+            k = stop - start
+            parts.append(block[offset * k : (offset + width) * k].reshape(k, width))
+        arrays[name] = np.concatenate(parts) if parts else np.zeros((0, width), np.float32)
+        offset += width
+    arrays["probs"] = arrays["probs"].reshape(steps, labels)
+    for s in model.states:
+        arrays[f"state.{s.name}"] = arrays[f"state.{s.name}"].reshape(steps, s.layers, s.hidden)
+    return words, word_starts, tokens, arrays
+
+
+class RedisStore:
+    """The Redis side of the sessions: create, take over, write (group-committed), read, delete."""
+
+    def __init__(self, url: str, ttl: float, timeout: float = 2.0) -> None:
+        self.url = url  # checked by Settings
+        self.ttl_ms = str(max(1, int(ttl * 1000)))
+        self.redis: redis.Redis = redis.Redis.from_url(
+            url,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 0),  # a write retried after a timeout could land twice
+        )
+        self._queue: list[tuple[list[str], list[Any], asyncio.Future[Any]]] = []
+        self._flushing = False
+        self.round_trips = 0  # pipelines sent by the group commit (the benchmark reads it)
+        self.writes = 0
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+    async def ping(self) -> bool:
+        """Whether the store answers now."""
+        try:
+            return bool(await self.redis.ping())
+        except (RedisError, OSError):
+            return False
+
+    async def _call(self, script: str, session_id: str, *args: Any) -> Any:
+        try:
+            return await self.redis.eval(script, 2, *keys(session_id), *args)
+        except ResponseError as e:
+            raise _refusal(e, session_id) from None
+        except (RedisConnectionError, RedisTimeoutError, OSError) as e:
+            raise StoreUnavailable(str(e)) from None
+
+    async def create(self, session: Session) -> None:
+        """Put a new session in the store (epoch 1); SessionExists if the id is in use anywhere."""
+        created = await self._call(
+            _CREATE,
+            session.id,
+            self.ttl_ms,
+            session.model.name,
+            session.model.fingerprint,
+            session.mode.value,
+            session.owner or "",
+        )
+        if not created:
+            raise SessionExists(session.id)
+        session.epoch = "1"
+
+    async def load(self, session_id: str, owner: str | None, held: str, take: bool) -> Loaded:
+        """The session as stored; ``take`` takes ownership (a new epoch). Its records are read only
+        when ``held`` (the epoch of the caller's copy) is not the current one."""
+        reply = await self._call(_TAKE, session_id, self.ttl_ms, owner or "", held, "1" if take else "0")
+        epoch, model, fingerprint, mode, attached, ttl_ms, current, records = reply
+        remaining = max(0.0, int(ttl_ms) / 1000)
+        return Loaded(
+            epoch.decode(),
+            model.decode(),
+            fingerprint.decode(),
+            HistoryMode(mode.decode()),
+            attached == b"1",
+            max(0.0, int(self.ttl_ms) / 1000 - remaining),
+            bool(current),
+            list(records),
+        )
+
+    async def append(self, session: Session, before: int, records: list[bytes]) -> None:
+        """Write a session's new words (it had ``before`` words), in the next group commit."""
+        await self._write(session, before, -1, records)
+
+    async def truncate(self, session: Session, before: int) -> None:
+        """Write a rewind or reset: the session now has ``len(session.words)`` of its ``before`` words."""
+        await self._write(session, before, len(session.words), [])
+
+    async def _write(self, session: Session, before: int, keep: int, records: list[bytes]) -> None:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue.append((keys(session.id), [session.epoch, self.ttl_ms, before, keep, *records], future))
+        if not self._flushing:
+            self._flushing = True
+            asyncio.create_task(self._flush())  # starts after the writes that are ready in this round
+        result = await future
+        if isinstance(result, ResponseError):
+            raise _refusal(result, session.id)
+        if isinstance(result, BaseException):
+            raise StoreUnavailable(str(result))
+        if int(result) != len(session.words):
+            raise SessionMoved(session.id, f"the store has {result} words, this replica {len(session.words)}")
+
+    async def _flush(self) -> None:
+        """Send every waiting write in one pipeline; repeat while more arrived meanwhile."""
+        try:
+            while self._queue:
+                batch, self._queue = self._queue, []
+                self.round_trips += 1
+                self.writes += len(batch)
+                try:
+                    async with self.redis.pipeline(transaction=False) as pipe:
+                        for key_pair, args, _ in batch:
+                            pipe.eval(_WRITE, 2, *key_pair, *args)
+                        results = await pipe.execute(raise_on_error=False)
+                except (RedisError, OSError) as e:
+                    results = [e] * len(batch)
+                for (_, _, future), result in zip(batch, results):
+                    if not future.done():
+                        future.set_result(result)
+        finally:
+            self._flushing = False
+
+    async def delete(self, session_id: str, owner: str | None) -> None:
+        """Remove a session from the store (CloseSession on any replica)."""
+        deleted = await self._call(_DELETE, session_id, owner or "")
+        if deleted == 0:
+            raise SessionNotFound(session_id)
+        if deleted == -1:
+            raise NotOwner(session_id)
+
+    async def detach(self, session: Session) -> None:
+        """Mark a session detached, if this replica still holds it; the store's errors are only logged."""
+        try:
+            await self._call(_DETACH, session.id, session.epoch, self.ttl_ms)
+        except (StoreUnavailable, SessionMoved, SessionNotFound) as e:
+            log.info("detach not recorded", extra={"event": "detach_unrecorded", "session": session.id, "why": str(e)})
+
+    async def refresh(self, session_ids: Iterable[str]) -> None:
+        """Keep the sessions attached here alive in the store (their TTL counts from now)."""
+        ids = list(session_ids)
+        if not ids:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for session_id in ids:
+                for key in keys(session_id):
+                    pipe.pexpire(key, int(self.ttl_ms))
+            await pipe.execute(raise_on_error=False)
+
+
+def _refusal(error: ResponseError, session_id: str) -> Exception:
+    text = str(error)
+    if text.startswith("GONE"):
+        return SessionNotFound(session_id)
+    if text.startswith("NOTOWNER"):
+        return NotOwner(session_id)
+    if text.startswith(("FENCED", "DIVERGED")):
+        return SessionMoved(session_id, text.split(" ", 1)[1] if " " in text else text)
+    log.error("the store refused a script", extra={"event": "store_error", "session": short_id(session_id)})
+    return StoreUnavailable(text)

@@ -1,0 +1,147 @@
+"""The state store (--state-store): sessions in a real Redis, written through before each answer.
+
+Replicas here are real servers on port 0 in this process, sharing one real redis-server on a
+unix socket; tests/test_cluster.py runs them as processes behind Envoy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+import redis
+
+from deploy.cluster import Redis
+from tests.helpers import TEXT, ServerThread, Stream, offline_steps, poll, same_steps
+from wordstream.client import Client, errors
+from wordstream.server import durable
+from wordstream.v1 import wordstream_pb2 as pb
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Redis]:
+    server = Redis(tmp_path / "redis", appendonly=True).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def replicas(make_server, store: Redis):  # type: ignore[no-untyped-def]
+    """Two replicas (a, b) sharing the store."""
+    return [
+        make_server(state_store=store.url, replica_name=name, reap_interval=0.2, store_check_interval=0.1)
+        for name in ("a", "b")
+    ]
+
+
+def stored_words(store: Redis, session_id: str) -> int:
+    return int(redis.Redis(unix_socket_path=str(store.socket)).llen(durable.keys(session_id)[1]))
+
+
+def test_words_are_in_the_store_before_they_are_answered_and_a_resume_elsewhere_is_no_replay(
+    replicas: list[ServerThread], store: Redis, tiny_models: dict[str, Path]
+) -> None:
+    a, b = replicas
+    replays: list[object] = []
+    with Client(a.target) as client:
+        session = client.session(history="full")
+        session.open()
+        for n, word in enumerate(TEXT[:5], 1):
+            session.push(word)
+            assert stored_words(store, session.id) == n
+        session_id = session.id
+    with Client(b.target) as client:
+        resumed = client.resume(session_id, history="full", on_replay=lambda *r: replays.append(r))
+        resumed.open()
+        assert resumed.words == TEXT[:5]
+        for word in TEXT[5:]:
+            resumed.push(word)
+        assert same_steps(resumed.history, offline_steps(tiny_models["lstm"], TEXT))
+        assert client.get_session(session_id)["words"] == len(TEXT)
+    assert not replays and resumed.replays == 0
+    # Replica a's copy is stale now: a look there reads the store, not its old copy.
+    with Client(a.target) as client:
+        record = client.get_session(session_id)
+        assert record["words"] == len(TEXT) and same_steps(record["history"], offline_steps(tiny_models["lstm"], TEXT))
+
+
+def test_rewind_and_reset_are_written_to_the_store(replicas: list[ServerThread], store: Redis) -> None:
+    a, b = replicas
+    with Client(a.target) as client:
+        session = client.session()
+        session.open()
+        for word in TEXT[:6]:
+            session.push(word)
+        session.rewind(2)
+        assert stored_words(store, session.id) == 4
+        session_id = session.id
+    with Client(b.target) as client:
+        resumed = client.resume(session_id)
+        resumed.open()
+        assert resumed.words == TEXT[:4]
+        resumed.reset()
+        assert stored_words(store, session_id) == 0
+        resumed.push("good")
+        assert stored_words(store, session_id) == 1
+        resumed.close()
+    assert not redis.Redis(unix_socket_path=str(store.socket)).exists(*durable.keys(session_id))
+    with Client(a.target) as client, pytest.raises(errors.NotFound):
+        client.get_session(session_id)
+
+
+def test_an_id_in_use_on_another_replica_is_refused(replicas: list[ServerThread]) -> None:
+    a, b = replicas
+    with Client(a.target) as client:
+        session = client.session()
+        session.open()
+        taken = session.id
+    stream = Stream(b.target, metadata=(("x-session-id", taken),))
+    with pytest.raises(grpc.RpcError) as info:
+        stream.send(open=pb.Open())
+    assert info.value.code() == grpc.StatusCode.ALREADY_EXISTS
+
+
+def test_the_old_owner_cannot_write_after_another_replica_took_over(
+    replicas: list[ServerThread], store: Redis, tiny_models: dict[str, Path]
+) -> None:
+    a, b = replicas
+    old = Stream(a.target)
+    opened = old.send(open=pb.Open(history=pb.HISTORY_MODE_NONE))
+    session_id = opened.session_id
+    for word in TEXT[:3]:
+        old.word(word)
+    with Client(b.target) as client:  # b takes the session over while a's stream is still open
+        resumed = client.resume(session_id, history="full")
+        resumed.open()
+        resumed.push(TEXT[3])
+        with pytest.raises(grpc.RpcError) as info:
+            old.word("intruder")  # a still holds a copy, but its epoch is gone
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "held by another replica" in (info.value.details() or "")
+        assert stored_words(store, session_id) == 4
+        resumed.push(TEXT[4])
+        assert same_steps(client.get_session(session_id)["history"], offline_steps(tiny_models["lstm"], TEXT[:5]))
+    assert not a.service.store.has(session_id)  # a dropped its copy
+
+
+def test_store_down_refuses_words_goes_not_serving_and_recovers(
+    replicas: list[ServerThread], store: Redis, tiny_models: dict[str, Path]
+) -> None:
+    a, _ = replicas
+    with Client(a.target, reconnect_timeout=1.0) as client:
+        session = client.session(history="full")
+        session.open()
+        for word in TEXT[:3]:
+            session.push(word)
+        store.stop()
+        with pytest.raises(errors.Unavailable) as info:
+            session.push(TEXT[3])
+        assert "store" in str(info.value)
+        poll(lambda: client.health() == "NOT_SERVING", "health NOT_SERVING while the store is down")
+        store.start()  # the same Redis again, its AOF read back
+        poll(lambda: client.health() == "SERVING", "health SERVING again")
+        session.push(TEXT[3])  # the client resumes the session from the store: no replay
+        assert session.words == TEXT[:4] and session.replays == 0
+        assert same_steps(session.history, offline_steps(tiny_models["lstm"], TEXT[:4]))
