@@ -21,14 +21,20 @@ log = logging.getLogger("wordstream.client")
 
 HISTORY_MODES = {"delta": pb.HISTORY_MODE_DELTA, "full": pb.HISTORY_MODE_FULL, "none": pb.HISTORY_MODE_NONE}
 SESSION_ID_HEADER = "x-session-id"
+REPLICA_HEADER = "x-wordstream-replica"
 REPLAY_CHUNK = 200  # words per paste when replaying a lost session
-_DROPPED = {
-    grpc.StatusCode.UNAVAILABLE,
-    grpc.StatusCode.CANCELLED,
-    grpc.StatusCode.DEADLINE_EXCEEDED,
-    grpc.StatusCode.UNKNOWN,
-    grpc.StatusCode.INTERNAL,
-}
+# How a dropped stream ends: besides UNAVAILABLE, a balancer in front of a replica that died
+# ends the stream with INTERNAL ("Internal error from Core": a reset stream), CANCELLED or UNKNOWN.
+# On a stream these mean "resume", never "give up".
+_DROPPED = {"UNAVAILABLE", "CANCELLED", "DEADLINE_EXCEEDED", "UNKNOWN", "INTERNAL"}
+
+
+def stream_error(error: errors.WordstreamError) -> errors.WordstreamError:
+    """A stream's error as callers see it: the codes of a dropped stream are Unavailable (keeping their code)."""
+    if error.code in _DROPPED and not isinstance(error, errors.Unavailable):
+        return errors.Unavailable(f"the stream dropped: {error}", error.code)
+    return error
+
 
 ReplayCallback = Callable[[str, str, int], None]  # (old session id, new session id, words replayed)
 
@@ -170,6 +176,7 @@ class AsyncSession:
         self.replays = 0
         self._steps: list[t.Step] = []
         self._call: Any = None
+        self.replica = ""  # the server that answers this session now (its x-wordstream-replica header)
         self._seq = 0
         self._closed = False
 
@@ -217,6 +224,8 @@ class AsyncSession:
         session_id = request.resume.session_id if request.HasField("resume") else new_session_id()
         self._call = self.client.stub.Stream(metadata=self.client.metadata_for(session_id))
         response = await self._exchange(request)
+        metadata = await self._call.initial_metadata()
+        self.replica = next((str(v) for k, v in metadata or () if k == REPLICA_HEADER), "")
         self.id = response.session_id
         self.model = t.model_info(response.opened.model)
         return response.opened
@@ -231,7 +240,7 @@ class AsyncSession:
             await self._call.write(request)
             response = await self._call.read()
         except grpc.RpcError as e:
-            raise errors.from_rpc_error(e) from None
+            raise stream_error(errors.from_rpc_error(e)) from None
         except asyncio.InvalidStateError:  # the call ended under us (cancelled, connection lost)
             raise errors.Unavailable("the stream ended") from None
         if response is grpc.aio.EOF:
@@ -242,14 +251,14 @@ class AsyncSession:
         try:
             response = await self._call.read()
         except grpc.RpcError as e:
-            raise errors.from_rpc_error(e) from None
+            raise stream_error(errors.from_rpc_error(e)) from None
         if response is grpc.aio.EOF:
             raise await self._ended()
         return self._check(response)
 
     async def _ended(self) -> errors.WordstreamError:
         code = await self._call.code()
-        return errors.from_code(code.name, await self._call.details() or "the server ended the stream")
+        return stream_error(errors.from_code(code.name, await self._call.details() or "the server ended the stream"))
 
     @staticmethod
     def _check(response: pb.StreamResponse) -> pb.StreamResponse:
@@ -356,6 +365,10 @@ class AsyncSession:
                 pass  # the server no longer had it: closed all the same
         finally:
             self._end_stream()
+
+    async def detach(self) -> None:
+        """End the stream but keep the session on the server: resume it later by its id."""
+        self._end_stream()
 
     async def history(self) -> list[t.Step]:
         """The complete record of every step (fetched from the server in history mode "none")."""

@@ -86,6 +86,11 @@ class Session:
         return self._inner.id
 
     @property
+    def replica(self) -> str:
+        """The server answering this session now (its x-wordstream-replica header)."""
+        return self._inner.replica
+
+    @property
     def model(self) -> t.ModelInfo | None:
         return self._inner.model
 
@@ -122,6 +127,10 @@ class Session:
 
     def close(self) -> None:
         self._client._run(self._inner.close())
+
+    def detach(self) -> None:
+        """End the stream but keep the session on the server: resume it later by its id."""
+        self._client._run(self._inner.detach())
 
 
 async def _make_client(target: str, options: dict[str, Any]) -> AsyncClient:

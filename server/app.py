@@ -107,6 +107,9 @@ def grpc_options(settings: Settings) -> list[tuple[str, int]]:
         ("grpc.keepalive_time_ms", 30_000),
         ("grpc.keepalive_timeout_ms", 10_000),
         ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+        # A balancer keeps idle connections to the replica alive with pings (deploy/envoy.yaml: every
+        # 30 s); without this, pings on a connection with no call count as abuse and end it.
+        ("grpc.keepalive_permit_without_calls", 1),
     ]
 
 

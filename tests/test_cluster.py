@@ -1,0 +1,161 @@
+"""The scale-out, as it runs: real redis-server, replicas as processes, real Envoy in front.
+
+Every test starts its own cluster (deploy/cluster.py: unix socket for Redis, free ports for the
+replicas and Envoy) on the tiny models. Fencing and a store outage are also in test_store.py,
+where the replicas run in this process and their insides can be looked at.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pytest
+
+from deploy.cluster import Envoy, Redis, Replica
+from tests.helpers import TEXT, offline_steps, poll, same_steps
+from wordstream.client import Client, errors
+from wordstream.v1 import wordstream_pb2 as pb
+from wordstream.v1 import wordstream_pb2_grpc as pb_grpc
+
+pytestmark = pytest.mark.slow
+WORDS = (TEXT * 3)[:20]
+
+
+@dataclass
+class Cluster:
+    redis: Redis
+    replicas: dict[str, Replica]
+    envoy: Envoy
+
+    def healthy(self) -> int:
+        return self.envoy.healthy()
+
+
+@pytest.fixture
+def cluster(tiny_models: dict[str, Path], tmp_path: Path) -> Iterator[Cluster]:
+    redis = Redis(tmp_path / "redis", appendonly=True).start()
+    models = tiny_models["lstm"].parent
+    replicas = {
+        name: Replica(name, models, redis.url, "--drain", "2", "--grace", "5", default_model="tiny-lstm").start()
+        for name in ("r1", "r2")
+    }
+    envoy = Envoy([r.port for r in replicas.values()], directory=tmp_path).start(healthy=2)
+    yield Cluster(redis, replicas, envoy)
+    envoy.stop()
+    for replica in replicas.values():
+        replica.kill()
+    redis.stop()
+
+
+def replica_of(target: str, session_id: str) -> str:
+    """Which replica answers a new connection's call for ``session_id`` (its x-wordstream-replica)."""
+    with grpc.insecure_channel(target) as channel:
+        stub = pb_grpc.WordstreamStub(channel)
+        _, call = stub.GetSession.with_call(
+            pb.GetSessionRequest(session_id=session_id, end=1), metadata=(("x-session-id", session_id),), timeout=10
+        )
+        return dict(call.initial_metadata())["x-wordstream-replica"]
+
+
+def test_a_killed_replica_loses_nothing_the_session_resumes_on_the_other(
+    cluster: Cluster, tiny_models: dict[str, Path]
+) -> None:
+    replays: list[object] = []
+    with Client(cluster.envoy.target, reconnect_timeout=20) as client:
+        session = client.session(history="full", on_replay=lambda *r: replays.append(r))
+        session.open()
+        for word in WORDS[:10]:
+            session.push(word)
+        first = session.replica
+        cluster.replicas[first].kill()  # SIGKILL: no drain, no goodbye
+        for word in WORDS[10:]:
+            session.push(word)
+        assert session.replica != first and session.replica in cluster.replicas
+        assert not replays and session.replays == 0  # resumed from the store, not replayed
+        assert session.words == WORDS
+        assert same_steps(session.history, offline_steps(tiny_models["lstm"], WORDS))
+        record = client.get_session(session.id)
+        assert same_steps(record["history"], offline_steps(tiny_models["lstm"], WORDS))
+
+
+def test_sessions_land_where_they_were_on_new_connections(cluster: Cluster) -> None:
+    placed = {}
+    with Client(cluster.envoy.target) as client:
+        for _ in range(100):
+            session = client.session(history="none")
+            session.open()
+            session.push("good")
+            placed[session.id] = session.replica
+            session.detach()
+    assert set(placed.values()) == set(cluster.replicas)  # the ring spreads sessions over both
+    for session_id, replica in placed.items():
+        assert replica_of(cluster.envoy.target, session_id) == replica
+    with Client(cluster.envoy.target) as client:  # resumed on new connections: the same replica again
+        for session_id, replica in list(placed.items())[:20]:
+            resumed = client.resume(session_id, history="none")
+            resumed.open()
+            assert resumed.replica == replica
+
+
+def test_a_draining_replica_gets_no_new_sessions_and_its_sessions_move_with_nothing_lost(
+    cluster: Cluster, tiny_models: dict[str, Path]
+) -> None:
+    with Client(cluster.envoy.target, reconnect_timeout=20) as client:
+        sessions = []
+        while len({s.replica for s in sessions}) < 2 or len(sessions) < 6:
+            session = client.session(history="full")
+            session.open()
+            session.push(WORDS[0])
+            sessions.append(session)
+        draining = sessions[0].replica
+        cluster.replicas[draining].process.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+        poll(lambda: cluster.healthy() == 1, "Envoy to see the drain", timeout=5)
+        assert cluster.replicas[draining].process.poll() is None  # still serving: the drain lasts 2 s
+        for _ in range(10):  # new sessions avoid it
+            fresh = client.session(history="none")
+            fresh.open()
+            assert fresh.replica != draining
+        for session in sessions:  # its sessions carry on (after the grace, on the other replica)
+            for word in WORDS[1:8]:
+                session.push(word)
+        assert cluster.replicas[draining].process.wait(15) == 0
+        for session in sessions:
+            session.push(WORDS[8])
+            assert session.replays == 0 and session.replica != draining
+            assert same_steps(session.history, offline_steps(tiny_models["lstm"], WORDS[:9]))
+
+
+def test_store_down_through_envoy_fails_closed_and_recovers(cluster: Cluster, tiny_models: dict[str, Path]) -> None:
+    with Client(cluster.envoy.target, reconnect_timeout=3) as client:
+        session = client.session(history="full")
+        session.open()
+        for word in WORDS[:3]:
+            session.push(word)
+        cluster.redis.stop()
+        poll(lambda: cluster.healthy() == 0, "both replicas NOT_SERVING with the store down", timeout=5)
+        started = time.monotonic()
+        with pytest.raises(errors.Unavailable):  # no healthy replica: Envoy refuses, nothing is answered
+            session.push(WORDS[3])
+        assert time.monotonic() - started < 10
+        cluster.redis.start()
+        poll(lambda: cluster.healthy() == 2, "both replicas SERVING again", timeout=10)
+        session.push(WORDS[3])
+        assert session.words == WORDS[:4] and session.replays == 0
+        assert same_steps(session.history, offline_steps(tiny_models["lstm"], WORDS[:4]))
+
+
+def test_a_rolling_restart_under_load_loses_no_session_and_answers_nothing_wrong(
+    tiny_models: dict[str, Path], tmp_path: Path
+) -> None:
+    """The short variant of `python -m bench.rolling`: both replicas restarted in turn under load."""
+    from bench.rolling import run
+
+    figures = run(tiny_models["lstm"].parent, "tiny-lstm", replicas=2, sessions=8, settle=1.0, directory=tmp_path)
+    assert figures["words"] > 100, figures
+    assert figures["sessions_lost"] == 0 and figures["wrong_outputs"] == 0, figures
+    assert len(figures["restart_seconds"]) == 2, figures
