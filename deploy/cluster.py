@@ -27,6 +27,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 ENVOY_YAML = ROOT / "deploy" / "envoy.yaml"
+ENVOY_TLS_YAML = ROOT / "deploy" / "envoy-tls.yaml"
 
 
 def binary(name: str) -> str:
@@ -143,14 +144,21 @@ class Replica:
         _stop(self.process, signal.SIGTERM, timeout)
 
 
-def envoy_config(replica_ports: list[int], port: int, admin_port: int) -> dict[str, Any]:
-    """deploy/envoy.yaml with the replicas as STATIC endpoints on localhost and the given ports."""
+def envoy_config(
+    replica_ports: list[int], port: int, admin_port: int, tls: tuple[Path, Path] | None = None
+) -> dict[str, Any]:
+    """deploy/envoy.yaml with the replicas as STATIC endpoints on localhost and the given ports;
+    with ``tls`` (key, certificate), deploy/envoy-tls.yaml reading them."""
     import yaml
 
-    config: dict[str, Any] = yaml.safe_load(ENVOY_YAML.read_text())
+    config: dict[str, Any] = yaml.safe_load((ENVOY_TLS_YAML if tls else ENVOY_YAML).read_text())
     config["admin"]["address"]["socket_address"].update(address="127.0.0.1", port_value=admin_port)
     (listener,) = config["static_resources"]["listeners"]
     listener["address"]["socket_address"].update(address="127.0.0.1", port_value=port)
+    if tls:
+        context = listener["filter_chains"][0]["transport_socket"]["typed_config"]["common_tls_context"]
+        (certificate,) = context["tls_certificates"]
+        certificate["private_key"]["filename"], certificate["certificate_chain"]["filename"] = map(str, tls)
     (cluster,) = config["static_resources"]["clusters"]
     cluster["type"] = "STATIC"
     cluster.pop("dns_lookup_family", None)
@@ -168,12 +176,18 @@ def envoy_config(replica_ports: list[int], port: int, admin_port: int) -> dict[s
 class Envoy:
     """Envoy in front of replicas on localhost, its listener on ``port`` (0: a free one)."""
 
-    def __init__(self, replica_ports: list[int], port: int = 0, directory: Path | None = None) -> None:
+    def __init__(
+        self,
+        replica_ports: list[int],
+        port: int = 0,
+        directory: Path | None = None,
+        tls: tuple[Path, Path] | None = None,
+    ) -> None:
         self.port = port or free_port()
         self.admin_port = free_port()
         self.directory = directory or Path(tempfile.mkdtemp(prefix="wordstream-envoy-"))
         self.config = self.directory / "envoy.json"
-        self.config.write_text(json.dumps(envoy_config(replica_ports, self.port, self.admin_port), indent=1))
+        self.config.write_text(json.dumps(envoy_config(replica_ports, self.port, self.admin_port, tls), indent=1))
         self.process: subprocess.Popen[bytes] | None = None
 
     @property

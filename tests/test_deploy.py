@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -49,10 +50,11 @@ def test_quick_start_is_two_commands_and_ci_runs_the_test_one() -> None:
 def test_compose_file_names_what_the_server_expects() -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     service = compose["services"]["wordstream"]
-    assert service["build"] == "." and "50051:50051" in service["ports"]
+    assert service["build"] == "." and service["deploy"]["replicas"] >= 2 and "ports" not in service
     assert set(service["environment"]) <= KNOWN_VARIABLES, set(service["environment"]) - KNOWN_VARIABLES
     settings = Settings.from_args([], environ={k: str(v) for k, v in service["environment"].items()})
     assert settings.port == 50051 and settings.default_model == "sentiment-lstm"
+    assert settings.state_store == "redis://redis:6379/0" and not settings.state_dir and settings.drain == 2
     assert (ROOT / "models" / f"{settings.default_model}.onnx").is_file()
     assert service["healthcheck"]["test"][1:] == [
         "python",
@@ -63,42 +65,115 @@ def test_compose_file_names_what_the_server_expects() -> None:
         "localhost:50051",
     ]
     assert service["restart"] == "unless-stopped"
+    assert service["depends_on"]["redis"]["condition"] == "service_healthy"
+    # Envoy holds the public port and runs deploy/envoy.yaml; Redis keeps an AOF on a volume.
+    envoy, redis = compose["services"]["envoy"], compose["services"]["redis"]
+    assert envoy["ports"] == ["50051:50051"] and envoy["image"].startswith("envoyproxy/envoy:")
+    assert "./deploy/envoy.yaml:/etc/envoy/envoy.yaml:ro" in envoy["volumes"]
+    assert redis["image"].startswith("redis:") and "--appendonly" in redis["command"]
+    assert any(v.endswith(":/data") for v in redis["volumes"])
+    # The replicas' address in Envoy's cluster is the compose service's name and port.
+    (cluster,) = yaml.safe_load((ROOT / "deploy/envoy.yaml").read_text())["static_resources"]["clusters"]
+    (endpoint,) = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"]
+    assert endpoint["endpoint"]["address"]["socket_address"] == {"address": "wordstream", "port_value": 50051}
+    assert cluster["type"] == "STRICT_DNS" and cluster["lb_policy"] == "RING_HASH"
 
 
-def test_compose_health_check_works_with_tls_on(tmp_path: Path) -> None:
-    """docker-compose.tls.yml over docker-compose.yml: a real server with the merged environment,
-    and the compose health check command run with that same environment, as the container would."""
+def envoy_route(config: dict[str, object]) -> dict[str, object]:
+    (listener,) = config["static_resources"]["listeners"]  # type: ignore[index]
+    manager = listener["filter_chains"][0]["filters"][0]["typed_config"]
+    (route,) = manager["route_config"]["virtual_hosts"][0]["routes"]
+    return route["route"]  # type: ignore[no-any-return]
+
+
+def test_envoy_config_hashes_on_the_session_id_checks_health_and_validates(tmp_path: Path) -> None:
+    from deploy.cluster import binary, envoy_config
+
+    config = yaml.safe_load((ROOT / "deploy/envoy.yaml").read_text())
+    route = envoy_route(config)
+    assert route["hash_policy"] == [{"header": {"header_name": "x-session-id"}}]
+    assert route["timeout"] == "0s" and "connect-failure" in route["retry_policy"]["retry_on"]
+    (check,) = config["static_resources"]["clusters"][0]["health_checks"]
+    assert check["grpc_health_check"] == {"service_name": "wordstream.v1.Wordstream"} and check["interval"] == "1s"
+    # Kubernetes runs a copy (kustomize reads nothing outside deploy/k8s): it must be the same file.
+    assert (ROOT / "deploy/k8s/envoy.yaml").read_bytes() == (ROOT / "deploy/envoy.yaml").read_bytes()
+    # The TLS variant is the same configuration plus TLS on the listener, nothing else.
+    tls = yaml.safe_load((ROOT / "deploy/envoy-tls.yaml").read_text())
+    tls["static_resources"]["listeners"][0]["filter_chains"][0].pop("transport_socket")
+    assert tls == config
+    # Envoy itself accepts them: the file as shipped, and as deploy/cluster.py runs it (with TLS too).
     from tests.helpers import self_signed_certificate
 
-    base = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["wordstream"]
-    tls = yaml.safe_load((ROOT / "docker-compose.tls.yml").read_text())["services"]["wordstream"]
-    environment = {**base["environment"], **tls["environment"]}
-    assert set(environment) <= KNOWN_VARIABLES, set(environment) - KNOWN_VARIABLES
-    mount = next(v.split(":")[1] for v in tls["volumes"] if v.startswith("./tls:"))
-    self_signed_certificate(tmp_path)  # key.pem and cert.pem, as the override expects them in ./tls
-    env = {
-        **os.environ,
-        **{
-            k: str(v).replace(mount, str(tmp_path)).replace("/app/models", str(ROOT / "models"))
-            for k, v in environment.items()
-        },
-        "WORDSTREAM_PORT": "0",
-        "WORDSTREAM_HOST": "localhost",
-        "WORDSTREAM_STATE_DIR": str(tmp_path / "state"),
-    }
-    from tests.helpers import start_server_process
+    key, cert = self_signed_certificate(tmp_path)
+    local = tmp_path / "local.json"
+    local.write_text(json.dumps(envoy_config([50052, 50053], 50051, 9901, tls=(key, cert))))
+    for path in (ROOT / "deploy/envoy.yaml", local):
+        result = subprocess.run(
+            [binary("envoy"), "--mode", "validate", "-c", str(path)], capture_output=True, text=True, timeout=60
+        )
+        assert result.returncode == 0 and "OK" in result.stdout + result.stderr, result.stderr[-2000:]
 
-    process, port = start_server_process(ROOT / "models", env=env)
+
+def test_kubernetes_manifests_render_and_validate(tmp_path: Path) -> None:
+    rendered = subprocess.run(
+        ["kubectl", "kustomize", str(ROOT / "deploy/k8s")], capture_output=True, text=True, timeout=60
+    )
+    assert rendered.returncode == 0, rendered.stderr
+    documents = {(d["kind"], d["metadata"]["name"].split("-")[0]): d for d in yaml.safe_load_all(rendered.stdout)}
+    assert set(documents) == {
+        ("Deployment", "wordstream"),
+        ("Service", "wordstream"),
+        ("PodDisruptionBudget", "wordstream"),
+        ("Deployment", "envoy"),
+        ("Service", "envoy"),
+        ("ConfigMap", "envoy"),
+        ("StatefulSet", "redis"),
+        ("Service", "redis"),
+    }
+    assert documents["Service", "wordstream"]["spec"]["clusterIP"] == "None"  # headless: Envoy sees every pod
+    pod = documents["Deployment", "wordstream"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["readinessProbe"]["grpc"] == {"port": 50051, "service": "wordstream.v1.Wordstream"}
+    assert "preStop" in container["lifecycle"]
+    environment = {e["name"]: e.get("value", "") for e in container["env"]}
+    assert set(environment) <= KNOWN_VARIABLES
+    settings = Settings.from_args([], environ=environment)
+    assert settings.state_store == "redis://redis:6379/0" and settings.drain == 2
+    assert documents["ConfigMap", "envoy"]["data"]["envoy.yaml"] == (ROOT / "deploy/envoy.yaml").read_text()
+    path = tmp_path / "rendered.yaml"
+    path.write_text(rendered.stdout)
+    validate = Path(sys.executable).parent / "kubernetes-validate"
+    checked = subprocess.run([str(validate), "--strict", str(path)], capture_output=True, text=True, timeout=120)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert checked.stdout.count("passed") == len(documents), checked.stdout
+
+
+def test_compose_tls_overlay_serves_tls_through_envoy(tiny_models: dict[str, Path], tmp_path: Path) -> None:
+    """docker-compose.tls.yml: Envoy (deploy/envoy-tls.yaml) terminates TLS in front of a replica;
+    a client with the certificate gets through, a plaintext one does not."""
+    from deploy.cluster import Envoy, Redis, Replica
+    from tests.helpers import self_signed_certificate
+    from wordstream.client import Client, WordstreamError
+
+    overlay = yaml.safe_load((ROOT / "docker-compose.tls.yml").read_text())["services"]
+    assert set(overlay) == {"envoy"}
+    assert "./deploy/envoy-tls.yaml:/etc/envoy/envoy.yaml:ro" in overlay["envoy"]["volumes"]
+    assert "./tls:/etc/envoy/tls:ro" in overlay["envoy"]["volumes"]
+    key, cert = self_signed_certificate(tmp_path)
+    redis = Redis(tmp_path / "redis").start()
+    replica = Replica("r1", tiny_models["lstm"].parent, redis.url, default_model="tiny-lstm").start()
+    envoy = Envoy([replica.port], directory=tmp_path, tls=(key, cert)).start()
     try:
-        check = [sys.executable if word == "python" else word for word in base["healthcheck"]["test"][1:]]
-        check[check.index("--server") + 1] = f"localhost:{port}"
-        health = subprocess.run(check, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
-        assert health.stdout.strip() == "SERVING", health.stderr
-        plain = {k: v for k, v in env.items() if k not in ("WORDSTREAM_TLS", "WORDSTREAM_ROOT_CERTIFICATES")}
-        refused = subprocess.run(check, cwd=ROOT, env=plain, capture_output=True, text=True, timeout=60)
-        assert refused.returncode == 1, "the server must not answer plaintext"
+        with Client(envoy.target, root_certificates=cert.read_bytes()) as client:
+            assert client.health() == "SERVING"
+            with client.session() as session:
+                assert session.push("good").output is not None
+        with Client(envoy.target, timeout=3) as plain, pytest.raises(WordstreamError):
+            plain.health()
     finally:
-        process.kill()
+        envoy.stop()
+        replica.kill()
+        redis.stop()
 
 
 def test_dockerfile_serves_without_torch_as_a_non_root_user() -> None:
