@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import json
 import resource
+import secrets
 import sys
 import time
 from typing import Any
@@ -55,7 +56,8 @@ class ServiceStream:
     parsed by the protobuf library's C parser only as far as checking that each is a word answer."""
 
     def __init__(self, channel: grpc.aio.Channel, model: str, history: int, words: Words, number: int) -> None:
-        self.call = channel.stream_stream(STREAM_METHOD)()
+        # The session id as the client library sends it: a balancer hashes on it (deploy/envoy.yaml).
+        self.call = channel.stream_stream(STREAM_METHOD)(metadata=(("x-session-id", secrets.token_urlsafe(24)),))
         self.model, self.history = model, history
         self.words, self.start = words, words.offset(number)
 

@@ -24,7 +24,9 @@ count, is refused by Redis itself (the scripts below run atomically), so a repli
 ownership can never write again; it drops its copy and the client resumes.
 
 Group commit: writes go through one queue; all writes waiting when a round trip starts go in
-one pipeline, so the words of one micro-batch of model calls cost one round trip between them.
+one call of one script, so the words of one micro-batch of model calls cost one round trip and
+one command between them (one script call over many sessions' keys: on Redis Cluster, the
+writes would be grouped per slot; this store is one Redis).
 
 Errors: the store unreachable -> StoreUnavailable; fenced or diverged -> SessionMoved; the
 session expired or closed in the store -> SessionNotFound. redis-py's own retries are off: a
@@ -46,7 +48,7 @@ import redis.asyncio as redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from wordstream.modelfile import StepModel
@@ -74,21 +76,33 @@ redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return 1
 """
 
-# KEYS: meta, words. ARGV: epoch held, ttl ms, words the writer believes the store has,
-# words to keep (-1: all), then the records to append.
+# The group commit: every waiting write in one call. KEYS: meta and words of each write, in
+# pairs. ARGV: ttl ms, then per write: the epoch it holds, the words it believes the store has,
+# the words to keep (-1: all), n, then its n records. Per write, the store's new count of words,
+# or why it was refused (GONE, FENCED, DIVERGED), and nothing of it written.
 _WRITE = """
-local epoch = redis.call('HGET', KEYS[1], 'epoch')
-if not epoch then return redis.error_reply('GONE the session is not in the store') end
-if epoch ~= ARGV[1] then return redis.error_reply('FENCED epoch ' .. epoch .. ' is held elsewhere') end
-if redis.call('LLEN', KEYS[2]) ~= tonumber(ARGV[3]) then
-  return redis.error_reply('DIVERGED the store has another count of words')
+local ttl, a, out = ARGV[1], 2, {}
+for k = 1, #KEYS, 2 do
+  local meta, words = KEYS[k], KEYS[k + 1]
+  local epoch, before, keep, n = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
+  local first = a + 4
+  a = first + n
+  local held = redis.call('HGET', meta, 'epoch')
+  if not held then
+    out[#out + 1] = 'GONE the session is not in the store'
+  elseif held ~= epoch then
+    out[#out + 1] = 'FENCED epoch ' .. held .. ' is held elsewhere'
+  elseif redis.call('LLEN', words) ~= before then
+    out[#out + 1] = 'DIVERGED the store has another count of words'
+  else
+    if keep == 0 then redis.call('DEL', words) elseif keep > 0 then redis.call('LTRIM', words, 0, keep - 1) end
+    for i = first, a - 1 do redis.call('RPUSH', words, ARGV[i]) end
+    redis.call('PEXPIRE', meta, ttl)
+    redis.call('PEXPIRE', words, ttl)
+    out[#out + 1] = redis.call('LLEN', words)
+  end
 end
-local keep = tonumber(ARGV[4])
-if keep == 0 then redis.call('DEL', KEYS[2]) elseif keep > 0 then redis.call('LTRIM', KEYS[2], 0, keep - 1) end
-for i = 5, #ARGV do redis.call('RPUSH', KEYS[2], ARGV[i]) end
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-redis.call('PEXPIRE', KEYS[2], ARGV[2])
-return redis.call('LLEN', KEYS[2])
+return out
 """
 
 # KEYS: meta, words. ARGV: ttl ms, owner, epoch the reader holds ('' for none), '1' to take
@@ -159,9 +173,14 @@ def encode_word(history: History, word: str, steps: range) -> bytes:
         },
         ensure_ascii=False,
     ).encode()
-    parts = [_HEADER.pack(len(header)), header, history.probs[steps.start : steps.stop].astype("<f4").tobytes()]
-    parts += [a[steps.start : steps.stop].astype("<f4").tobytes() for a in history.states.values()]
+    parts = [_HEADER.pack(len(header)), header, _le(history.probs[steps.start : steps.stop])]
+    parts += [_le(a[steps.start : steps.stop]) for a in history.states.values()]
     return b"".join(parts)
+
+
+def _le(array: np.ndarray) -> bytes:
+    """Little-endian float32 bytes (no conversion where the array already is, as on every usual machine)."""
+    return array.astype("<f4", copy=False).tobytes()
 
 
 def decode_words(model: StepModel, records: list[bytes]) -> tuple[list[str], list[int], list[str], dict[str, Any]]:
@@ -237,6 +256,8 @@ class RedisStore:
         )
         self._queue: list[tuple[list[str], list[Any], asyncio.Future[Any]]] = []
         self._flushing = False
+        self._write_sha: str | None = None
+        self._flusher: asyncio.Task[None] | None = None
         self.round_trips = 0  # pipelines sent by the group commit (the benchmark reads it)
         self.writes = 0
 
@@ -254,7 +275,7 @@ class RedisStore:
         try:
             return await self.redis.eval(script, 2, *keys(session_id), *args)
         except ResponseError as e:
-            raise _refusal(e, session_id) from None
+            raise _refusal(str(e), session_id) from None
         except (RedisConnectionError, RedisTimeoutError, OSError) as e:
             raise StoreUnavailable(str(e)) from None
 
@@ -300,30 +321,27 @@ class RedisStore:
 
     async def _write(self, session: Session, before: int, keep: int, records: list[bytes]) -> None:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.append((keys(session.id), [session.epoch, self.ttl_ms, before, keep, *records], future))
+        self._queue.append((keys(session.id), [session.epoch, before, keep, len(records), *records], future))
         if not self._flushing:
             self._flushing = True
-            asyncio.create_task(self._flush())  # starts after the writes that are ready in this round
+            self._flusher = asyncio.create_task(self._flush())  # starts after the writes ready in this round
         result = await future
-        if isinstance(result, ResponseError):
-            raise _refusal(result, session.id)
+        if isinstance(result, bytes):
+            raise _refusal(result.decode(), session.id)
         if isinstance(result, BaseException):
             raise StoreUnavailable(str(result))
         if int(result) != len(session.words):
             raise SessionMoved(session.id, f"the store has {result} words, this replica {len(session.words)}")
 
     async def _flush(self) -> None:
-        """Send every waiting write in one pipeline; repeat while more arrived meanwhile."""
+        """Send every waiting write in one call; repeat while more arrived meanwhile."""
         try:
             while self._queue:
                 batch, self._queue = self._queue, []
                 self.round_trips += 1
                 self.writes += len(batch)
                 try:
-                    async with self.redis.pipeline(transaction=False) as pipe:
-                        for key_pair, args, _ in batch:
-                            pipe.eval(_WRITE, 2, *key_pair, *args)
-                        results = await pipe.execute(raise_on_error=False)
+                    results = await self._write_all([k for pair, _, _ in batch for k in pair], [a for _, a, _ in batch])
                 except (RedisError, OSError) as e:
                     results = [e] * len(batch)
                 for (_, _, future), result in zip(batch, results):
@@ -331,6 +349,21 @@ class RedisStore:
                         future.set_result(result)
         finally:
             self._flushing = False
+
+    async def _write_all(self, all_keys: list[str], writes: list[list[Any]]) -> list[Any]:
+        """One call of the write script, by its SHA-1 (a restarted Redis has forgotten the script:
+        NOSCRIPT means nothing ran, so it is loaded and the call sent again)."""
+        args = [self.ttl_ms, *(arg for write in writes for arg in write)]
+        for attempt in (1, 2):
+            if self._write_sha is None:
+                self._write_sha = await self.redis.script_load(_WRITE)
+            try:
+                return list(await self.redis.evalsha(self._write_sha, len(all_keys), *all_keys, *args))
+            except NoScriptError:
+                self._write_sha = None
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     async def delete(self, session_id: str, owner: str | None) -> None:
         """Remove a session from the store (CloseSession on any replica)."""
@@ -359,8 +392,7 @@ class RedisStore:
             await pipe.execute(raise_on_error=False)
 
 
-def _refusal(error: ResponseError, session_id: str) -> Exception:
-    text = str(error)
+def _refusal(text: str, session_id: str) -> Exception:
     if text.startswith("GONE"):
         return SessionNotFound(session_id)
     if text.startswith("NOTOWNER"):
