@@ -112,3 +112,26 @@ def test_soak_short_variant_loses_no_session() -> None:
     assert not [kind for kind in report["errors"] if "INTERNAL" in kind or kind == "bad accepted"]
     assert report["errors"].get("bad rejected (INVALID_ARGUMENT)", 0) > 0  # the bad messages were sent and refused
     assert set(report["rss_mb"]) == {"start", "peak", "end"}
+
+
+def test_scaling_bench_measures_every_setup_and_writes_the_doc(tmp_path: Path) -> None:
+    """`python -m bench.scaling`, one short round: every set-up, every goal and the capacity model."""
+    import shutil
+
+    from bench import scaling
+
+    shutil.copy(Path(__file__).resolve().parent.parent / "docs" / "SCALING.md", tmp_path / "SCALING.md")
+    code = scaling.main(
+        ["--runs", "1", "--rounds", "1", "--words", "5", "--single-words", "20", "--out", str(tmp_path)]
+    )
+    assert code == 0
+    (run_file,) = (tmp_path / "bench-runs").glob("scaling-*.json")
+    result = json.loads(run_file.read_text())
+    (run,) = result["raw"]
+    assert set(run["rounds"][0]) == set(scaling.SETUPS)
+    assert run["redis_keys_left"] == 0  # every session closed: nothing left in the store
+    envoy_cpu = run["rounds"][0]["envoy"]["streams_100"]["cpu_us_per_word"]
+    assert set(envoy_cpu) == {"replica1", "replica2", "envoy", "redis"} and all(v > 0 for v in envoy_cpu.values())
+    assert set(result["capacity"]) == {"10000", "100000"}
+    doc = (tmp_path / "SCALING.md").read_text()
+    assert "| Envoy: added p50 at one stream (ms) |" in doc and "| 100,000 | 300,000 |" in doc
