@@ -1,5 +1,6 @@
 # The Wordstream server with the default models: no torch, a non-root user, a gRPC health check.
 # The same steps as the README's `make serve`: install '.[serve]', then `python -m wordstream.server`.
+# The same image runs the gateway and its page (compose's `gateway`: python -m wordstream.gateway).
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
@@ -10,8 +11,9 @@ COPY textcodec ./textcodec
 COPY modelfile ./modelfile
 COPY server ./server
 COPY client ./client
+COPY gateway ./gateway
 COPY wordstream ./wordstream
-RUN pip install '.[serve]' && useradd --create-home --uid 10001 wordstream \
+RUN pip install '.[serve,gateway]' && useradd --create-home --uid 10001 wordstream \
     && mkdir -p /app/state && chown wordstream /app/state
 COPY models ./models
 

@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 CELLS := lstm gru rnn
 
-.PHONY: setup setup-serve serve system cluster test models proto bench soak clean
+.PHONY: setup setup-serve serve gateway system cluster test models proto bench soak clean
 
 .venv/bin/python:
 	python3.11 -m venv .venv || python3 -m venv .venv
@@ -21,11 +21,18 @@ setup: .venv/bin/python
 serve: setup-serve
 	$(PY) -m wordstream.server
 
-# What the scale-out needs beyond Python: redis-server (Debian) and kubectl (the tests render
-# deploy/k8s with it); Envoy comes from PyPI with the dev extra. Installed only when missing.
+# The live typing page on http://localhost:8080/, in front of the server on localhost:50051.
+gateway: .venv/bin/python
+	$(PY) -m pip install --quiet -e '.[gateway]'
+	$(PY) -m wordstream.gateway --port 8080 --server localhost:50051
+
+# What the tests need beyond Python: redis-server (Debian), kubectl (to render deploy/k8s) and
+# chromium (the page's browser test; Playwright drives it, no browser download); Envoy comes
+# from PyPI with the dev extra. Installed only when missing.
 system:
 	@command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server)
 	@command -v kubectl >/dev/null || (apt-get update -qq && apt-get install -y -qq kubernetes-client)
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 
 # Redis, two replicas and Envoy on localhost:50051, in the foreground; Ctrl-C stops them all.
 cluster: setup system
@@ -35,7 +42,7 @@ test: setup system
 	$(PY) scripts/gen_proto.py --check
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m mypy --strict -p wordstream.textcodec -p wordstream.modelfile -p wordstream.export -p wordstream.server -p wordstream.client -p wordstream.shared -p deploy
+	$(PY) -m mypy --strict -p wordstream.textcodec -p wordstream.modelfile -p wordstream.export -p wordstream.server -p wordstream.client -p wordstream.shared -p wordstream.gateway -p deploy
 	$(PY) -m pytest -q
 
 # The three default models, from the default corpus, with the default configuration.

@@ -121,40 +121,46 @@ def cmd_type(args: argparse.Namespace) -> int:
         return run_typing_view(client, args.model)
 
 
+def add_connection_flags(parser: argparse.ArgumentParser) -> None:
+    """--server, --token, --tls, --root-certificates, --tls-server-name and their WORDSTREAM_* variables
+    (every subcommand has them; so does the gateway, python -m wordstream.gateway)."""
+    parser.add_argument(
+        "--server",
+        default=os.environ.get("WORDSTREAM_SERVER", "localhost:50051"),
+        help="HOST:PORT of the server (default localhost:50051, or WORDSTREAM_SERVER)",
+    )
+    parser.add_argument(
+        "--token",
+        default=os.environ.get("WORDSTREAM_TOKEN", ""),
+        help="bearer token for a server that checks tokens (or WORDSTREAM_TOKEN)",
+    )
+    parser.add_argument(
+        "--tls",
+        action="store_true",
+        default=_env_flag("WORDSTREAM_TLS"),
+        help="connect with TLS, trusting the system's roots (or WORDSTREAM_TLS=true)",
+    )
+    parser.add_argument(
+        "--root-certificates",
+        default=os.environ.get("WORDSTREAM_ROOT_CERTIFICATES", ""),
+        metavar="FILE",
+        help="PEM file of the certificates to trust; implies --tls (or WORDSTREAM_ROOT_CERTIFICATES)",
+    )
+    parser.add_argument(
+        "--tls-server-name",
+        default=os.environ.get("WORDSTREAM_TLS_SERVER_NAME", ""),
+        metavar="NAME",
+        help="the name the server's certificate must carry, when it is not the host of --server",
+    )
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="wordstream", description="Client for the Wordstream streaming service.")
     commands = p.add_subparsers(dest="command", required=True)
 
     def command(name: str, help_text: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text, description=help_text)
-        sub.add_argument(
-            "--server",
-            default=os.environ.get("WORDSTREAM_SERVER", "localhost:50051"),
-            help="HOST:PORT of the server (default localhost:50051, or WORDSTREAM_SERVER)",
-        )
-        sub.add_argument(
-            "--token",
-            default=os.environ.get("WORDSTREAM_TOKEN", ""),
-            help="bearer token for a server that checks tokens (or WORDSTREAM_TOKEN)",
-        )
-        sub.add_argument(
-            "--tls",
-            action="store_true",
-            default=_env_flag("WORDSTREAM_TLS"),
-            help="connect with TLS, trusting the system's roots (or WORDSTREAM_TLS=true)",
-        )
-        sub.add_argument(
-            "--root-certificates",
-            default=os.environ.get("WORDSTREAM_ROOT_CERTIFICATES", ""),
-            metavar="FILE",
-            help="PEM file of the certificates to trust; implies --tls (or WORDSTREAM_ROOT_CERTIFICATES)",
-        )
-        sub.add_argument(
-            "--tls-server-name",
-            default=os.environ.get("WORDSTREAM_TLS_SERVER_NAME", ""),
-            metavar="NAME",
-            help="the name the server's certificate must carry, when it is not the host of --server",
-        )
+        add_connection_flags(sub)
         return sub
 
     stream = command("stream", "Stream the words of TEXT to a new session; one JSON line per word.")

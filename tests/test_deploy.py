@@ -178,7 +178,7 @@ def test_compose_tls_overlay_serves_tls_through_envoy(tiny_models: dict[str, Pat
 
 def test_dockerfile_serves_without_torch_as_a_non_root_user() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
-    assert "pip install '.[serve]'" in dockerfile and "torch" not in dockerfile.split("FROM", 1)[1].replace(
+    assert "pip install '.[serve,gateway]'" in dockerfile and "torch" not in dockerfile.split("FROM", 1)[1].replace(
         "no torch", ""
     )
     assert re.search(r"^USER wordstream$", dockerfile, re.M)
@@ -216,12 +216,14 @@ def test_the_installed_distribution_imports_under_one_name(tmp_path: Path) -> No
     top = {p.name for p in target.iterdir() if not p.name.endswith(".dist-info") and p.name != "bin"}
     assert top == {"wordstream"}, top
     installed = {p.name for p in (target / "wordstream").iterdir()}
-    assert {"server", "client", "export", "textcodec", "modelfile", "v1", "shared.py"} <= installed
+    assert {"server", "client", "gateway", "export", "textcodec", "modelfile", "v1", "shared.py"} <= installed
+    # The page's static files are installed with the gateway.
+    assert {"index.html", "app.js", "style.css"} <= {p.name for p in (target / "wordstream/gateway/static").iterdir()}
     assert not any((target / "wordstream" / name).is_symlink() for name in installed)  # real files, not links
     env = {**os.environ, "PYTHONPATH": str(target)}
     outside = tmp_path / "elsewhere"
     outside.mkdir()
-    for module in ("wordstream.server", "wordstream.client", "wordstream.export.evaluate"):
+    for module in ("wordstream.server", "wordstream.client", "wordstream.gateway", "wordstream.export.evaluate"):
         result = subprocess.run(
             [sys.executable, "-m", module, "--help"], cwd=outside, env=env, capture_output=True, text=True, timeout=120
         )
@@ -299,3 +301,18 @@ def test_readme_documents_every_server_setting() -> None:
     table = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
     missing = [f.name for f in fields(Settings) if f"--{f.name.replace('_', '-')}" not in table]
     assert missing == [], missing
+
+
+def test_compose_gateway_service_runs_the_gateway_through_envoy(monkeypatch: pytest.MonkeyPatch) -> None:
+    from wordstream.gateway.__main__ import parser
+
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    gateway = services["gateway"]
+    assert gateway["image"] == services["wordstream"]["image"]
+    assert gateway["command"] == ["python", "-m", "wordstream.gateway"] and gateway["ports"] == ["8080:8080"]
+    for name, value in gateway["environment"].items():
+        monkeypatch.setenv(name, value)
+    args = parser().parse_args([])
+    assert args.port == 8080 and args.server == "envoy:50051"  # through the balancer, like any client
+    assert "http://localhost:8080/healthz" in " ".join(gateway["healthcheck"]["test"])
+    assert gateway["depends_on"]["envoy"]["condition"] == "service_healthy"

@@ -1,0 +1,249 @@
+"""The WebSocket gateway: one WebSocket per page, one gRPC stream behind it.
+
+Browsers cannot hold a bidirectional gRPC stream, so the page speaks JSON over a WebSocket
+and the gateway relays each message to the session's stream through the Python client
+(which resumes dropped streams and replays lost sessions). The gateway keeps no session
+state of its own: a page that reconnects sends ``{"resume": id}``.
+
+Messages from the page, one JSON object each, with exactly one of these keys:
+
+    {"open": {"model": "sentiment-lstm"}}    a new session ("model" optional: the default)
+    {"resume": "<session id>"}              an existing session, its history sent back
+    {"word": "great"}                       one word; answered with its result
+    {"rewind": 2}                           undo the last 2 words
+    {"reset": {}}                           undo every word
+    {"close": {}}                           end the session
+
+Answers, one per message, mirror the gRPC answers: ``{"opened": {...}}`` (session id, model,
+labels, resumed, words, history), ``{"word": {...}}`` (session id, word index, word, tokens,
+label, probabilities, state, history length, the word's steps), ``{"rewound": {"words",
+"steps"}}``, ``{"closed": {...}}``, or ``{"error": {"code", "message"}}``. When the server
+lost a session and the client replayed it into a new one, ``{"replayed": {"from",
+"session_id", "words"}}`` comes before the answer. Bad JSON, unknown kinds and messages
+over ``max_message_bytes`` get an error answer; the socket stays open.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from wordstream.client import AsyncClient, AsyncSession, WordstreamError
+from wordstream.client import types as t
+
+log = logging.getLogger("wordstream.gateway")
+STATIC = Path(__file__).resolve().parent / "static"
+KINDS = ("open", "resume", "word", "rewind", "reset", "close")
+# The page's files come from here only: no other origin, no inline script.
+SECURITY_HEADERS = {
+    "content-security-policy": "default-src 'self'; connect-src 'self'; img-src 'self' data:; style-src 'self'",
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+}
+
+
+class BadMessage(Exception):
+    """A page's message that is not one of the contract's; the message says what is wrong."""
+
+
+def error(code: str, message: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message}}
+
+
+def step_json(step: t.Step) -> dict[str, Any]:
+    return {
+        "index": step.index,
+        "word_index": step.word_index,
+        "word": step.word,
+        "token": asdict(step.token),
+        "label": step.output.label,
+        "probabilities": step.output.probabilities,
+        "state": {name: [list(layer) for layer in value] for name, value in step.state.items()},
+    }
+
+
+def word_json(result: t.WordResult) -> dict[str, Any]:
+    return {
+        "word": {
+            "session_id": result.session_id,
+            "word_index": result.word_index,
+            "word": result.word,
+            "tokens": [asdict(token) for token in result.tokens],
+            "label": result.output.label if result.output else None,
+            "probabilities": result.output.probabilities if result.output else None,
+            "state": {name: [list(layer) for layer in value] for name, value in result.state.items()},
+            "history_length": result.history_length,
+            "steps": [step_json(s) for s in result.steps],
+        }
+    }
+
+
+def parse(text: str, limit: int) -> tuple[str, Any]:
+    """(kind, value) of a page's message; BadMessage says what is wrong with one that is not valid."""
+    if len(text.encode()) > limit:
+        raise BadMessage(f"message of {len(text.encode())} bytes is over the limit of {limit}")
+    try:
+        message = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise BadMessage(f"not JSON: {e}") from None
+    if not isinstance(message, dict) or len(message) != 1:
+        raise BadMessage(f"a message is a JSON object with exactly one of {', '.join(KINDS)}")
+    ((kind, value),) = message.items()
+    if kind not in KINDS:
+        raise BadMessage(f"unknown kind {kind[:40]!r}; expected one of {', '.join(KINDS)}")
+    if kind == "open" and not (isinstance(value, dict) and isinstance(value.get("model", ""), str)):
+        raise BadMessage('open takes an object, {"model": "<name>"} or {}')
+    if kind in ("resume", "word") and not isinstance(value, str):
+        raise BadMessage(f"{kind} takes a string")
+    if kind == "rewind" and (isinstance(value, bool) or not isinstance(value, int)):
+        raise BadMessage("rewind takes a whole number of words")
+    if kind in ("reset", "close") and value != {}:
+        raise BadMessage(f"{kind} takes an empty object, {{}}")
+    return kind, value
+
+
+class Conversation:
+    """One page's socket: its session (if any), and the answers to its messages."""
+
+    def __init__(self, client: AsyncClient) -> None:
+        self.client = client
+        self.session: AsyncSession | None = None
+        self.notices: list[dict[str, Any]] = []
+
+    def _replayed(self, old: str, new: str, words: int) -> None:
+        self.notices.append({"replayed": {"from": old, "session_id": new, "words": words}})
+
+    async def answer(self, kind: str, value: Any) -> dict[str, Any]:
+        if kind in ("open", "resume"):
+            await self.detach()
+            if kind == "open":
+                new = self.client.session(model=value.get("model", ""), on_replay=self._replayed)
+            else:
+                new = self.client.resume(value, on_replay=self._replayed)
+            await new.open()
+            self.session = new
+            return {
+                "opened": {
+                    "session_id": new.id,
+                    "model": new.model.name if new.model else "",
+                    "labels": new.labels,
+                    "resumed": kind == "resume",
+                    "words": list(new.words),
+                    "history": [step_json(s) for s in await new.history()],
+                }
+            }
+        session = self.session
+        if session is None:
+            raise BadMessage("open or resume a session first")
+        if kind == "word":
+            return word_json(await session.push(value))
+        if kind == "close":
+            await session.close()
+            self.session = None
+            return {"closed": {"session_id": session.id}}
+        await (session.reset() if kind == "reset" else session.rewind(value))
+        steps = len(await session.history())
+        return {"rewound": {"session_id": session.id, "words": len(session.words), "steps": steps}}
+
+    async def detach(self) -> None:
+        """Leave the session on the server (a page that comes back resumes it)."""
+        if self.session is not None:
+            await self.session.detach()
+            self.session = None
+
+
+def same_origin(websocket: WebSocket, allowed: frozenset[str]) -> bool:
+    """A browser's WebSocket must come from this gateway's own page (or an allowed origin):
+    another site's page must not use the gateway (and its token) from a visitor's browser."""
+    origin = websocket.headers.get("origin")
+    if origin is None:  # not a browser: scripts and tests
+        return True
+    return origin in allowed or urlsplit(origin).netloc == websocket.headers.get("host", "")
+
+
+def create_app(
+    client_factory: Callable[[], AsyncClient],
+    max_message_bytes: int = 64 * 1024,
+    allowed_origins: frozenset[str] = frozenset(),
+) -> Starlette:
+    """The gateway's app; ``client_factory`` makes the gRPC client when the app starts."""
+    clients: list[AsyncClient] = []
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        clients.append(client_factory())
+        try:
+            yield
+        finally:
+            await clients.pop().close()
+
+    async def page(request: Request) -> Response:
+        return FileResponse(STATIC / "index.html", headers=SECURITY_HEADERS)
+
+    async def healthz(request: Request) -> Response:
+        try:
+            status = await clients[0].health()
+        except WordstreamError as e:
+            return JSONResponse({"status": "unavailable", "server": e.code, "message": str(e)}, status_code=503)
+        code = 200 if status == "SERVING" else 503
+        return JSONResponse({"status": "ok" if code == 200 else "unavailable", "server": status}, status_code=code)
+
+    async def models(request: Request) -> Response:
+        try:
+            served, default = await clients[0].models()
+        except WordstreamError as e:
+            return JSONResponse(error(e.code, str(e)), status_code=503)
+        return JSONResponse({"models": [asdict(m) for m in served], "default": default})
+
+    async def socket(websocket: WebSocket) -> None:
+        if not same_origin(websocket, allowed_origins):
+            await websocket.close(code=1008, reason="origin not allowed")
+            return
+        await websocket.accept()
+        conversation = Conversation(clients[0])
+        try:
+            while True:
+                message = await websocket.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+                text = message.get("text")
+                try:
+                    if text is None:
+                        raise BadMessage("send JSON text, not binary")
+                    answer = await conversation.answer(*parse(text, max_message_bytes))
+                except BadMessage as e:
+                    answer = error("INVALID_ARGUMENT", str(e))
+                except WordstreamError as e:
+                    answer = error(e.code, str(e))
+                for notice in conversation.notices:
+                    await websocket.send_json(notice)
+                conversation.notices.clear()
+                await websocket.send_json(answer)
+        except WebSocketDisconnect:
+            pass
+        finally:
+            await conversation.detach()
+
+    return Starlette(
+        routes=[
+            Route("/", page),
+            Route("/healthz", healthz),
+            Route("/models", models),
+            WebSocketRoute("/ws", socket),
+            Mount("/static", StaticFiles(directory=STATIC), name="static"),
+        ],
+        lifespan=lifespan,
+    )

@@ -1,0 +1,173 @@
+"""The WebSocket gateway in process (Starlette's TestClient) against a real server on port 0."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from starlette.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
+
+from tests.helpers import TEXT, ServerThread, offline_prefix_probs, offline_steps
+from wordstream.client import AsyncClient
+from wordstream.gateway.app import create_app
+
+
+def gateway(target: str, **options: Any) -> TestClient:
+    return TestClient(create_app(lambda: AsyncClient(target, reconnect_timeout=10), **options))
+
+
+def probs(answer: dict[str, Any]) -> list[float]:
+    return list(answer["word"]["probabilities"].values())
+
+
+def test_open_words_rewind_reset_and_close_mirror_the_grpc_answers(
+    server: ServerThread, tiny_models: dict[str, Path]
+) -> None:
+    with gateway(server.target) as http, http.websocket_connect("/ws") as ws:
+        ws.send_json({"open": {}})
+        opened = ws.receive_json()["opened"]
+        assert opened["model"] == "tiny-lstm" and opened["labels"] == ["negative", "positive"]
+        assert opened["resumed"] is False and opened["words"] == [] and opened["history"] == []
+        answers = []
+        for word in TEXT[:6]:
+            ws.send_json({"word": word})
+            answers.append(ws.receive_json())
+        offline = offline_prefix_probs(tiny_models["lstm"], TEXT[:6])
+        for answer, expected, word in zip(answers, offline, TEXT):
+            assert answer["word"]["word"] == word and answer["word"]["session_id"] == opened["session_id"]
+            assert np.allclose(probs(answer), expected, atol=1e-5)
+            assert answer["word"]["label"] == opened["labels"][int(np.argmax(expected))]
+        steps = [s for a in answers for s in a["word"]["steps"]]
+        exact = offline_steps(tiny_models["lstm"], TEXT[:6])
+        assert len(steps) == answers[-1]["word"]["history_length"] == len(exact)
+        for step, (p, state) in zip(steps, exact):
+            assert np.allclose(list(step["probabilities"].values()), p, atol=1e-5)
+            assert all(np.allclose(step["state"][name], value, atol=1e-5) for name, value in state.items())
+        ws.send_json({"rewind": 2})
+        rewound = ws.receive_json()["rewound"]
+        assert rewound["words"] == 4 and rewound["steps"] == len(offline_steps(tiny_models["lstm"], TEXT[:4]))
+        ws.send_json({"word": TEXT[4]})
+        assert np.allclose(probs(ws.receive_json()), offline[4], atol=1e-5)
+        ws.send_json({"reset": {}})
+        assert ws.receive_json()["rewound"] == {"session_id": opened["session_id"], "words": 0, "steps": 0}
+        ws.send_json({"close": {}})
+        assert ws.receive_json() == {"closed": {"session_id": opened["session_id"]}}
+        assert not server.service.store.has(opened["session_id"])
+
+
+@pytest.mark.parametrize(
+    ("message", "complaint"),
+    [
+        ("{not json", "not JSON"),
+        ('["word", "x"]', "exactly one of"),
+        ('{"word": "a", "rewind": 1}', "exactly one of"),
+        ('{"shout": "hey"}', "unknown kind 'shout'"),
+        ('{"word": 3}', "word takes a string"),
+        ('{"rewind": "2"}', "rewind takes a whole number"),
+        ('{"rewind": true}', "rewind takes a whole number"),
+        ('{"open": "lstm"}', "open takes an object"),
+        ('{"reset": []}', "reset takes an empty object"),
+        ('{"word": "' + "x" * 70_000 + '"}', "over the limit of 65536"),
+    ],
+)
+def test_bad_messages_get_an_error_and_the_socket_stays_open(
+    server: ServerThread, message: str, complaint: str
+) -> None:
+    with gateway(server.target) as http, http.websocket_connect("/ws") as ws:
+        ws.send_json({"open": {}})
+        ws.receive_json()
+        ws.send_text(message)
+        error = ws.receive_json()["error"]
+        assert error["code"] == "INVALID_ARGUMENT" and complaint in error["message"], error
+        ws.send_json({"word": "good"})  # the socket and the session carry on
+        assert ws.receive_json()["word"]["word_index"] == 0
+
+
+def test_errors_from_the_server_are_answered_with_their_code(server: ServerThread) -> None:
+    with gateway(server.target) as http, http.websocket_connect("/ws") as ws:
+        ws.send_json({"word": "early"})
+        assert "open or resume a session first" in ws.receive_json()["error"]["message"]
+        ws.send_bytes(b"\x00\x01")
+        assert "not binary" in ws.receive_json()["error"]["message"]
+        ws.send_json({"open": {"model": "no-such-model"}})
+        assert ws.receive_json()["error"]["code"] == "NOT_FOUND"
+        ws.send_json({"resume": "x" * 30})
+        assert ws.receive_json()["error"]["code"] == "NOT_FOUND"
+        ws.send_json({"open": {}})
+        ws.receive_json()
+        ws.send_json({"word": "two words"})
+        assert ws.receive_json()["error"]["code"] == "INVALID_ARGUMENT"
+        ws.send_json({"rewind": 5})
+        assert "cannot rewind 5 words" in ws.receive_json()["error"]["message"]
+
+
+def test_a_page_that_reconnects_resumes_its_session_by_id(server: ServerThread, tiny_models: dict[str, Path]) -> None:
+    with gateway(server.target) as http:
+        with http.websocket_connect("/ws") as ws:
+            ws.send_json({"open": {}})
+            session_id = ws.receive_json()["opened"]["session_id"]
+            for word in TEXT[:3]:
+                ws.send_json({"word": word})
+                ws.receive_json()
+        # The socket is gone; the session stays on the server, detached.
+        with http.websocket_connect("/ws") as ws:
+            ws.send_json({"resume": session_id})
+            opened = ws.receive_json()["opened"]
+            assert opened["resumed"] and opened["words"] == TEXT[:3]
+            assert len(opened["history"]) == len(offline_steps(tiny_models["lstm"], TEXT[:3]))
+            ws.send_json({"word": TEXT[3]})
+            answer = ws.receive_json()
+            assert np.allclose(probs(answer), offline_prefix_probs(tiny_models["lstm"], TEXT[:4])[-1], atol=1e-5)
+
+
+def test_a_server_restart_under_an_open_socket_loses_no_word(make_server, tiny_models: dict[str, Path]) -> None:  # type: ignore[no-untyped-def]
+    """No --state-dir: the restarted server has lost the session; the gateway's client replays it
+    into a new one, says so, and the next answer is what an uninterrupted session gives."""
+    first: ServerThread = make_server()
+    with gateway(first.target) as http, http.websocket_connect("/ws") as ws:
+        ws.send_json({"open": {}})
+        old_id = ws.receive_json()["opened"]["session_id"]
+        for word in TEXT[:4]:
+            ws.send_json({"word": word})
+            ws.receive_json()
+        first.stop()
+        make_server(port=first.port)
+        ws.send_json({"word": TEXT[4]})
+        replayed = ws.receive_json()["replayed"]
+        assert replayed["from"] == old_id and replayed["words"] == 4 and replayed["session_id"] != old_id
+        answer = ws.receive_json()
+        assert answer["word"]["session_id"] == replayed["session_id"] and answer["word"]["word_index"] == 4
+        assert np.allclose(probs(answer), offline_prefix_probs(tiny_models["lstm"], TEXT[:5])[-1], atol=1e-5)
+
+
+def test_page_health_and_models(server: ServerThread) -> None:
+    with gateway(server.target) as http:
+        page = http.get("/")
+        assert page.status_code == 200 and 'data-testid="typing-input"' in page.text
+        assert "default-src 'self'" in page.headers["content-security-policy"]
+        for hook in ("label", "probability", "word-count", "state-heatmap"):
+            assert f'data-testid="{hook}"' in page.text + http.get("/static/app.js").text
+        assert http.get("/static/app.js").status_code == 200 and http.get("/static/style.css").status_code == 200
+        assert http.get("/healthz").json() == {"status": "ok", "server": "SERVING"}
+        models = http.get("/models").json()
+        assert models["default"] == "tiny-lstm" and "tiny-gru" in [m["name"] for m in models["models"]]
+        server.stop()
+        down = http.get("/healthz")
+        assert down.status_code == 503 and down.json()["status"] == "unavailable"
+
+
+def test_a_page_from_another_origin_cannot_use_the_socket(server: ServerThread) -> None:
+    with gateway(server.target, allowed_origins=frozenset({"https://ok.example"})) as http:
+        with (
+            pytest.raises(WebSocketDisconnect) as info,
+            http.websocket_connect("/ws", headers={"origin": "https://evil.example"}) as ws,
+        ):
+            ws.receive_json()
+        assert info.value.code == 1008
+        for origin in ("http://testserver", "https://ok.example"):
+            with http.websocket_connect("/ws", headers={"origin": origin}) as ws:
+                ws.send_json({"open": {}})
+                assert "opened" in ws.receive_json()
