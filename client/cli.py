@@ -26,7 +26,7 @@ from typing import Any
 
 from wordstream.client import errors
 from wordstream.client._sync import Client
-from wordstream.client.types import WordResult
+from wordstream.client.types import WordResult, state_lists
 from wordstream.shared import parse_bool
 
 
@@ -41,7 +41,7 @@ def word_json(result: WordResult, with_state: bool) -> dict[str, Any]:
         "probabilities": result.output.probabilities if result.output else None,
     }
     if with_state:
-        entry["state"] = {name: [list(layer) for layer in value] for name, value in result.state.items()}
+        entry["state"] = state_lists(result.state)
     return entry
 
 

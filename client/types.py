@@ -64,6 +64,11 @@ class ModelInfo:
     evaluation: dict[str, Any] = field(default_factory=dict)
 
 
+def state_lists(value: State) -> dict[str, list[list[float]]]:
+    """A state as JSON-able lists: name -> one list of values per layer."""
+    return {name: [list(layer) for layer in layers] for name, layers in value.items()}
+
+
 def state(tensors: Any) -> State:
     return {t.name: tuple(tuple(t.values[i * t.hidden : (i + 1) * t.hidden]) for i in range(t.layers)) for t in tensors}
 

@@ -71,7 +71,7 @@ def step_json(step: t.Step) -> dict[str, Any]:
         "token": asdict(step.token),
         "label": step.output.label,
         "probabilities": step.output.probabilities,
-        "state": {name: [list(layer) for layer in value] for name, value in step.state.items()},
+        "state": t.state_lists(step.state),
     }
 
 
@@ -84,7 +84,7 @@ def word_json(result: t.WordResult) -> dict[str, Any]:
             "tokens": [asdict(token) for token in result.tokens],
             "label": result.output.label if result.output else None,
             "probabilities": result.output.probabilities if result.output else None,
-            "state": {name: [list(layer) for layer in value] for name, value in result.state.items()},
+            "state": t.state_lists(result.state),
             "history_length": result.history_length,
             "steps": [step_json(s) for s in result.steps],
         }

@@ -55,10 +55,48 @@ def test_lowercase_and_nfkc(text: str) -> None:
 
 def test_tokenizer_settings_round_trip_and_refuse_unknown() -> None:
     assert Tokenizer.from_settings(tok.settings()) == tok
-    with pytest.raises(ValueError, match="unknown tokenizer settings: \\['stem'\\]"):
+    with pytest.raises(ValueError, match="unknown tokenizer settings for version 2: \\['stem'\\]"):
         Tokenizer.from_settings({**tok.settings(), "stem": True})
     with pytest.raises(ValueError, match="tokenizer version 99 is not supported"):
         Tokenizer.from_settings({**tok.settings(), "version": 99})
+
+
+CHAT = Tokenizer(chat=True)
+
+
+@pytest.mark.parametrize(
+    ("text", "tokens"),
+    [
+        ("sooo good :) lol", ["soo", "good", ":)", "lol"]),
+        ("ugh :-( #SoBad @bob http://x.com/a?b=1", ["ugh", ":-(", "so", "bad", "<user>", "<url>"]),
+        ("<3 xD :D :P ;) :/", ["<3", "xd", ":d", ":p", ";)", ":/"]),
+        ("I loooove it!!!!!", ["i", "loove", "it", "!!!"]),
+        ("^_^ -_- T_T", ["^_^", "-_-", "t_t"]),
+        ("#great www.test.com", ["great", "<url>"]),
+        ("😀😡 omg", ["😀", "😡", "omg"]),
+        # What the chat rules leave alone: times, numbers, contractions, words with a colon.
+        ("10:30 it's 3.5 stars", ["10:30", "it", "'s", "3.5", "stars"]),
+        ("x:D a:b (see above)", ["x", ":", "d", "a", ":", "b", "(", "see", "above", ")"]),
+    ],
+)
+def test_chat_rules(text: str, tokens: list[str]) -> None:
+    assert CHAT.tokenize(text) == tokens
+
+
+def test_version_1_files_keep_the_version_1_rules() -> None:
+    old = Tokenizer.from_settings({"lowercase": True, "split_contractions": True, "version": 1})
+    assert not old.chat and old.tokenize(":) sooo #great") == [":", ")", "sooo", "#", "great"]
+    with pytest.raises(ValueError, match="unknown tokenizer settings for version 1: \\['chat'\\]"):
+        Tokenizer.from_settings({"lowercase": True, "split_contractions": True, "chat": True, "version": 1})
+    assert Tokenizer.from_settings(CHAT.settings()) == CHAT
+
+
+@given(st.text())
+def test_chat_tokens_are_never_empty_and_a_typed_word_reads_the_same_alone(text: str) -> None:
+    tokens = CHAT.tokenize(text)
+    assert all(tokens) and not any(t.isspace() for t in tokens)
+    for word in text.split():
+        assert CHAT.tokenize(word) == CHAT.tokenize(f" {word} ")
 
 
 def test_vocabulary_build_is_deterministic_and_bounded() -> None:
