@@ -1,11 +1,16 @@
 """Evaluate an exported step model with ONNX Runtime only (this module never imports torch).
 
     python -m wordstream.export.evaluate models/sentiment-lstm.onnx [--data FILE] [--plot typing.png]
+                                         [--report] [--vader]
 
 Texts are fed the way the server feeds them: split on whitespace into words, each word
 tokenized, one token per model call, the state carried. The last line printed is JSON:
 ``accuracy``, ``macro_f1`` and ``n`` at the end of the text, and ``typing``: the accuracy
-after 25 %, 50 %, 75 % and 100 % of each text's words.
+after 25 %, 50 %, 75 % and 100 % of each text's words. ``--report`` adds per-class
+precision, recall and F1 and the confusion table (rows: the true label, columns: the
+predicted one), printed as a table before the JSON and under ``report`` in it. ``--vader``
+adds the rule-based VADER analyzer's figures on the same texts, under ``vader`` (see
+:func:`vader_baseline` for how its score becomes a label).
 """
 
 from __future__ import annotations
@@ -81,6 +86,69 @@ def evaluate(runner: StepModel, examples: Sequence[Example]) -> dict[str, Any]:
         "macro_f1": round(macro_f1(gold, final_pred, range(len(runner.labels))), 4),
         "n": len(gold),
         "typing": typing,
+        "report": report(gold, final_pred, runner.labels),
+    }
+
+
+def report(gold: Sequence[int], pred: Sequence[int], labels: Sequence[str]) -> dict[str, Any]:
+    """Per-class precision, recall and F1, and the confusion table: confusion[true][predicted]."""
+    confusion = [[0] * len(labels) for _ in labels]
+    for g, p in zip(gold, pred):
+        confusion[g][p] += 1
+    classes = {}
+    for i, label in enumerate(labels):
+        predicted = sum(row[i] for row in confusion)
+        actual = sum(confusion[i])
+        precision = confusion[i][i] / predicted if predicted else 0.0
+        recall = confusion[i][i] / actual if actual else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        classes[label] = {
+            "precision": round(precision, 4),
+            "recall": round(recall, 4),
+            "f1": round(f1, 4),
+            "support": actual,
+        }
+    return {"classes": classes, "confusion": {label: dict(zip(labels, row)) for label, row in zip(labels, confusion)}}
+
+
+def report_text(result: dict[str, Any]) -> str:
+    """The report as a plain table for people."""
+    labels = list(result["classes"])
+    width = max(9, *(len(label) for label in labels))
+    lines = [f"{'':{width}}  precision  recall      f1  support"]
+    for label, figures in result["classes"].items():
+        lines.append(
+            f"{label:{width}}  {figures['precision']:9.4f}  {figures['recall']:6.4f}  {figures['f1']:6.4f}"
+            f"  {figures['support']:7d}"
+        )
+    lines += ["", "confusion (rows: true label, columns: predicted)", f"{'':{width}}  " + "  ".join(labels)]
+    for label, row in result["confusion"].items():
+        lines.append(f"{label:{width}}  " + "  ".join(f"{row[p]:{len(p)}d}" for p in labels))
+    return "\n".join(lines)
+
+
+VADER_RULE = "compound >= 0 -> positive (a score of exactly 0 counts as positive), else negative"
+
+
+def vader_baseline(examples: Sequence[Example], labels: Sequence[str]) -> dict[str, Any]:
+    """VADER (the vadersentiment package) on the same texts: its compound score's sign is the label,
+    for the labels negative and positive; a compound of exactly 0 is read as positive (VADER_RULE)."""
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    if set(labels) != {"negative", "positive"}:
+        raise DataError(f"VADER reads negative/positive only, the data has {list(labels)}")
+    analyzer = SentimentIntensityAnalyzer()
+    index = {label: i for i, label in enumerate(labels)}
+    gold = [index[e.label] for e in examples]
+    scores = [analyzer.polarity_scores(e.text)["compound"] for e in examples]
+    pred = [index["positive"] if score >= 0 else index["negative"] for score in scores]
+    return {
+        "accuracy": round(sum(p == g for p, g in zip(pred, gold)) / len(gold), 4),
+        "macro_f1": round(macro_f1(gold, pred, range(len(labels))), 4),
+        "n": len(gold),
+        "zero_scores": sum(score == 0 for score in scores),
+        "rule": VADER_RULE,
+        "report": report(gold, pred, labels),
     }
 
 
@@ -152,6 +220,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--text-column", default="text")
     parser.add_argument("--label-column", default="label")
     parser.add_argument("--plot", help="draw the accuracy-while-typing curve to this PNG")
+    parser.add_argument("--report", action="store_true", help="per-class precision/recall/F1 and the confusion table")
+    parser.add_argument("--vader", action="store_true", help="VADER's figures on the same texts, for comparison")
     args = parser.parse_args(argv)
     try:
         runner = load_model(Path(args.model), threads=0)
@@ -160,11 +230,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             examples = model_test_split(runner.metadata)
         result = evaluate(runner, examples)
+        if args.vader:
+            result["vader"] = vader_baseline(examples, runner.labels)
     except (DataError, ModelError, OSError, KeyError, ValueError) as e:
         print(f"{type(e).__name__}: {e}", file=sys.stderr)
         return 1
     if args.plot:
         plot_typing(result, args.plot, Path(args.model).name)
+    if args.report:
+        print(report_text(result["report"]))
+        if args.vader:
+            print(f"\nVADER ({VADER_RULE}):\n" + report_text(result["vader"].pop("report")))
+    else:
+        result.pop("report")
+        result.get("vader", {}).pop("report", None)
     print(json.dumps(result))
     return 0
 

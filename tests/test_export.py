@@ -119,8 +119,32 @@ def test_evaluate_gives_the_known_answers_of_a_model_with_set_weights(
     plot = tmp_path / "typing.png"
     assert evaluate_main([str(model), "--data", str(data), "--plot", str(plot)]) == 0
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert printed == result
+    assert printed == {k: v for k, v in result.items() if k != "report"}
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # --report: gold P N N P P N against predictions P N N P P P.
+    assert evaluate_main([str(model), "--data", str(data), "--report"]) == 0
+    out = capsys.readouterr().out
+    report = json.loads(out.strip().splitlines()[-1])["report"]
+    assert report["confusion"] == {
+        "negative": {"negative": 2, "positive": 1},
+        "positive": {"negative": 0, "positive": 3},
+    }
+    assert report["classes"]["positive"] == {"precision": 0.75, "recall": 1.0, "f1": round(6 / 7, 4), "support": 3}
+    assert report["classes"]["negative"] == {"precision": 1.0, "recall": round(2 / 3, 4), "f1": 0.8, "support": 3}
+    assert "confusion (rows: true label, columns: predicted)" in out
+
+
+def test_vader_beside_the_model_on_the_same_texts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """VADER's compound sign is the label; a compound of exactly 0 ("the table") reads positive."""
+    model = counting_model(tmp_path / "counting.onnx")
+    data = write_csv(
+        tmp_path / "v.csv", [("a good film", "positive"), ("a bad film", "negative"), ("the table", "negative")]
+    )
+    assert evaluate_main([str(model), "--data", str(data), "--vader"]) == 0
+    vader = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["vader"]
+    assert vader["n"] == 3 and vader["zero_scores"] == 1 and vader["accuracy"] == round(2 / 3, 4)
+    assert "exactly 0 counts as positive" in vader["rule"]
 
 
 def test_evaluate_reads_the_models_own_test_split(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
