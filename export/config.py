@@ -39,6 +39,14 @@ class TrainConfig:
     """Training texts are cut to this many tokens (the longest in the default corpus has about 80)."""
     lexicon: bool = True
     """Join fixed affect-lexicon features to each word vector (export/lexicon.py)."""
+    chat: bool = False
+    """Read chat: the tokenizer's chat rules (emoticons, elongations, <url>, <user>, hashtags),
+    and the VADER and AFINN lexicons as features, their words in the vocabulary."""
+    pretrained: bool = False
+    """Join a frozen MiniLM word vector (export/pretrained.py, int8) to each word vector;
+    MiniLM's whole words join the vocabulary."""
+    pretrained_words: int = 12000
+    """How many of MiniLM's whole words (in its vocabulary's order) join the vocabulary: the file-size budget."""
     min_freq: int = 2
     max_vocab: int = 20000
     seed: int = 13

@@ -187,7 +187,7 @@ def model_test_split(metadata: dict[str, Any]) -> list[Example]:
     training = metadata["training"]
     split = split_examples(
         examples,
-        Tokenizer.from_settings(metadata["tokenizer"]),
+        Tokenizer.from_settings(metadata.get("split_tokenizer", metadata["tokenizer"])),
         seed=training.get("split_seed", training["seed"]),  # models made before split_seed split with seed
         labels=tuple(metadata["labels"]),
         by=training.get("split", "random"),

@@ -42,7 +42,11 @@ VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
     "hidden-256": ({"hidden": 256}, "hidden 256"),
     "two-layers": ({"layers": 2}, "two layers"),
     "no-word-dropout": ({"word_dropout": 0.0}, "no word dropout"),
+    "chat": ({"chat": True}, "chat tokens + VADER/AFINN lexicons"),
+    "pretrained": ({"pretrained": True}, "MiniLM word vectors"),
+    "chat-pretrained": ({"chat": True, "pretrained": True}, "chat tokens + VADER/AFINN + MiniLM vectors"),
 }
+CHAT_DEV = ROOT / "data" / "chat-dev.csv"  # the out-of-domain development set (data/README.md)
 
 
 def read_results(path: Path = RESULTS) -> list[dict[str, Any]]:
@@ -62,6 +66,12 @@ def train_one(sweep: str, variant: str, config: TrainConfig, evaluate_on: str, o
     result = train_export_evaluate(
         config, load_rotten_tomatoes(), dict(SOURCE), LABELS, out_dir / f"{name}.onnx", None, evaluate_on
     )
+    from wordstream.export.data import load_file
+    from wordstream.export.evaluate import evaluate
+    from wordstream.modelfile import load_model
+
+    chat_dev = evaluate(load_model(Path(result["model"]), threads=0), load_file(CHAT_DEV))
+    chat_dev.pop("report")
     return {
         "sweep": sweep,
         "variant": variant,
@@ -74,6 +84,7 @@ def train_one(sweep: str, variant: str, config: TrainConfig, evaluate_on: str, o
         "valid_accuracy_best_epoch": result["valid_accuracy"],
         "train_seconds": result["train_seconds"],
         "bytes": result["bytes"],
+        "chat_dev": chat_dev,
     }
 
 
@@ -89,10 +100,13 @@ def sweep(plan: list[tuple[str, str, TrainConfig, str]], results: Path, out_dir:
             f.write(json.dumps(entry) + "\n")
 
 
-def ablation_plan(cell: str, seeds: Sequence[int]) -> list[tuple[str, str, TrainConfig, str]]:
+def ablation_plan(
+    cell: str, seeds: Sequence[int], variants: Sequence[str] | None = None
+) -> list[tuple[str, str, TrainConfig, str]]:
     return [
         ("ablation", name, TrainConfig(cell=cell, seed=seed, **overrides), "valid")
         for name, (overrides, _) in VARIANTS.items()
+        if variants is None or name in variants
         for seed in seeds
     ]
 
@@ -189,6 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("what", choices=("ablations", "shipped", "table"))
     parser.add_argument("--cell", default="lstm", choices=CELLS, help="cell of the ablations")
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), help="only these ablation variants")
     parser.add_argument("--splits", nargs="+", default=list(SPLITS), choices=SPLITS)
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--models-dir", type=Path, default=ROOT / "runs" / "experiments")
@@ -196,7 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.models_dir.mkdir(parents=True, exist_ok=True)
     args.results.parent.mkdir(parents=True, exist_ok=True)
     if args.what == "ablations":
-        sweep(ablation_plan(args.cell, args.seeds), args.results, args.models_dir)
+        sweep(ablation_plan(args.cell, args.seeds, args.variants), args.results, args.models_dir)
     elif args.what == "shipped":
         record_baselines(args.results, args.splits)
         sweep(shipped_plan(args.seeds, args.splits), args.results, args.models_dir)

@@ -83,3 +83,64 @@ def features(token: str, lexicon: dict[str, tuple[float, ...]]) -> tuple[float, 
             if stem in lexicon:
                 return lexicon[stem]
     return None
+
+
+# --- chat lexicons (TrainConfig.chat) -------------------------------------------------------
+# VADER's lexicon (the vadersentiment package: 7,500 entries, slang and emoticons among them,
+# mean valence -4..4) and AFINN's (the afinn package: AFINN-en-165 and its emoticons, -5..5),
+# read from the packages' data files without importing them. Emoji get VADER's valence of the
+# words of their description (VADER's own emoji lexicon: "😂 face with tears of joy").
+CHAT_FEATURES = ("vader", "afinn", "chat_known")
+
+
+def _package_dir(name: str) -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.origin is None:
+        raise DataError(f"the {name} package is not installed (pip install '.[train]')")
+    return Path(spec.origin).parent
+
+
+def emoji_descriptions() -> dict[str, str]:
+    """emoji -> its description in English (VADER's emoji lexicon)."""
+    path = _package_dir("vaderSentiment") / "emoji_utf8_lexicon.txt"
+    table = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        emoji, _, description = line.partition("\t")
+        if emoji and description:
+            table[emoji] = description.strip()
+    return table
+
+
+def load_chat_lexicon() -> dict[str, tuple[float, ...]]:
+    """token (lower-case) -> one value per name in ``CHAT_FEATURES``."""
+    vader: dict[str, float] = {}
+    for line in (_package_dir("vaderSentiment") / "vader_lexicon.txt").read_text(encoding="utf-8").splitlines():
+        parts = line.split("\t")
+        if len(parts) >= 2:
+            vader.setdefault(parts[0].lower(), float(parts[1]) / 4)  # the first listing of a token wins
+    afinn: dict[str, float] = {}
+    data = _package_dir("afinn") / "data"
+    for name in ("AFINN-en-165.txt", "AFINN-emoticon-8.txt"):
+        for line in (data / name).read_text(encoding="utf-8").splitlines():
+            word, _, score = line.rpartition("\t")
+            if word:
+                afinn.setdefault(word.lower(), float(score) / 5)
+    for emoji, description in emoji_descriptions().items():
+        valences = [vader[w] for w in description.lower().split() if w in vader]
+        if valences and emoji not in vader:
+            vader[emoji] = sum(valences) / len(valences)
+    return {token: (vader.get(token, 0.0), afinn.get(token, 0.0), 1.0) for token in set(vader) | set(afinn)}
+
+
+def chat_features(token: str, lexicon: dict[str, tuple[float, ...]]) -> tuple[float, ...] | None:
+    """A token's chat-lexicon features; an elongated word (the tokenizer cuts "sooo" to "soo") is
+    also looked up with one letter of a doubled pair dropped ("soo" -> "so"; "good" is found as it is)."""
+    found = features(token, lexicon)
+    for i in range(1, len(token)):
+        if found is not None:
+            break
+        if token[i] == token[i - 1] and token[i].isalpha():
+            found = features(token[:i] + token[i + 1 :], lexicon)
+    return found

@@ -24,12 +24,16 @@ class TextClassifier(nn.Module):
     """Embedding -> recurrent layers -> linear; ``forward`` gives logits after every token.
 
     A token's input vector is its learned embedding joined with ``lexicon_dim`` fixed
-    lexicon features (the ``lexicon`` buffer, one row per vocabulary id). Ids from
-    ``learned_size`` on are words known only to the lexicon: they share the learned
-    vector of ``<unk>`` and differ by their lexicon features alone.
+    lexicon features (the ``lexicon`` buffer, one row per vocabulary id) and, with
+    ``pretrained_dim``, a learned projection of its frozen pretrained vector (int8 rows
+    ``pretrained`` times their ``pretrained_scale``). Ids from ``learned_size`` on are words
+    known only to the lexicons or the pretrained table: they share the learned vector of
+    ``<unk>`` and differ by their fixed features alone.
     """
 
     lexicon: torch.Tensor  # a buffer: (vocab, lexicon_dim)
+    pretrained: torch.Tensor  # a buffer: (vocab, pretrained_dim) int8
+    pretrained_scale: torch.Tensor  # a buffer: (vocab, 1) float32
 
     def __init__(
         self,
@@ -38,15 +42,19 @@ class TextClassifier(nn.Module):
         num_labels: int,
         learned_size: int | None = None,
         lexicon_dim: int = 0,
+        pretrained_dim: int = 0,
     ) -> None:
         super().__init__()
         self.config = config
         self.learned_size = learned_size or vocab_size
         self.embed = nn.Embedding(self.learned_size, config.embed_dim, padding_idx=0)
         self.register_buffer("lexicon", torch.zeros(vocab_size, lexicon_dim))  # (vocab, lexicon_dim), fixed
+        self.register_buffer("pretrained", torch.zeros(vocab_size, pretrained_dim, dtype=torch.int8))
+        self.register_buffer("pretrained_scale", torch.ones(vocab_size, 1))
+        self.project = nn.Linear(pretrained_dim, config.embed_dim) if pretrained_dim else None
         self.embed_drop = nn.Dropout(config.embed_dropout)
         self.rnn = _CELLS[config.cell](
-            config.embed_dim + lexicon_dim,
+            config.embed_dim * (2 if pretrained_dim else 1) + lexicon_dim,
             config.hidden,
             num_layers=config.layers,
             batch_first=True,
@@ -62,7 +70,11 @@ class TextClassifier(nn.Module):
     def forward(self, tokens: torch.Tensor, state: TorchState) -> tuple[torch.Tensor, TorchState]:
         """tokens (batch, time) -> logits (batch, time, labels) and the state after the last token."""
         learned = torch.where(tokens < self.learned_size, tokens, torch.full_like(tokens, UNK_ID))
-        x = torch.cat([self.embed_drop(self.embed(learned)), self.lexicon[tokens]], -1)  # (batch, time, input)
+        parts = [self.embed_drop(self.embed(learned)), self.lexicon[tokens]]
+        if self.project is not None:
+            vectors = self.pretrained[tokens].float() * self.pretrained_scale[tokens]  # int8 rows, dequantized
+            parts.insert(1, self.embed_drop(self.project(vectors)))
+        x = torch.cat(parts, -1)  # (batch, time, input)
         rnn_state = state if self.config.cell == "lstm" else state[0]
         y, new_state = self.rnn(x, rnn_state)  # y: (batch, time, hidden)
         logits = self.head(self.out_drop(y))

@@ -15,7 +15,7 @@ import json
 import random
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,15 +25,25 @@ import torch.nn.functional as F
 from wordstream.export.config import DRY_RUN, TrainConfig
 from wordstream.export.data import DataError, Example, Split, load_file, load_rotten_tomatoes, split_examples
 from wordstream.export.evaluate import evaluate
-from wordstream.export.lexicon import FEATURES, features, load_lexicon
+from wordstream.export.lexicon import (
+    CHAT_FEATURES,
+    FEATURES,
+    chat_features,
+    emoji_descriptions,
+    features,
+    load_chat_lexicon,
+    load_lexicon,
+)
 from wordstream.export.model import TextClassifier
 from wordstream.export.onnx_export import export_step_model, set_metadata
+from wordstream.export.pretrained import minilm_words, quantize, word_vectors
 from wordstream.modelfile import load_model
 from wordstream.shared import ProgressBar, parse_bool
 from wordstream.textcodec import PAD_ID, UNK_ID, TextCodec, Tokenizer, Vocabulary
 from wordstream.textcodec.vocab import PAD
 
 DRY_RUN_EXAMPLES = 600
+PRETRAINED_DIM = 384  # MiniLM's word-piece vectors
 
 
 @dataclasses.dataclass
@@ -102,20 +112,43 @@ def final_accuracy(model: TextClassifier, data: EncodedSplit, batch_size: int = 
 
 
 def build_model(config: TrainConfig, split: Split, tokenizer: Tokenizer) -> tuple[TextClassifier, TextCodec]:
-    """The vocabulary from the training split (plus lexicon words), and an untrained model over it."""
+    """The vocabulary from the training split (plus the words the lexicons and the pretrained
+    table know), and an untrained model over it with those fixed features."""
     torch.manual_seed(config.seed)
     base = Vocabulary.build((tokenizer.tokenize(e.text) for e in split.train), config.min_freq, config.max_vocab)
-    if not config.lexicon:
-        return TextClassifier(config, len(base), len(split.labels)), TextCodec(tokenizer, base)
-    lexicon = load_lexicon()
-    # Words the lexicon knows but training saw too rarely (or never) still carry their features.
+    Lookup = Callable[[str, dict[str, tuple[float, ...]]], tuple[float, ...] | None]
+    lexicons: list[tuple[dict[str, tuple[float, ...]], tuple[str, ...], Lookup]] = []  # table, features, lookup
+    if config.lexicon:
+        lexicons.append((load_lexicon(), FEATURES, features))
+    if config.chat:
+        lexicons.append((load_chat_lexicon(), CHAT_FEATURES, chat_features))
+    extra_words: set[str] = {w for table, _, _ in lexicons for w in table}
+    if config.pretrained:
+        extra_words |= set(minilm_words()[: config.pretrained_words])
+    # Words the lexicons or the pretrained table know but training saw too rarely (or never) still
+    # carry their fixed features; only words that are one token as they stand can be looked up.
     known = set(base.tokens)
-    extra = sorted(w for w in lexicon if w not in known and tokenizer.tokenize(w) == [w])
+    extra = sorted(w for w in extra_words if w not in known and tokenizer.tokenize(w) == [w])
     vocab = Vocabulary((*base.tokens, *extra))
-    model = TextClassifier(config, len(vocab), len(split.labels), learned_size=len(base), lexicon_dim=len(FEATURES))
-    table = [features(token, lexicon) or (0.0,) * len(FEATURES) for token in vocab.tokens]
-    model.lexicon.copy_(torch.tensor(table))
+    width = sum(len(names) for _, names, _ in lexicons)
+    dim = PRETRAINED_DIM if config.pretrained else 0
+    model = TextClassifier(config, len(vocab), len(split.labels), len(base), lexicon_dim=width, pretrained_dim=dim)
+    if lexicons:
+        rows = [
+            [v for table, names, lookup in lexicons for v in (lookup(token, table) or (0.0,) * len(names))]
+            for token in vocab.tokens
+        ]
+        model.lexicon.copy_(torch.tensor(rows))
+    if config.pretrained:
+        vectors, _ = word_vectors(list(vocab.tokens), emoji_descriptions() if config.chat else {})
+        table, scale = quantize(vectors)
+        model.pretrained.copy_(torch.from_numpy(table))
+        model.pretrained_scale.copy_(torch.from_numpy(scale))
     return model, TextCodec(tokenizer, vocab)
+
+
+def lexicon_features(config: TrainConfig) -> list[str]:
+    return [*(FEATURES if config.lexicon else ()), *(CHAT_FEATURES if config.chat else ())]
 
 
 def train(
@@ -219,9 +252,10 @@ def train_export_evaluate(
     Model selection (experiments) evaluates on the validation split only; the test split is
     read once per model that is shipped.
     """
-    tokenizer = Tokenizer()
-    split = split_examples(examples, tokenizer, seed=config.split_seed, labels=labels, by=config.split)
-    model, codec = build_model(config, split, tokenizer)
+    # The split is made with the plain rules whatever the model reads, so every variant sees the same parts.
+    split_tokenizer = Tokenizer()
+    split = split_examples(examples, split_tokenizer, seed=config.split_seed, labels=labels, by=config.split)
+    model, codec = build_model(config, split, Tokenizer(chat=config.chat))
     vocab = codec.vocab
     print(
         f"data: {len(split.train)} train, {len(split.valid)} valid, {len(split.test)} test ({config.split} split); "
@@ -241,6 +275,7 @@ def train_export_evaluate(
                 "labels": list(split.labels),
                 "learned_size": model.learned_size,
                 "lexicon_dim": model.lexicon.shape[1],
+                "pretrained_dim": model.pretrained.shape[1],
             },
             checkpoint,
         )
@@ -254,12 +289,14 @@ def train_export_evaluate(
             "embed_dim": config.embed_dim,
             "vocab_size": len(vocab),
             "learned_vocab_size": model.learned_size,
-            "lexicon_features": list(FEATURES) if config.lexicon else [],
+            "lexicon_features": lexicon_features(config),
+            "pretrained": "all-MiniLM-L6-v2 word-piece means, int8 per row" if config.pretrained else None,
             "parameters": sum(p.numel() for p in model.parameters()),
         },
         "training": {**config.to_dict(), **info},
         "data": source,
         "data_hash": split.data_hash,
+        "split_tokenizer": split_tokenizer.settings(),
         "pad_token": PAD,
     }
     export_step_model(model, out, metadata)

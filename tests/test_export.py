@@ -30,6 +30,7 @@ def load_torch(onnx_path: Path) -> TextClassifier:
         len(checkpoint["labels"]),
         checkpoint["learned_size"],
         checkpoint["lexicon_dim"],
+        checkpoint.get("pretrained_dim", 0),
     )
     model.load_state_dict(checkpoint["state_dict"])
     return model.eval()
