@@ -45,6 +45,10 @@ VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
     "chat": ({"chat": True}, "chat tokens + VADER/AFINN lexicons"),
     "pretrained": ({"pretrained": True}, "MiniLM word vectors"),
     "chat-pretrained": ({"chat": True, "pretrained": True}, "chat tokens + VADER/AFINN + MiniLM vectors"),
+    "chat-pretrained-e64": (
+        {"chat": True, "pretrained": True, "embed_dim": 64},
+        "chat + MiniLM vectors, learned vectors of 64 (the file-size budget)",
+    ),
 }
 CHAT_DEV = ROOT / "data" / "chat-dev.csv"  # the out-of-domain development set (data/README.md)
 
