@@ -186,3 +186,39 @@ def test_evaluate_does_not_import_torch(tiny_models: dict[str, Path]) -> None:
     )
     result = subprocess.run([sys.executable, "-c", code, str(tiny_models["lstm"])], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_a_chat_model_with_pretrained_vectors_exports_and_matches_pytorch(tmp_path: Path) -> None:
+    """--chat --pretrained: the chat tokenizer and lexicons, MiniLM vectors as int8 in the graph;
+    ONNX Runtime step by step equals PyTorch over whole texts, and int8 stays near float32."""
+    from wordstream.export.train import main as train_main
+
+    out = tmp_path / "chat.onnx"
+    data = write_csv(tmp_path / "d.csv", synthetic_texts(600))
+    flags = ["--cell", "lstm", "--out", str(out), "--data", str(data), "--dry-run", "--chat", "true"]
+    assert train_main([*flags, "--pretrained", "true", "--checkpoint", str(out.with_suffix(".pt"))]) == 0
+    runner = load_model(out)
+    assert runner.metadata["tokenizer"]["chat"] is True
+    assert runner.metadata["model"]["lexicon_features"][-3:] == ["vader", "afinn", "chat_known"]
+    parity = runner.metadata["training"]["pretrained_parity"]
+    assert parity["max_abs_diff"] < 1e-3 and parity["final_label_agreement"] >= 0.99, parity
+    # Chat words the synthetic texts never had are in the vocabulary (lexicons, MiniLM), as units.
+    for word, tokens in (("lol", ["lol"]), (":-)", [":-)"]), ("soooo", ["soo"]), ("#SoGood", ["so", "good"])):
+        encoded = runner.codec.encode(word)
+        assert list(encoded.tokens) == tokens and not any(encoded.unknown), (word, encoded)
+    model = load_torch(out)
+    worst = 0.0
+    for text in ["omg this is sooo good :)", "ugh worst day ever :( #fail", "lol the film is great <3"]:
+        ids = runner.codec.encode_ids(text)
+        with torch.no_grad():
+            expected = torch.softmax(model(torch.tensor([ids]), model.init_state(1))[0][0], -1).numpy()
+        state = runner.initial_state(1)
+        for t, token in enumerate(ids):
+            probs, state = runner.run(np.array([token], np.int64), state)
+            worst = max(worst, float(np.abs(probs[0] - expected[t]).max()))
+    assert worst <= 1e-5
+
+
+def test_the_default_models_fit_the_file_size_budget() -> None:
+    for path in sorted((Path(__file__).resolve().parent.parent / "models").glob("*.onnx")):
+        assert path.stat().st_size <= 16 * 2**20, (path.name, path.stat().st_size)

@@ -29,10 +29,25 @@ class TextCodec:
     def encode(self, text: str) -> Encoded:
         """A typed word (or any text) as 0..n tokens and their ids."""
         tokens = self.tokenizer.tokenize(text)
-        return Encoded(tuple(tokens), tuple(self.vocab.ids(tokens)))
+        return Encoded(tuple(tokens), tuple(self._ids(tokens)))
 
     def encode_ids(self, text: str) -> list[int]:
-        return self.vocab.ids(self.tokenizer.tokenize(text))
+        return self._ids(self.tokenizer.tokenize(text))
+
+    def _ids(self, tokens: list[str]) -> list[int]:
+        ids = self.vocab.ids(tokens)
+        if self.tokenizer.chat:  # an elongated word the vocabulary lacks: "soo" reads as "so"
+            ids = [self._unelongated(t) if i == UNK_ID else i for t, i in zip(tokens, ids)]
+        return ids
+
+    def _unelongated(self, token: str) -> int:
+        """The id of ``token`` with one letter of a doubled pair dropped, the first such that is known."""
+        for i in range(1, len(token)):
+            if token[i] == token[i - 1] and token[i].isalpha():
+                found = self.vocab.id(token[:i] + token[i + 1 :])
+                if found != UNK_ID:
+                    return found
+        return UNK_ID
 
     def to_metadata(self) -> dict[str, Any]:
         return {"tokenizer": self.tokenizer.settings(), "vocabulary": list(self.vocab.tokens)}
