@@ -13,8 +13,8 @@ SPLITS = ("random", "film")
 class TrainConfig:
     cell: str = "lstm"
     """Recurrent cell: rnn (tanh), lstm or gru."""
-    embed_dim: int = 128
-    """Width of the word vectors."""
+    embed_dim: int = 64
+    """Width of the learned word vectors (the pretrained ones are projected to it as well)."""
     hidden: int = 128
     """Width of the recurrent state, per layer."""
     layers: int = 1
@@ -39,10 +39,10 @@ class TrainConfig:
     """Training texts are cut to this many tokens (the longest in the default corpus has about 80)."""
     lexicon: bool = True
     """Join fixed affect-lexicon features to each word vector (export/lexicon.py)."""
-    chat: bool = False
+    chat: bool = True
     """Read chat: the tokenizer's chat rules (emoticons, elongations, <url>, <user>, hashtags),
     and the VADER and AFINN lexicons as features, their words in the vocabulary."""
-    pretrained: bool = False
+    pretrained: bool = True
     """Join a frozen MiniLM word vector (export/pretrained.py, int8) to each word vector;
     MiniLM's whole words join the vocabulary."""
     pretrained_words: int = 12000

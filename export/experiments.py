@@ -24,7 +24,7 @@ from typing import Any
 
 from wordstream.export.config import CELLS, SPLITS, TrainConfig
 from wordstream.export.data import load_rotten_tomatoes, split_examples
-from wordstream.export.evaluate import baselines
+from wordstream.export.evaluate import VADER_RULE, baselines, vader_baseline
 from wordstream.textcodec import Tokenizer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,20 +34,22 @@ SOURCE = {"source": "rotten_tomatoes"}
 LABELS = ("negative", "positive")
 
 # name -> TrainConfig overrides, and what the row means in the docs.
+# "default" is the first default configuration (film-review words only, until issue 14); the
+# default since then is "chat-pretrained-e64". The rows keep the names they were run under.
+V1 = {"chat": False, "pretrained": False, "embed_dim": 128}
 VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
-    "default": ({}, "the default configuration"),
-    "no-lexicon": ({"lexicon": False}, "no lexicon features"),
-    "last-word-loss": ({"step_loss": 0.0}, "loss at the last word only"),
-    "every-step-loss": ({"step_loss": 1.0}, "loss at every step only"),
-    "hidden-256": ({"hidden": 256}, "hidden 256"),
-    "two-layers": ({"layers": 2}, "two layers"),
-    "no-word-dropout": ({"word_dropout": 0.0}, "no word dropout"),
-    "chat": ({"chat": True}, "chat tokens + VADER/AFINN lexicons"),
-    "pretrained": ({"pretrained": True}, "MiniLM word vectors"),
-    "chat-pretrained": ({"chat": True, "pretrained": True}, "chat tokens + VADER/AFINN + MiniLM vectors"),
+    "default": (V1, "the first default (film-review words only)"),
+    "no-lexicon": ({**V1, "lexicon": False}, "first default, no lexicon features"),
+    "last-word-loss": ({**V1, "step_loss": 0.0}, "first default, loss at the last word only"),
+    "every-step-loss": ({**V1, "step_loss": 1.0}, "first default, loss at every step only"),
+    "hidden-256": ({**V1, "hidden": 256}, "first default, hidden 256"),
+    "two-layers": ({**V1, "layers": 2}, "first default, two layers"),
+    "no-word-dropout": ({**V1, "word_dropout": 0.0}, "first default, no word dropout"),
+    "chat": ({**V1, "chat": True}, "+ chat tokens and VADER/AFINN lexicons"),
+    "chat-pretrained": ({**V1, "chat": True, "pretrained": True}, "+ chat + MiniLM vectors (17 MB: over budget)"),
     "chat-pretrained-e64": (
         {"chat": True, "pretrained": True, "embed_dim": 64},
-        "chat + MiniLM vectors, learned vectors of 64 (the file-size budget)",
+        "+ chat + MiniLM vectors, learned vectors of 64 (the default since issue 14)",
     ),
 }
 CHAT_DEV = ROOT / "data" / "chat-dev.csv"  # the out-of-domain development set (data/README.md)
@@ -115,9 +117,12 @@ def ablation_plan(
     ]
 
 
+SHIPPED = "shipped-chat"  # the sweep of the current default; "shipped" rows are the first default's
+
+
 def shipped_plan(seeds: Sequence[int], splits: Sequence[str]) -> list[tuple[str, str, TrainConfig, str]]:
     return [
-        ("shipped", "default", TrainConfig(cell=cell, seed=seed, split=split), "test")
+        (SHIPPED, "default", TrainConfig(cell=cell, seed=seed, split=split), "test")
         for split in splits
         for cell in ("lstm", "gru", "rnn")
         for seed in seeds
@@ -154,11 +159,13 @@ def mean_sd(values: list[float]) -> str:
 
 
 def tables(entries: list[dict[str, Any]]) -> str:
-    """Markdown: the ablation table (validation) and the shipped table (test), mean ± sd over seeds."""
+    """Markdown: the ablation table (validation) and the shipped tables (test), mean ± sd over seeds,
+    each with the figures on data/chat-dev.csv and VADER's beside them."""
+    vader = {e["split"]: e for e in entries if e["sweep"] == "vader"}
     lines = ["### Ablations (LSTM, validation split, mean ± sd over seeds)", ""]
     lines += [
-        "| variant | seeds | accuracy | macro-F1 | after 25 % | after 50 % | after 75 % |",
-        "|---|---|---|---|---|---|---|",
+        "| variant | seeds | accuracy | macro-F1 | after 25 % | after 50 % | after 75 % | chat-dev macro-F1 |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, (_, meaning) in VARIANTS.items():
         runs = [e for e in entries if e["sweep"] == "ablation" and e["variant"] == name]
@@ -167,39 +174,73 @@ def tables(entries: list[dict[str, Any]]) -> str:
         row = [meaning, str(len(runs))]
         row += [mean_sd([e["evaluation"][k] for e in runs]) for k in ("accuracy", "macro_f1")]
         row += [mean_sd([e["evaluation"]["typing"][p] for e in runs]) for p in ("25%", "50%", "75%")]
+        row.append(mean_sd([e["chat_dev"]["macro_f1"] for e in runs if "chat_dev" in e]))
         lines.append("| " + " | ".join(row) + " |")
-    for split_name in SPLITS:
-        base = next((e for e in entries if e["sweep"] == "baseline" and e["split"] == split_name), None)
-        runs = [e for e in entries if e["sweep"] == "shipped" and e["split"] == split_name]
-        if not runs:
-            continue
-        lines += ["", f"### Test split, {split_name} split (mean ± sd over seeds)", ""]
-        lines += [
-            "| model | seeds | test accuracy | macro-F1 | after 25 % | after 50 % | after 75 % "
-            "| validation accuracy (best epoch) |",
-            "|---|---|---|---|---|---|---|---|",
-        ]
-        for cell in ("lstm", "gru", "rnn"):
-            cell_runs = [e for e in runs if e["cell"] == cell]
-            if not cell_runs:
+    if "random" in vader:
+        v = vader["random"]
+        lines.append(
+            f"| VADER ({VADER_RULE}) | - | {v['valid']['accuracy']:.4f} | {v['valid']['macro_f1']:.4f} | | | "
+            f"| {v['chat_dev']['macro_f1']:.4f} |"
+        )
+    for sweep_name, title in ((SHIPPED, "the default since issue 14"), ("shipped", "the first default")):
+        for split_name in SPLITS:
+            base = next((e for e in entries if e["sweep"] == "baseline" and e["split"] == split_name), None)
+            runs = [e for e in entries if e["sweep"] == sweep_name and e["split"] == split_name]
+            if not runs:
                 continue
-            row = [f"{cell}", str(len(cell_runs))]
-            row += [mean_sd([e["evaluation"][k] for e in cell_runs]) for k in ("accuracy", "macro_f1")]
-            row += [mean_sd([e["evaluation"]["typing"][p] for e in cell_runs]) for p in ("25%", "50%", "75%")]
-            row.append(mean_sd([e["valid_accuracy_best_epoch"] for e in cell_runs]))
-            lines.append("| " + " | ".join(row) + " |")
-        if base is not None:
-            test = base["test"]
-            lines.append(
-                f"| majority label | - | {test['majority']:.4f} | | | | | |\n"
-                f"| the film's majority label in training | - | {test['film_prior']:.4f} | | | | | |"
-            )
-            lines.append("")
-            lines.append(
-                f"Split sizes {base['sizes']}; {100 * test['films_seen_in_training']:.1f} % of the test texts "
-                "are about a film that has texts in training."
-            )
+            lines += ["", f"### Test split, {split_name} split: {title} (mean ± sd over seeds)", ""]
+            lines += [
+                "| model | seeds | test accuracy | macro-F1 | after 25 % | after 50 % | after 75 % "
+                "| validation accuracy (best epoch) | chat-dev macro-F1 |",
+                "|---|---|---|---|---|---|---|---|---|",
+            ]
+            for cell in ("lstm", "gru", "rnn"):
+                cell_runs = [e for e in runs if e["cell"] == cell]
+                if not cell_runs:
+                    continue
+                row = [f"{cell}", str(len(cell_runs))]
+                row += [mean_sd([e["evaluation"][k] for e in cell_runs]) for k in ("accuracy", "macro_f1")]
+                row += [mean_sd([e["evaluation"]["typing"][p] for e in cell_runs]) for p in ("25%", "50%", "75%")]
+                row.append(mean_sd([e["valid_accuracy_best_epoch"] for e in cell_runs]))
+                row.append(mean_sd([e["chat_dev"]["macro_f1"] for e in cell_runs if "chat_dev" in e]))
+                lines.append("| " + " | ".join(row) + " |")
+            if split_name in vader:
+                v = vader[split_name]
+                lines.append(
+                    f"| VADER | - | {v['test']['accuracy']:.4f} | {v['test']['macro_f1']:.4f} | | | | "
+                    f"| {v['chat_dev']['macro_f1']:.4f} |"
+                )
+            if base is not None:
+                test = base["test"]
+                lines.append(
+                    f"| majority label | - | {test['majority']:.4f} | | | | | | |\n"
+                    f"| the film's majority label in training | - | {test['film_prior']:.4f} | | | | | | |"
+                )
+                lines.append("")
+                lines.append(
+                    f"Split sizes {base['sizes']}; {100 * test['films_seen_in_training']:.1f} % of the test texts "
+                    "are about a film that has texts in training."
+                )
     return "\n".join(lines) + "\n"
+
+
+def record_vader(results: Path, splits: Sequence[str]) -> None:
+    """VADER on each split's validation and test parts and on data/chat-dev.csv (no model, no seed)."""
+    from wordstream.export.data import load_file
+
+    done = {run_key(e) for e in read_results(results)}
+    examples = load_rotten_tomatoes()
+    for split_name in splits:
+        if ("vader", "vader", "-", split_name, 0) in done:
+            continue
+        split = split_examples(examples, Tokenizer(), seed=13, labels=LABELS, by=split_name)
+        entry = {"sweep": "vader", "variant": "vader", "cell": "-", "split": split_name, "seed": 0, "rule": VADER_RULE}
+        for name, part in (("valid", split.valid), ("test", split.test), ("chat_dev", load_file(CHAT_DEV))):
+            figures = vader_baseline(part, LABELS)
+            figures.pop("report")
+            entry[name] = figures
+        with open(results, "a") as f:
+            f.write(json.dumps(entry) + "\n")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -214,6 +255,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.models_dir.mkdir(parents=True, exist_ok=True)
     args.results.parent.mkdir(parents=True, exist_ok=True)
+    record_vader(args.results, args.splits)
     if args.what == "ablations":
         sweep(ablation_plan(args.cell, args.seeds, args.variants), args.results, args.models_dir)
     elif args.what == "shipped":

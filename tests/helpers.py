@@ -75,6 +75,12 @@ def train_tiny(cell: str, directory: Path, n: int = 2000, layers: int = 1) -> Pa
             "2",
             "--checkpoint",
             str(out.with_suffix(".pt")),
+            # The plain reading (film-review words, no MiniLM table): small and fast; the chat model
+            # with pretrained vectors has its own test (test_export.py).
+            "--chat",
+            "false",
+            "--pretrained",
+            "false",
         ]
     )
     assert code == 0
