@@ -195,10 +195,15 @@ def test_experiment_tables_give_mean_and_sd_over_seeds() -> None:
             "sweep": sweep, "variant": variant, "cell": "lstm", "split": split, "seed": seed,
             "evaluation": {"accuracy": accuracy, "macro_f1": accuracy, "typing": typing},
             "valid_accuracy_best_epoch": 0.8,
+            "chat_dev": {"macro_f1": accuracy - 0.1},
         }  # fmt: skip
 
     entries = [run("ablation", "default", "random", s, a) for s, a in ((13, 0.70), (14, 0.80), (15, 0.90))]
-    entries += [run("shipped", "default", "random", s, 0.75) for s in (13, 14, 15)]
+    entries += [run("shipped-chat", "default", "random", s, 0.75) for s in (13, 14, 15)]
+    entries.append({"sweep": "vader", "split": "random", "valid": {"accuracy": 0.6, "macro_f1": 0.55},
+                    "test": {"accuracy": 0.62, "macro_f1": 0.58}, "chat_dev": {"macro_f1": 0.88}})  # fmt: skip
     text = tables(entries)
-    assert "| the default configuration | 3 | 0.8000 ± 0.1000 |" in text
+    assert "| the first default (film-review words only) | 3 | 0.8000 ± 0.1000 |" in text
     assert "| lstm | 3 | 0.7500 ± 0.0000 |" in text and "film split" not in text
+    assert "| 0.7000 ± 0.1000 |" in text  # the chat-dev figure beside the validation ones
+    assert "| VADER | - | 0.6200 | 0.5800 | | | | | 0.8800 |" in text
