@@ -47,7 +47,7 @@ class TrainConfig:
     MiniLM's whole words join the vocabulary."""
     pretrained_words: int = 12000
     """How many of MiniLM's whole words (in its vocabulary's order) join the vocabulary: the file-size budget."""
-    distill: float = 0.0
+    distill: float = 0.5
     """Weight of a teacher's probabilities in each training target (export/teacher.py: MiniLM sentence
     vectors + logistic regression); 0: the gold labels only."""
     unlabelled: int = 0
