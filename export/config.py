@@ -89,4 +89,4 @@ class TrainConfig:
 
 
 # A configuration that trains in seconds, for --dry-run and tests.
-DRY_RUN = dict(embed_dim=16, hidden=16, max_epochs=2, batch_size=32, max_minutes=0.5)
+DRY_RUN = dict(embed_dim=16, hidden=16, max_epochs=2, batch_size=32, max_minutes=0.5, distill=0.0)

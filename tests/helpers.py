@@ -75,12 +75,14 @@ def train_tiny(cell: str, directory: Path, n: int = 2000, layers: int = 1) -> Pa
             "2",
             "--checkpoint",
             str(out.with_suffix(".pt")),
-            # The plain reading (film-review words, no MiniLM table): small and fast; the chat model
-            # with pretrained vectors has its own test (test_export.py).
+            # The plain reading (film-review words, no MiniLM table, no teacher): small and fast; the
+            # chat model with pretrained vectors and distillation have their own tests (test_export.py).
             "--chat",
             "false",
             "--pretrained",
             "false",
+            "--distill",
+            "0",
         ]
     )
     assert code == 0
