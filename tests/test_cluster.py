@@ -159,3 +159,42 @@ def test_a_rolling_restart_under_load_loses_no_session_and_answers_nothing_wrong
     assert figures["words"] > 100, figures
     assert figures["sessions_lost"] == 0 and figures["wrong_outputs"] == 0, figures
     assert len(figures["restart_seconds"]) == 2, figures
+
+
+def test_make_cluster_serves_through_envoy_and_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
+    """`make cluster` is `python -m deploy.cluster`: Redis, two replicas and Envoy in the foreground;
+    a client reaches them through Envoy; Ctrl-C (SIGINT) stops every process it started."""
+    import re
+    import socket
+    import subprocess
+    import sys
+
+    from deploy.cluster import ROOT, free_port
+
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "deploy.cluster", "--port", str(port), "--directory", str(tmp_path)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert f"Envoy on localhost:{port}" in line, line
+        replicas = [int(p) for p in re.findall(r"localhost:(\d+)", line.split("->")[1])]
+        assert len(replicas) == 2
+        with Client(f"localhost:{port}") as client:
+            assert client.health() == "SERVING"
+            with client.session() as session:
+                assert session.push("great").output is not None and session.replica.startswith("replica-")
+        process.send_signal(signal.SIGINT)
+        assert process.wait(60) == 0
+    finally:
+        process.kill()
+    for taken in [port, *replicas]:  # nothing listens any more
+        with socket.socket() as s:
+            assert s.connect_ex(("127.0.0.1", taken)) != 0, taken
+    assert not (tmp_path / "redis.sock").exists()  # Redis shut down (it removes its socket)
+    assert list(tmp_path.glob("appendonly*"))  # and kept its AOF for the next start
