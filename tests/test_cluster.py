@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+import numpy as np
 import pytest
 
 from deploy.cluster import Envoy, Redis, Replica
@@ -198,3 +199,28 @@ def test_make_cluster_serves_through_envoy_and_stops_everything_on_ctrl_c(tmp_pa
             assert s.connect_ex(("127.0.0.1", taken)) != 0, taken
     assert not (tmp_path / "redis.sock").exists()  # Redis shut down (it removes its socket)
     assert list(tmp_path.glob("appendonly*"))  # and kept its AOF for the next start
+
+
+def test_a_page_keeps_its_session_when_its_replica_dies(cluster: Cluster, tiny_models: dict[str, Path]) -> None:
+    """The gateway in front of Envoy: the replica behind a page's socket is killed; the next word
+    is answered by the other replica from the store (no replay notice), as if nothing happened."""
+    from starlette.testclient import TestClient
+
+    from tests.helpers import offline_prefix_probs
+    from wordstream.client import AsyncClient
+    from wordstream.gateway.app import create_app
+
+    app = create_app(lambda: AsyncClient(cluster.envoy.target, reconnect_timeout=20))
+    with TestClient(app) as http, http.websocket_connect("/ws") as ws:
+        ws.send_json({"open": {}})
+        session_id = ws.receive_json()["opened"]["session_id"]
+        for word in WORDS[:5]:
+            ws.send_json({"word": word})
+            ws.receive_json()
+        cluster.replicas[replica_of(cluster.envoy.target, session_id)].kill()
+        ws.send_json({"word": WORDS[5]})
+        answer = ws.receive_json()
+        assert "word" in answer, answer  # not a "replayed" notice: resumed from Redis
+        assert answer["word"]["session_id"] == session_id and answer["word"]["word_index"] == 5
+        expected = offline_prefix_probs(tiny_models["lstm"], WORDS[:6])[-1]
+        assert np.allclose(list(answer["word"]["probabilities"].values()), expected, atol=1e-5)
