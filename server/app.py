@@ -43,9 +43,10 @@ class Running:
 
     def set_serving(self, serving: bool) -> None:
         """Health for the balancer: SERVING only while not draining (and the store answers)."""
-        status = health_pb2.HealthCheckResponse.SERVING if serving and not self.draining else None
+        serving = serving and not self.draining
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
         for name in ("", SERVICE_NAME):
-            self.health.set(name, status or health_pb2.HealthCheckResponse.NOT_SERVING)
+            self.health.set(name, status)
 
     async def watch_store(self) -> None:
         """NOT_SERVING while the state store does not answer, SERVING again when it does."""

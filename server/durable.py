@@ -258,8 +258,6 @@ class RedisStore:
         self._flushing = False
         self._write_sha: str | None = None
         self._flusher: asyncio.Task[None] | None = None
-        self.round_trips = 0  # pipelines sent by the group commit (the benchmark reads it)
-        self.writes = 0
 
     async def close(self) -> None:
         await self.redis.aclose()
@@ -338,8 +336,6 @@ class RedisStore:
         try:
             while self._queue:
                 batch, self._queue = self._queue, []
-                self.round_trips += 1
-                self.writes += len(batch)
                 try:
                     results = await self._write_all([k for pair, _, _ in batch for k in pair], [a for _, a, _ in batch])
                 except (RedisError, OSError) as e:

@@ -239,9 +239,6 @@ class Wordstream:
         session.attached = loaded.attached
         return session, loaded.idle_seconds, True
 
-    def exists(self, session_id: str) -> bool:
-        return self.store.has(session_id)
-
     async def reap_forever(self) -> None:
         """The one reaper: frees expired sessions every reap_interval seconds until cancelled."""
         while True:
