@@ -18,6 +18,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from wordstream.export.data import DataError, rotten_tomatoes_path
+from wordstream.textcodec.tokenizer import unelongated
 
 FEATURES = ("gi_positive", "gi_negative", "pleasantness", "activation", "imagery", "known")
 
@@ -137,10 +138,8 @@ def load_chat_lexicon() -> dict[str, tuple[float, ...]]:
 def chat_features(token: str, lexicon: dict[str, tuple[float, ...]]) -> tuple[float, ...] | None:
     """A token's chat-lexicon features; an elongated word (the tokenizer cuts "sooo" to "soo") is
     also looked up with one letter of a doubled pair dropped ("soo" -> "so"; "good" is found as it is)."""
-    found = features(token, lexicon)
-    for i in range(1, len(token)):
+    for form in (token, *unelongated(token)):
+        found = features(form, lexicon)
         if found is not None:
-            break
-        if token[i] == token[i - 1] and token[i].isalpha():
-            found = features(token[:i] + token[i + 1 :], lexicon)
-    return found
+            return found
+    return None

@@ -47,7 +47,6 @@ class TextClassifier(nn.Module):
         super().__init__()
         self.config = config
         self.learned_size = learned_size or vocab_size
-        self.vocabulary: tuple[str, ...] = ()  # the tokens of the ids, when the builder sets them
         self.embed = nn.Embedding(self.learned_size, config.embed_dim, padding_idx=0)
         self.register_buffer("lexicon", torch.zeros(vocab_size, lexicon_dim))  # (vocab, lexicon_dim), fixed
         self.register_buffer("pretrained", torch.zeros(vocab_size, pretrained_dim, dtype=torch.int8))

@@ -39,7 +39,7 @@ def minilm_dir() -> Path:
 
 
 @cache
-def _minilm() -> tuple[Any, np.ndarray, int]:
+def minilm() -> tuple[Any, np.ndarray, int]:
     """(word-piece tokenizer, input embedding matrix (30522, 384), the [UNK] id)."""
     from safetensors.numpy import load_file
     from tokenizers import Tokenizer as PieceTokenizer
@@ -65,7 +65,7 @@ def minilm_words() -> list[str]:
 def word_vectors(tokens: list[str], emoji: dict[str, str]) -> tuple[np.ndarray, np.ndarray]:
     """(vectors (n, 384) float32, known (n,) bool): each token's mean MiniLM piece vector; zeros and
     not known where every piece is [UNK] (or for <pad> and <unk>)."""
-    pieces, matrix, unk = _minilm()
+    pieces, matrix, unk = minilm()
     vectors = np.zeros((len(tokens), matrix.shape[1]), np.float32)
     known = np.zeros(len(tokens), bool)
     for row, token in enumerate(tokens):

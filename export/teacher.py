@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from wordstream.export.data import rotten_tomatoes_path
-from wordstream.export.pretrained import _minilm, minilm_dir
+from wordstream.export.pretrained import minilm, minilm_dir
 
 CACHE = Path(__file__).resolve().parent.parent / "runs" / "teacher"
 MAX_PIECES = 128  # the teacher reads at most this many word pieces of a text
@@ -81,7 +81,7 @@ def sentence_vectors(texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         return cached
     from safetensors.numpy import load_file
 
-    pieces, _, _ = _minilm()
+    pieces, _, _ = minilm()
     encoder = MiniLMEncoder(load_file(str(minilm_dir() / "model.safetensors")))
     cls, sep = pieces.token_to_id("[CLS]"), pieces.token_to_id("[SEP]")
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths batch together

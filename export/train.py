@@ -156,17 +156,16 @@ def build_model(config: TrainConfig, split: Split, tokenizer: Tokenizer) -> tupl
         table, scale = quantize(vectors)
         model.pretrained.copy_(torch.from_numpy(table))
         model.pretrained_scale.copy_(torch.from_numpy(scale))
-    model.vocabulary = vocab.tokens
     return model, TextCodec(tokenizer, vocab)
 
 
 @torch.no_grad()
-def int8_parity(model: TextClassifier, data: EncodedSplit) -> dict[str, float]:
+def int8_parity(model: TextClassifier, data: EncodedSplit, vocabulary: Sequence[str]) -> dict[str, float]:
     """The int8 pretrained table against the float32 table it was made from, on ``data``: the largest
     difference of any probability after any token, and the share of final labels that agree."""
     import copy
 
-    vectors, _ = word_vectors(list(model.vocabulary), emoji_descriptions() if model.config.chat else {})
+    vectors, _ = word_vectors(list(vocabulary), emoji_descriptions() if model.config.chat else {})
     exact = copy.deepcopy(model)
     exact.pretrained = torch.from_numpy(vectors)  # float32 rows; the scale 1 leaves them as they are
     exact.pretrained_scale = torch.ones_like(exact.pretrained_scale)
@@ -331,7 +330,8 @@ def train_export_evaluate(
     )
     model, info = train(model, config, split, codec)
     if config.pretrained:
-        info["pretrained_parity"] = int8_parity(model, encode(split.valid, codec, split.labels, config.max_tokens))
+        valid = encode(split.valid, codec, split.labels, config.max_tokens)
+        info["pretrained_parity"] = int8_parity(model, valid, codec.vocab.tokens)
 
     if checkpoint is not None:
         # The state dict and the configuration: plain tensors and JSON-able values, no pickled module.

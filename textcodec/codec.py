@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from wordstream.textcodec.tokenizer import Tokenizer
+from wordstream.textcodec.tokenizer import Tokenizer, unelongated
 from wordstream.textcodec.vocab import UNK_ID, Vocabulary
 
 
@@ -41,13 +41,8 @@ class TextCodec:
         return ids
 
     def _unelongated(self, token: str) -> int:
-        """The id of ``token`` with one letter of a doubled pair dropped, the first such that is known."""
-        for i in range(1, len(token)):
-            if token[i] == token[i - 1] and token[i].isalpha():
-                found = self.vocab.id(token[:i] + token[i + 1 :])
-                if found != UNK_ID:
-                    return found
-        return UNK_ID
+        """The id of the first known form of ``token`` with a doubled letter dropped (UNK_ID if none)."""
+        return next((i for i in map(self.vocab.id, unelongated(token)) if i != UNK_ID), UNK_ID)
 
     def to_metadata(self) -> dict[str, Any]:
         return {"tokenizer": self.tokenizer.settings(), "vocabulary": list(self.vocab.tokens)}

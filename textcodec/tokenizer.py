@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -127,6 +128,14 @@ class Tokenizer:
             raise ValueError(f"unknown tokenizer settings for version {version}: {sorted(unknown)}")
         # A version-1 file tokenizes by the version-1 rules; it is read as the same settings.
         return cls(**{**settings, "version": TOKENIZER_VERSION})
+
+
+def unelongated(token: str) -> Iterator[str]:
+    """``token`` with one letter of a doubled pair dropped, for each such pair in order ("soo" ->
+    "so"): where the chat rules look an elongated word up when it is not known as it stands."""
+    for i in range(1, len(token)):
+        if token[i] == token[i - 1] and token[i].isalpha():
+            yield token[:i] + token[i + 1 :]
 
 
 def _clean(ch: str) -> str:
