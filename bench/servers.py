@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from bench.profile import cpu_seconds
+from deploy.cluster import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "GRPC_VERBOSITY": "ERROR", "PYTHONPATH": str(ROOT)}
@@ -68,12 +68,6 @@ def start(name: str, command: list[str], metrics_port: int | None = None) -> Ser
         process.kill()
         raise RuntimeError(f"{name} did not start: {line!r}")
     return Server(name, process, int(match.group(1)), metrics_port)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        return int(s.getsockname()[1])
 
 
 def start_service(name: str, models: str, batching: bool = True, extra: list[str] | None = None) -> Server:
