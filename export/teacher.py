@@ -16,6 +16,7 @@ import bz2
 import csv
 import hashlib
 import json
+import math
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,6 +28,7 @@ from torch import nn
 
 from wordstream.export.data import rotten_tomatoes_path
 from wordstream.export.pretrained import minilm, minilm_dir
+from wordstream.shared import ProgressBar
 
 CACHE = Path(__file__).resolve().parent.parent / "runs" / "teacher"
 MAX_PIECES = 128  # the teacher reads at most this many word pieces of a text
@@ -35,10 +37,10 @@ MAX_PIECES = 128  # the teacher reads at most this many word pieces of a text
 class MiniLMEncoder(nn.Module):
     """all-MiniLM-L6-v2's encoder and pooling, from its weights (BERT: 6 layers, 12 heads, 384 wide)."""
 
-    def __init__(self, weights: dict[str, np.ndarray], layers: int = 6, heads: int = 12) -> None:
+    def __init__(self, weights: dict[str, np.ndarray], layers: int = 6, heads: int = 12, dropout: float = 0.1) -> None:
         super().__init__()
         self.w = {k: torch.from_numpy(v.astype(np.float32)) for k, v in weights.items() if v.dtype != np.int64}
-        self.layers, self.heads = layers, heads
+        self.layers, self.heads, self.dropout = layers, heads, dropout
 
     def _ln(self, x: torch.Tensor, name: str) -> torch.Tensor:
         return F.layer_norm(x, x.shape[-1:], self.w[f"{name}.weight"], self.w[f"{name}.bias"], eps=1e-12)
@@ -46,9 +48,9 @@ class MiniLMEncoder(nn.Module):
     def _linear(self, x: torch.Tensor, name: str) -> torch.Tensor:
         return F.linear(x, self.w[f"{name}.weight"], self.w[f"{name}.bias"])
 
-    @torch.no_grad()
-    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """ids, mask (batch, pieces) -> L2-normalised mean-pooled sentence vectors (batch, 384)."""
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+        """ids, mask (batch, pieces) -> mean-pooled sentence vectors (batch, 384), L2-normalised
+        unless told not to. In training mode (fine-tuning) with BERT's dropout on each block's output."""
         w = self.w
         positions = torch.arange(ids.shape[1])
         x = w["embeddings.word_embeddings.weight"][ids] + w["embeddings.position_embeddings.weight"][positions]
@@ -64,12 +66,54 @@ class MiniLMEncoder(nn.Module):
             q, k, v = (split(self._linear(x, f"{p}.attention.self.{n}")) for n in ("query", "key", "value"))
             context = F.scaled_dot_product_attention(q, k, v, attn_mask=attend)
             context = context.transpose(1, 2).reshape(batch, length, width)
-            x = self._ln(x + self._linear(context, f"{p}.attention.output.dense"), f"{p}.attention.output.LayerNorm")
+            attended = F.dropout(self._linear(context, f"{p}.attention.output.dense"), self.dropout, self.training)
+            x = self._ln(x + attended, f"{p}.attention.output.LayerNorm")
             hidden = F.gelu(self._linear(x, f"{p}.intermediate.dense"))
-            x = self._ln(x + self._linear(hidden, f"{p}.output.dense"), f"{p}.output.LayerNorm")
+            out = F.dropout(self._linear(hidden, f"{p}.output.dense"), self.dropout, self.training)
+            x = self._ln(x + out, f"{p}.output.LayerNorm")
         m = mask[..., None].float()
         pooled = (x * m).sum(1) / m.sum(1).clamp(min=1)
-        return F.normalize(pooled, dim=-1)
+        return F.normalize(pooled, dim=-1) if normalize else pooled
+
+
+def _load_encoder() -> MiniLMEncoder:
+    from safetensors.numpy import load_file
+
+    return MiniLMEncoder(load_file(str(minilm_dir() / "model.safetensors")))
+
+
+def _pieces(texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """MiniLM's [CLS] pieces [SEP] of each text, padded: ids and mask (batch, pieces)."""
+    pieces, _, _ = minilm()
+    cls, sep = pieces.token_to_id("[CLS]"), pieces.token_to_id("[SEP]")
+    encoded = [pieces.encode(t, add_special_tokens=False).ids[: MAX_PIECES - 2] for t in texts]
+    width = max(len(e) for e in encoded) + 2
+    ids = torch.zeros((len(texts), width), dtype=torch.long)
+    mask = torch.zeros((len(texts), width), dtype=torch.long)
+    for row, e in enumerate(encoded):
+        ids[row, : len(e) + 2] = torch.tensor([cls, *e, sep])
+        mask[row, : len(e) + 2] = 1
+    return ids, mask
+
+
+@torch.no_grad()
+def _encode_all(
+    encoder: MiniLMEncoder, texts: Sequence[str], batch_size: int, head: nn.Module | None = None
+) -> np.ndarray:
+    """Sentence vectors of ``texts`` (or ``head``'s probabilities on them), in the texts' order."""
+    encoder.eval()
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths batch together
+    out: np.ndarray | None = None
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        vectors = encoder(*_pieces([texts[i] for i in chunk]), normalize=head is None)
+        if head is not None:
+            vectors = torch.softmax(head(vectors), -1)
+        if out is None:
+            out = np.zeros((len(texts), vectors.shape[1]), np.float32)
+        out[chunk] = vectors.numpy()
+    assert out is not None
+    return out
 
 
 def sentence_vectors(texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
@@ -79,23 +123,7 @@ def sentence_vectors(texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
     if path.exists():
         cached: np.ndarray = np.load(path)
         return cached
-    from safetensors.numpy import load_file
-
-    pieces, _, _ = minilm()
-    encoder = MiniLMEncoder(load_file(str(minilm_dir() / "model.safetensors")))
-    cls, sep = pieces.token_to_id("[CLS]"), pieces.token_to_id("[SEP]")
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths batch together
-    out = np.zeros((len(texts), 384), np.float32)
-    for start in range(0, len(order), batch_size):
-        chunk = order[start : start + batch_size]
-        encoded = [pieces.encode(texts[i], add_special_tokens=False).ids[: MAX_PIECES - 2] for i in chunk]
-        width = max(len(e) for e in encoded) + 2
-        ids = torch.zeros((len(chunk), width), dtype=torch.long)
-        mask = torch.zeros((len(chunk), width), dtype=torch.long)
-        for row, e in enumerate(encoded):
-            ids[row, : len(e) + 2] = torch.tensor([cls, *e, sep])
-            mask[row, : len(e) + 2] = 1
-        out[chunk] = encoder(ids, mask).numpy()
+    out = _encode_all(_load_encoder(), texts, batch_size) if texts else np.zeros((0, 384), np.float32)
     CACHE.mkdir(parents=True, exist_ok=True)
     np.save(path, out)
     return out
@@ -152,3 +180,95 @@ def unlabelled_sentences(limit: int, seed: int = 13) -> list[str]:
     rng = np.random.default_rng(seed)
     picked = rng.permutation(len(sentences))[:limit]
     return [sentences[i] for i in sorted(picked)]
+
+
+PREFIX_POINTS = (0.2, 0.4, 0.6, 0.8, 1.0)
+"""Where the fine-tuned teacher reads each training text: after these shares of its words."""
+TUNE_EPOCHS, TUNE_LR, TUNE_BATCH = 2, 5e-5, 32
+
+
+def word_prefix(text: str, share: float) -> str:
+    """The first ``share`` of a text's whitespace-separated words (rounded up, at least one)."""
+    words = text.split()
+    return " ".join(words[: max(1, math.ceil(share * len(words)))])
+
+
+def fine_tune(texts: Sequence[str], labels: Sequence[int], classes: int, seed: int) -> tuple[MiniLMEncoder, nn.Linear]:
+    """MiniLM and a linear head on its mean-pooled output, trained end to end (AdamW, one-cycle
+    schedule, BERT's dropout). In each epoch half the texts are cut to a random prefix of their
+    words (at least a fifth), so the teacher learns to read unfinished text as well."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    encoder = _load_encoder().train()
+    weights = [w.requires_grad_() for w in encoder.w.values()]
+    head = nn.Linear(384, classes)
+    optimizer = torch.optim.AdamW([*weights, *head.parameters()], lr=TUNE_LR, weight_decay=0.01)
+    steps = TUNE_EPOCHS * -(-len(texts) // TUNE_BATCH)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, TUNE_LR, total_steps=steps, pct_start=0.1, anneal_strategy="linear"
+    )
+    gold = torch.tensor(list(labels))
+    for epoch in range(1, TUNE_EPOCHS + 1):
+        order = rng.permutation(len(texts))
+        cut = rng.random(len(texts)) < 0.5
+        shares = rng.uniform(0.2, 1.0, len(texts))
+        progress = ProgressBar(len(texts), "ex", prefix=f"teacher epoch {epoch} ")
+        for start in range(0, len(order), TUNE_BATCH):
+            chunk = order[start : start + TUNE_BATCH]
+            batch = [word_prefix(texts[i], shares[i]) if cut[i] else texts[i] for i in chunk]
+            logits = head(encoder(*_pieces(batch), normalize=False))
+            loss = F.cross_entropy(logits, gold[chunk])
+            optimizer.zero_grad()
+            loss.backward()  # type: ignore[no-untyped-call]
+            torch.nn.utils.clip_grad_norm_([*weights, *head.parameters()], 1.0)
+            optimizer.step()
+            schedule.step()
+            progress.advance(len(chunk), f"loss {loss.item():.4f}")
+    for w in weights:
+        w.requires_grad_(False)
+    return encoder.eval(), head.eval()
+
+
+def tuned_teacher(
+    texts: Sequence[str],
+    labels: Sequence[int],
+    valid_texts: Sequence[str],
+    valid_labels: Sequence[int],
+    classes: int,
+    folds: int = 2,
+    seed: int = 13,
+) -> tuple[np.ndarray, dict[str, object]]:
+    """A fine-tuned MiniLM's probabilities after each of PREFIX_POINTS of every training text:
+    (texts, points, classes). Out of fold: the texts are cut into ``folds`` parts and each
+    part is read by a teacher fine-tuned on the others, so no target comes from a model that
+    saw its text's label. Cached under ``runs/`` by the texts, labels and settings."""
+    settings = [list(texts), list(labels), list(valid_texts), list(valid_labels), folds, seed]
+    settings += [PREFIX_POINTS, TUNE_EPOCHS, TUNE_LR, TUNE_BATCH]
+    path = CACHE / f"tuned-{hashlib.sha256(json.dumps(settings).encode()).hexdigest()[:16]}.npz"
+    if path.exists():
+        with np.load(path, allow_pickle=False) as cached:
+            return cached["probs"], json.loads(str(cached["info"]))
+    fold = np.random.default_rng(seed).permutation(len(texts)) % folds
+    probs = np.zeros((len(texts), len(PREFIX_POINTS), classes), np.float32)
+    valid_probs = np.zeros((len(valid_texts), len(PREFIX_POINTS), classes), np.float32)
+    for f in range(folds):
+        inside, outside = np.flatnonzero(fold != f).tolist(), np.flatnonzero(fold == f).tolist()
+        encoder, head = fine_tune([texts[i] for i in inside], [labels[i] for i in inside], classes, seed + f)
+        for j, share in enumerate(PREFIX_POINTS):
+            probs[outside, j] = _encode_all(encoder, [word_prefix(texts[i], share) for i in outside], 64, head)
+            valid_probs[:, j] += _encode_all(encoder, [word_prefix(t, share) for t in valid_texts], 64, head) / folds
+
+    def accuracy(p: np.ndarray, gold: Sequence[int]) -> float:
+        return round(float((p.argmax(-1) == np.asarray(gold)).mean()), 4)
+
+    info: dict[str, object] = {
+        "teacher": f"all-MiniLM-L6-v2 fine-tuned, {folds} folds",
+        "teacher_valid_accuracy": accuracy(valid_probs[:, -1], valid_labels),
+        "teacher_valid_typing": {
+            f"{round(share * 100)}%": accuracy(valid_probs[:, j], valid_labels) for j, share in enumerate(PREFIX_POINTS)
+        },
+        "teacher_out_of_fold_accuracy": accuracy(probs[:, -1], labels),
+    }
+    CACHE.mkdir(parents=True, exist_ok=True)
+    np.savez(path, probs=probs, info=np.array(json.dumps(info)))
+    return probs, info

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import random
 import sys
 import time
@@ -50,11 +51,14 @@ PRETRAINED_DIM = 384  # MiniLM's word-piece vectors
 @dataclasses.dataclass
 class EncodedSplit:
     """A split's texts as token id lists, with label indices (-1: unlabelled) and the target
-    distribution each is trained towards (one-hot, or mixed with a teacher's probabilities)."""
+    distribution each is trained towards (one-hot, or mixed with a teacher's probabilities).
+    ``step_targets``, when given, holds a target for every token of every text (a teacher that
+    read the text's prefixes); otherwise every prefix is trained towards the text's target."""
 
     ids: list[list[int]]
     labels: list[int]
     targets: list[list[float]] = dataclasses.field(default_factory=list)
+    step_targets: list[np.ndarray] = dataclasses.field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.targets:
@@ -71,8 +75,9 @@ def encode(examples: Sequence[Example], codec: TextCodec, labels: Sequence[str],
 
 def batches(
     data: EncodedSplit, batch_size: int, rng: random.Random | None
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Padded (tokens (batch, time), targets (batch, labels)) batches.
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]:
+    """Padded (tokens (batch, time), targets (batch, labels), step targets (batch, time, labels)
+    or None) batches.
 
     Training batches group texts of similar length (less padding, faster epochs) in a
     random order; without ``rng`` the order is fixed.
@@ -92,20 +97,33 @@ def batches(
         tokens = torch.full((len(chunk), width), PAD_ID, dtype=torch.long)
         for row, i in enumerate(chunk):
             tokens[row, : len(data.ids[i])] = torch.tensor(data.ids[i])
-        yield tokens, torch.tensor([data.targets[i] for i in chunk])
+        steps = None
+        if data.step_targets:
+            steps = torch.zeros((len(chunk), width, len(data.targets[0])))
+            for row, i in enumerate(chunk):
+                steps[row, : len(data.ids[i])] = torch.from_numpy(data.step_targets[i])
+        yield tokens, torch.tensor([data.targets[i] for i in chunk]), steps
 
 
-def prefix_loss(logits: torch.Tensor, tokens: torch.Tensor, targets: torch.Tensor, step_share: float) -> torch.Tensor:
+def prefix_loss(
+    logits: torch.Tensor,
+    tokens: torch.Tensor,
+    targets: torch.Tensor,
+    step_share: float,
+    steps: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Cross-entropy on every prefix (weight ``step_share``) and on the whole text (the rest).
 
-    logits (batch, time, labels); padding comes after each text, so it never changes the
-    outputs at real positions, and it is masked out of the loss.
+    logits (batch, time, labels); each prefix is trained towards ``steps`` (batch, time,
+    labels) when given, else towards the text's target. Padding comes after each text, so it
+    never changes the outputs at real positions, and it is masked out of the loss.
     """
     mask = (tokens != PAD_ID).float()  # (batch, time)
     lengths = mask.sum(1)
-    spread = targets[:, :, None].expand(
-        -1, -1, tokens.shape[1]
-    )  # (batch, labels, time): every prefix, the text's target
+    if steps is not None:
+        spread = steps.transpose(1, 2)  # (batch, labels, time)
+    else:
+        spread = targets[:, :, None].expand(-1, -1, tokens.shape[1])  # every prefix, the text's target
     every = F.cross_entropy(logits.transpose(1, 2), spread, reduction="none")
     step_loss = ((every * mask).sum(1) / lengths).mean()
     last = logits[torch.arange(len(tokens)), lengths.long() - 1]  # (batch, labels)
@@ -116,7 +134,7 @@ def prefix_loss(logits: torch.Tensor, tokens: torch.Tensor, targets: torch.Tenso
 def final_accuracy(model: TextClassifier, data: EncodedSplit, batch_size: int = 256) -> float:
     model.eval()
     correct = 0
-    for tokens, targets in batches(data, batch_size, None):
+    for tokens, targets, _ in batches(data, batch_size, None):
         logits, _ = model(tokens, model.init_state(len(tokens)))
         lengths = (tokens != PAD_ID).sum(1)
         correct += int((logits[torch.arange(len(tokens)), lengths - 1].argmax(-1) == targets.argmax(-1)).sum())
@@ -170,7 +188,7 @@ def int8_parity(model: TextClassifier, data: EncodedSplit, vocabulary: Sequence[
     exact.pretrained = torch.from_numpy(vectors)  # float32 rows; the scale 1 leaves them as they are
     exact.pretrained_scale = torch.ones_like(exact.pretrained_scale)
     worst, agree = 0.0, 0
-    for tokens, _ in batches(data, 256, None):
+    for tokens, _, _ in batches(data, 256, None):
         mask = tokens != PAD_ID
         p8 = torch.softmax(model(tokens, model.init_state(len(tokens)))[0], -1)
         p32 = torch.softmax(exact(tokens, exact.init_state(len(tokens)))[0], -1)
@@ -192,6 +210,8 @@ def distilled(
     ``config.distill``), plus ``config.unlabelled`` sentences with the teacher's alone."""
     from wordstream.export.teacher import fit_teacher, sentence_vectors, unlabelled_sentences
 
+    if config.teacher == "tuned":
+        return prefix_distilled(data, split, codec, config)
     index = {label: i for i, label in enumerate(split.labels)}
     train_vectors = sentence_vectors([e.text for e in split.train])
     valid_vectors = sentence_vectors([e.text for e in split.valid])
@@ -211,6 +231,38 @@ def distilled(
     extra_ids = [codec.encode_ids(text)[: config.max_tokens] or [UNK_ID] for text in extra]
     info = {"teacher_l2": l2, "teacher_valid_accuracy": round(valid_accuracy, 4), "unlabelled": len(extra)}
     return EncodedSplit(data.ids + extra_ids, data.labels + [-1] * len(extra), targets + extra_soft), info
+
+
+def prefix_distilled(
+    data: EncodedSplit, split: Split, codec: TextCodec, config: TrainConfig
+) -> tuple[EncodedSplit, dict[str, Any]]:
+    """The training data with a target for every token: the gold label mixed (weight
+    ``config.distill``) with what a fine-tuned MiniLM read in the text so far (export/teacher.py:
+    out of fold, after each of PREFIX_POINTS of the words; a token takes the teacher's reading
+    of the longest such prefix it has passed, the first one before that)."""
+    from wordstream.export.teacher import PREFIX_POINTS, tuned_teacher
+
+    index = {label: i for i, label in enumerate(split.labels)}
+    probs, info = tuned_teacher(
+        [e.text for e in split.train],
+        [index[e.label] for e in split.train],
+        [e.text for e in split.valid],
+        [index[e.label] for e in split.valid],
+        len(split.labels),
+        seed=config.split_seed,
+    )
+    a = config.distill
+    targets, steps = [], []
+    for i, (example, ids) in enumerate(zip(split.train, data.ids)):
+        gold = np.asarray(data.targets[i], np.float32)
+        ends = np.cumsum([len(codec.encode_ids(word)) for word in example.text.split()])
+        marks = [ends[max(1, math.ceil(share * len(ends))) - 1] if len(ends) else 1 for share in PREFIX_POINTS]
+        point = np.zeros(len(ids), np.int64)
+        for j, mark in enumerate(marks[1:], start=1):
+            point[max(mark, 1) - 1 :] = j  # from the token that completes the prefix on
+        steps.append((1 - a) * gold + a * probs[i, point])
+        targets.append(((1 - a) * gold + a * probs[i, -1]).tolist())
+    return EncodedSplit(data.ids, data.labels, targets, steps), {**info, "unlabelled": 0}
 
 
 def train(
@@ -234,12 +286,12 @@ def train(
         model.train()
         progress = ProgressBar(len(train_data.ids), "ex", prefix=f"epoch {epoch:2d} ")
         seen, loss_sum, correct_sum = 0, 0.0, 0
-        for tokens, targets in batches(train_data, config.batch_size, rng):
+        for tokens, targets, step_targets in batches(train_data, config.batch_size, rng):
             if config.word_dropout:
                 drop = (torch.rand(tokens.shape) < config.word_dropout) & (tokens != PAD_ID)
                 tokens = tokens.masked_fill(drop, UNK_ID)
             logits, _ = model(tokens, model.init_state(len(tokens)))
-            loss = prefix_loss(logits, tokens, targets, config.step_loss)
+            loss = prefix_loss(logits, tokens, targets, config.step_loss, step_targets)
             optimizer.zero_grad()
             loss.backward()  # type: ignore[no-untyped-call]  # torch's own annotation
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip)

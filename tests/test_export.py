@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 import numpy as np
@@ -242,3 +243,62 @@ def test_distillation_from_a_minilm_teacher(tmp_path: Path, monkeypatch: pytest.
     training = load_model(out).metadata["training"]
     assert training["distill"] == 0.5 and training["unlabelled"] == 50 and training["teacher_l2"] in (1e-4, 1e-3, 1e-2)
     assert 0.5 <= training["teacher_valid_accuracy"] <= 1.0
+
+
+def test_distillation_from_a_fine_tuned_teacher_that_reads_prefixes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--teacher tuned: MiniLM fine-tuned out of fold reads every training text after each fifth
+    of its words; each token is trained towards the reading of the prefix it has passed."""
+    from wordstream.export import teacher
+    from wordstream.export.config import DRY_RUN
+    from wordstream.export.data import load_file, split_examples
+    from wordstream.export.train import build_model, encode, prefix_distilled
+    from wordstream.export.train import main as train_main
+    from wordstream.textcodec import Tokenizer
+
+    assert teacher.word_prefix("one two three four five", 0.2) == "one"
+    assert teacher.word_prefix("one two three four five", 0.5) == "one two three"
+    assert teacher.word_prefix("one", 0.2) == "one"
+    with pytest.raises(ValueError, match="teacher must be one of"):
+        TrainConfig(teacher="oracle")
+    with pytest.raises(ValueError, match="unlabelled"):
+        TrainConfig(teacher="tuned", unlabelled=10)
+
+    monkeypatch.setattr(teacher, "CACHE", tmp_path / "cache")
+    data = write_csv(tmp_path / "d.csv", synthetic_texts(120))
+    out = tmp_path / "tuned.onnx"
+    flags = ["--cell", "lstm", "--out", str(out), "--data", str(data), "--dry-run", "--pretrained", "false"]
+    assert train_main([*flags, "--distill", "0.5", "--teacher", "tuned"]) == 0
+    training = load_model(out).metadata["training"]
+    assert training["teacher"] == "all-MiniLM-L6-v2 fine-tuned, 2 folds"
+    assert list(training["teacher_valid_typing"]) == ["20%", "40%", "60%", "80%", "100%"]
+    assert 0.0 <= training["teacher_out_of_fold_accuracy"] <= 1.0
+    (cached,) = (tmp_path / "cache").glob("tuned-*.npz")
+    with np.load(cached, allow_pickle=False) as arrays:  # numbers and a JSON string, no pickle
+        assert arrays["probs"].shape[1:] == (len(teacher.PREFIX_POINTS), 2)
+
+    # The targets of one token each: gold and the teacher's reading so far, mixed half and half.
+    config = TrainConfig(**{**DRY_RUN, "distill": 0.5, "teacher": "tuned", "pretrained": False, "chat": False})
+    examples = random.Random(config.seed).sample(load_file(data), 120)  # as --dry-run samples them
+    split = split_examples(examples, Tokenizer(), seed=config.split_seed)
+    _, codec = build_model(config, split, Tokenizer())
+    plain = encode(split.train, codec, split.labels, config.max_tokens)
+    mixed, _ = prefix_distilled(plain, split, codec, config)  # the teacher from the cache above
+    probs, _ = teacher.tuned_teacher(
+        [e.text for e in split.train],
+        [split.labels.index(e.label) for e in split.train],
+        [e.text for e in split.valid],
+        [split.labels.index(e.label) for e in split.valid],
+        2,
+        seed=config.split_seed,
+    )
+    changing = 0
+    for i, (ids, steps) in enumerate(zip(mixed.ids, mixed.step_targets)):
+        gold = np.asarray(plain.targets[i])
+        assert steps.shape == (len(ids), 2) and np.allclose(steps.sum(1), 1)
+        assert np.allclose(steps[0], 0.5 * gold + 0.5 * probs[i, 0])  # before the first fifth: its reading
+        assert np.allclose(steps[-1], 0.5 * gold + 0.5 * probs[i, -1])  # the whole text
+        assert np.allclose(mixed.targets[i], steps[-1])
+        changing += int(not np.allclose(steps[0], steps[-1]))
+    assert changing > len(mixed.ids) // 2  # the teacher reads a prefix differently from the whole text
