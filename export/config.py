@@ -51,7 +51,7 @@ class TrainConfig:
     distill: float = 0.5
     """Weight of a teacher's probabilities in each training target (export/teacher.py: MiniLM sentence
     vectors + logistic regression); 0: the gold labels only."""
-    teacher: str = "lr"
+    teacher: str = "tuned"
     """The teacher (with distill > 0): lr, a logistic regression on MiniLM's sentence vectors of the
     whole text; tuned, MiniLM fine-tuned end to end (out of fold), read after each fifth of the words,
     so that every prefix has a target of its own."""

@@ -239,7 +239,7 @@ def test_distillation_from_a_minilm_teacher(tmp_path: Path, monkeypatch: pytest.
     out = tmp_path / "distilled.onnx"
     data = write_csv(tmp_path / "d.csv", synthetic_texts(400))
     flags = ["--cell", "gru", "--out", str(out), "--data", str(data), "--dry-run", "--distill", "0.5"]
-    assert train_main([*flags, "--unlabelled", "50", "--pretrained", "false"]) == 0
+    assert train_main([*flags, "--teacher", "lr", "--unlabelled", "50", "--pretrained", "false"]) == 0
     training = load_model(out).metadata["training"]
     assert training["distill"] == 0.5 and training["unlabelled"] == 50 and training["teacher_l2"] in (1e-4, 1e-3, 1e-2)
     assert 0.5 <= training["teacher_valid_accuracy"] <= 1.0
