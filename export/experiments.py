@@ -2,6 +2,7 @@
 
     python -m wordstream.export.experiments ablations   # LSTM variants x 3 seeds, validation split only
     python -m wordstream.export.experiments shipped     # each cell x 3 seeds x (random, film) split, test once each
+    python -m wordstream.export.experiments devsets     # kept models of the shipped sweeps on data/*-dev.csv
     python -m wordstream.export.experiments table       # the tables of docs/MODELS.md, from the results file
 
 Every run appends one JSON line to ``docs/experiments.jsonl`` (kept in the repository), and a
@@ -74,6 +75,8 @@ VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
     ),
 }
 CHAT_DEV = ROOT / "data" / "chat-dev.csv"  # the out-of-domain development set (data/README.md)
+# The out-of-domain development sets (data/README.md), each read by `devsets`.
+DEV_SETS = {name: ROOT / "data" / f"{name}-dev.csv" for name in ("chat", "review", "editorial")}
 
 
 def read_results(path: Path = RESULTS) -> list[dict[str, Any]]:
@@ -269,9 +272,56 @@ def record_vader(results: Path, splits: Sequence[str]) -> None:
             f.write(json.dumps(entry) + "\n")
 
 
+def record_devsets(results: Path, models_dir: Path, sweeps: Sequence[str]) -> None:
+    """Every kept random-split model of ``sweeps`` (runs/experiments) and VADER on each development set."""
+    from wordstream.export.data import load_file
+    from wordstream.export.evaluate import evaluate
+    from wordstream.modelfile import load_model
+
+    done = {run_key(e) for e in read_results(results)}
+    sets = {name: load_file(path) for name, path in DEV_SETS.items()}
+
+    def figures(result: dict[str, Any]) -> dict[str, Any]:
+        return {"accuracy": result["accuracy"], "macro_f1": result["macro_f1"], "n": result["n"]}
+
+    plan = [("vader", "-", 0, None)] + [
+        (name, cell, seed, models_dir / f"{name}-default-{cell}-random-{seed}.onnx")
+        for name in sweeps
+        for cell in ("lstm", "gru", "rnn")
+        for seed in SEEDS
+    ]
+    for variant, cell, seed, path in plan:
+        if ("devsets", variant, cell, "random", seed) in done or (path is not None and not path.exists()):
+            continue
+        entry: dict[str, Any] = {"sweep": "devsets", "variant": variant, "cell": cell, "split": "random", "seed": seed}
+        runner = load_model(path, threads=0) if path is not None else None
+        for name, examples in sets.items():
+            result = evaluate(runner, examples) if runner is not None else vader_baseline(examples, LABELS)
+            entry[name] = figures(result)
+        with open(results, "a") as f:
+            f.write(json.dumps(entry) + "\n")
+
+
+def devset_table(entries: list[dict[str, Any]]) -> str:
+    """Macro-F1 on each development set, mean ± sd over the seeds of each sweep and cell."""
+    rows = [e for e in entries if e["sweep"] == "devsets"]
+    lines = ["| model | seeds | " + " | ".join(f"{name}-dev macro-F1" for name in DEV_SETS) + " |"]
+    lines.append("|---|---|" + "---|" * len(DEV_SETS))
+    for variant in dict.fromkeys(e["variant"] for e in rows):
+        for cell in dict.fromkeys(e["cell"] for e in rows if e["variant"] == variant):
+            runs = [e for e in rows if e["variant"] == variant and e["cell"] == cell]
+            label = f"VADER ({VADER_RULE})" if variant == "vader" else f"{cell} ({variant})"
+            cells = [
+                f"{runs[0][n]['macro_f1']:.4f}" if variant == "vader" else mean_sd([e[n]["macro_f1"] for e in runs])
+                for n in DEV_SETS
+            ]
+            lines.append(f"| {label} | {'-' if variant == 'vader' else len(runs)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m wordstream.export.experiments", description=__doc__.split("\n")[0])
-    parser.add_argument("what", choices=("ablations", "shipped", "table"))
+    parser.add_argument("what", choices=("ablations", "shipped", "devsets", "table"))
     parser.add_argument("--cell", default="lstm", choices=CELLS, help="cell of the ablations")
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), help="only these ablation variants")
@@ -287,6 +337,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.what == "shipped":
         record_baselines(args.results, args.splits)
         sweep(shipped_plan(args.seeds, args.splits), args.results, args.models_dir)
+    elif args.what == "devsets":
+        record_devsets(args.results, args.models_dir, [SHIPPED, "shipped"])
+        print(devset_table(read_results(args.results)), end="")
+        return 0
     print(tables(read_results(args.results)), end="")
     return 0
 

@@ -207,3 +207,37 @@ def test_experiment_tables_give_mean_and_sd_over_seeds() -> None:
     assert "| lstm | 3 | 0.7500 ± 0.0000 |" in text and "film split" not in text
     assert "| 0.7000 ± 0.1000 |" in text  # the chat-dev figure beside the validation ones
     assert "| VADER | - | 0.6200 | 0.5800 | | | | | 0.8800 |" in text
+
+
+def test_the_development_sets_are_balanced_labelled_text() -> None:
+    from wordstream.export.data import load_file
+    from wordstream.export.experiments import DEV_SETS
+
+    for name, path in DEV_SETS.items():
+        examples = load_file(path)
+        labels = [e.label for e in examples]
+        assert set(labels) == {"negative", "positive"}, name
+        assert abs(labels.count("positive") - labels.count("negative")) <= 2, name
+        assert len({e.text for e in examples}) == len(examples) >= 100, name
+
+
+def test_devsets_reads_every_kept_model_once_with_vader_beside(tmp_path: Path, tiny_models: dict[str, Path]) -> None:
+    import shutil
+
+    from wordstream.export.experiments import DEV_SETS, devset_table, read_results, record_devsets
+
+    kept = tmp_path / "models"
+    kept.mkdir()
+    shutil.copy(tiny_models["lstm"], kept / "shipped-tuned-default-lstm-random-14.onnx")
+    results = tmp_path / "results.jsonl"
+    record_devsets(results, kept, ["shipped-tuned"])
+    record_devsets(results, kept, ["shipped-tuned"])  # already there: nothing is run twice
+    entries = read_results(results)
+    assert [(e["variant"], e["cell"], e["seed"]) for e in entries] == [("vader", "-", 0), ("shipped-tuned", "lstm", 14)]
+    sizes = {name: len(path.read_text().splitlines()) - 1 for name, path in DEV_SETS.items()}
+    for entry in entries:
+        assert {name: entry[name]["n"] for name in DEV_SETS} == sizes
+        assert all(0.0 <= entry[name]["macro_f1"] <= 1.0 for name in DEV_SETS)
+    table = devset_table(entries)
+    assert f"| lstm (shipped-tuned) | 1 | {entries[1]['chat']['macro_f1']:.4f} (1 run) |" in table
+    assert f"| - | {entries[0]['chat']['macro_f1']:.4f} | {entries[0]['review']['macro_f1']:.4f} |" in table
