@@ -262,7 +262,7 @@ def tuned_teacher(
         return round(float((p.argmax(-1) == np.asarray(gold)).mean()), 4)
 
     info: dict[str, object] = {
-        "teacher": f"all-MiniLM-L6-v2 fine-tuned, {folds} folds",
+        "teacher_model": f"all-MiniLM-L6-v2 fine-tuned, {folds} folds",
         "teacher_valid_accuracy": accuracy(valid_probs[:, -1], valid_labels),
         "teacher_valid_typing": {
             f"{round(share * 100)}%": accuracy(valid_probs[:, j], valid_labels) for j, share in enumerate(PREFIX_POINTS)

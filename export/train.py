@@ -229,7 +229,7 @@ def distilled(
     a = config.distill
     targets = [[(1 - a) * t + a * p for t, p in zip(one_hot, probs)] for one_hot, probs in zip(data.targets, soft)]
     extra_ids = [codec.encode_ids(text)[: config.max_tokens] or [UNK_ID] for text in extra]
-    info = {"teacher_l2": l2, "teacher_valid_accuracy": round(valid_accuracy, 4), "unlabelled": len(extra)}
+    info = {"teacher_l2": l2, "teacher_valid_accuracy": round(valid_accuracy, 4), "unlabelled_read": len(extra)}
     return EncodedSplit(data.ids + extra_ids, data.labels + [-1] * len(extra), targets + extra_soft), info
 
 
@@ -262,7 +262,7 @@ def prefix_distilled(
             point[max(mark, 1) - 1 :] = j  # from the token that completes the prefix on
         steps.append((1 - a) * gold + a * probs[i, point])
         targets.append(((1 - a) * gold + a * probs[i, -1]).tolist())
-    return EncodedSplit(data.ids, data.labels, targets, steps), {**info, "unlabelled": 0}
+    return EncodedSplit(data.ids, data.labels, targets, steps), info
 
 
 def train(
@@ -317,13 +317,16 @@ def train(
             break
     model.load_state_dict(best[2])
     model.eval()
-    info = {
+    info: dict[str, Any] = {
         "best_epoch": best[1],
         "valid_accuracy": round(best[0], 4),
         "epochs": history,
         "train_seconds": round(time.perf_counter() - start, 1),
         **teacher_info,
     }
+    clash = set(info) & set(config.to_dict())
+    if clash:  # the metadata's "training" holds both: a clash would overwrite a setting
+        raise ValueError(f"training outcome names {sorted(clash)} are configuration fields")
     return model, info
 
 

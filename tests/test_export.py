@@ -225,6 +225,13 @@ def test_the_default_models_fit_the_file_size_budget() -> None:
         assert path.stat().st_size <= 16 * 2**20, (path.name, path.stat().st_size)
 
 
+def test_the_default_models_training_metadata_reads_back_as_their_configuration() -> None:
+    for path in sorted((Path(__file__).resolve().parent.parent / "models").glob("*.onnx")):
+        training = load_model(path).metadata["training"]
+        config = TrainConfig.from_dict(training).to_dict()
+        assert config == {name: training[name] for name in config}, path.name
+
+
 def test_distillation_from_a_minilm_teacher(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """--distill: MiniLM sentence vectors (the encoder written out in export/teacher.py) and a
     logistic regression make soft targets; unlabelled sentences join training with those alone."""
@@ -271,7 +278,8 @@ def test_distillation_from_a_fine_tuned_teacher_that_reads_prefixes(
     flags = ["--cell", "lstm", "--out", str(out), "--data", str(data), "--dry-run", "--pretrained", "false"]
     assert train_main([*flags, "--distill", "0.5", "--teacher", "tuned"]) == 0
     training = load_model(out).metadata["training"]
-    assert training["teacher"] == "all-MiniLM-L6-v2 fine-tuned, 2 folds"
+    assert training["teacher"] == "tuned" and training["teacher_model"] == "all-MiniLM-L6-v2 fine-tuned, 2 folds"
+    assert TrainConfig.from_dict(training).teacher == "tuned"  # the metadata reads back as the configuration
     assert list(training["teacher_valid_typing"]) == ["20%", "40%", "60%", "80%", "100%"]
     assert 0.0 <= training["teacher_out_of_fold_accuracy"] <= 1.0
     (cached,) = (tmp_path / "cache").glob("tuned-*.npz")
