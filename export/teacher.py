@@ -237,26 +237,32 @@ def tuned_teacher(
     classes: int,
     folds: int = 2,
     seed: int = 13,
-) -> tuple[np.ndarray, dict[str, object]]:
+    unlabelled: Sequence[str] = (),
+) -> tuple[np.ndarray, np.ndarray, dict[str, object]]:
     """A fine-tuned MiniLM's probabilities after each of PREFIX_POINTS of every training text:
-    (texts, points, classes). Out of fold: the texts are cut into ``folds`` parts and each
+    (texts, points, classes), and on each ``unlabelled`` text as a whole (the fold teachers'
+    mean): (unlabelled, classes). Out of fold: the texts are cut into ``folds`` parts and each
     part is read by a teacher fine-tuned on the others, so no target comes from a model that
     saw its text's label. Cached under ``runs/`` by the texts, labels and settings."""
     settings = [list(texts), list(labels), list(valid_texts), list(valid_labels), folds, seed]
-    settings += [PREFIX_POINTS, TUNE_EPOCHS, TUNE_LR, TUNE_BATCH]
+    settings += [PREFIX_POINTS, TUNE_EPOCHS, TUNE_LR, TUNE_BATCH] + ([list(unlabelled)] if unlabelled else [])
     path = CACHE / f"tuned-{hashlib.sha256(json.dumps(settings).encode()).hexdigest()[:16]}.npz"
     if path.exists():
         with np.load(path, allow_pickle=False) as cached:
-            return cached["probs"], json.loads(str(cached["info"]))
+            extra = cached["extra"] if "extra" in cached else np.zeros((0, classes), np.float32)
+            return cached["probs"], extra, json.loads(str(cached["info"]))
     fold = np.random.default_rng(seed).permutation(len(texts)) % folds
     probs = np.zeros((len(texts), len(PREFIX_POINTS), classes), np.float32)
     valid_probs = np.zeros((len(valid_texts), len(PREFIX_POINTS), classes), np.float32)
+    extra = np.zeros((len(unlabelled), classes), np.float32)
     for f in range(folds):
         inside, outside = np.flatnonzero(fold != f).tolist(), np.flatnonzero(fold == f).tolist()
         encoder, head = fine_tune([texts[i] for i in inside], [labels[i] for i in inside], classes, seed + f)
         for j, share in enumerate(PREFIX_POINTS):
             probs[outside, j] = _encode_all(encoder, [word_prefix(texts[i], share) for i in outside], 64, head)
             valid_probs[:, j] += _encode_all(encoder, [word_prefix(t, share) for t in valid_texts], 64, head) / folds
+        if unlabelled:
+            extra += _encode_all(encoder, unlabelled, 64, head) / folds
 
     def accuracy(p: np.ndarray, gold: Sequence[int]) -> float:
         return round(float((p.argmax(-1) == np.asarray(gold)).mean()), 4)
@@ -270,5 +276,5 @@ def tuned_teacher(
         "teacher_out_of_fold_accuracy": accuracy(probs[:, -1], labels),
     }
     CACHE.mkdir(parents=True, exist_ok=True)
-    np.savez(path, probs=probs, info=np.array(json.dumps(info)))
-    return probs, info
+    np.savez(path, probs=probs, extra=extra, info=np.array(json.dumps(info)))
+    return probs, extra, info

@@ -239,17 +239,20 @@ def prefix_distilled(
     """The training data with a target for every token: the gold label mixed (weight
     ``config.distill``) with what a fine-tuned MiniLM read in the text so far (export/teacher.py:
     out of fold, after each of PREFIX_POINTS of the words; a token takes the teacher's reading
-    of the longest such prefix it has passed, the first one before that)."""
-    from wordstream.export.teacher import PREFIX_POINTS, tuned_teacher
+    of the longest such prefix it has passed, the first one before that), plus
+    ``config.unlabelled`` sentences with the teacher's reading alone."""
+    from wordstream.export.teacher import PREFIX_POINTS, tuned_teacher, unlabelled_sentences
 
     index = {label: i for i, label in enumerate(split.labels)}
-    probs, info = tuned_teacher(
+    unlabelled = unlabelled_sentences(config.unlabelled) if config.unlabelled else []
+    probs, extra, info = tuned_teacher(
         [e.text for e in split.train],
         [index[e.label] for e in split.train],
         [e.text for e in split.valid],
         [index[e.label] for e in split.valid],
         len(split.labels),
         seed=config.split_seed,
+        unlabelled=unlabelled,
     )
     a = config.distill
     targets, steps = [], []
@@ -262,7 +265,12 @@ def prefix_distilled(
             point[max(mark, 1) - 1 :] = j  # from the token that completes the prefix on
         steps.append((1 - a) * gold + a * probs[i, point])
         targets.append(((1 - a) * gold + a * probs[i, -1]).tolist())
-    return EncodedSplit(data.ids, data.labels, targets, steps), info
+    # Unlabelled sentences: the teacher's reading of the whole sentence at every token.
+    extra_ids = [codec.encode_ids(text)[: config.max_tokens] or [UNK_ID] for text in unlabelled]
+    targets += [p.tolist() for p in extra]
+    steps += [np.repeat(p[None], len(ids), 0) for p, ids in zip(extra, extra_ids)]
+    info["unlabelled_read"] = len(unlabelled)
+    return EncodedSplit(data.ids + extra_ids, data.labels + [-1] * len(extra_ids), targets, steps), info
 
 
 def train(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 from pathlib import Path
@@ -269,8 +270,6 @@ def test_distillation_from_a_fine_tuned_teacher_that_reads_prefixes(
     assert teacher.word_prefix("one", 0.2) == "one"
     with pytest.raises(ValueError, match="teacher must be one of"):
         TrainConfig(teacher="oracle")
-    with pytest.raises(ValueError, match="unlabelled"):
-        TrainConfig(teacher="tuned", unlabelled=10)
 
     monkeypatch.setattr(teacher, "CACHE", tmp_path / "cache")
     data = write_csv(tmp_path / "d.csv", synthetic_texts(120))
@@ -293,7 +292,7 @@ def test_distillation_from_a_fine_tuned_teacher_that_reads_prefixes(
     _, codec = build_model(config, split, Tokenizer())
     plain = encode(split.train, codec, split.labels, config.max_tokens)
     mixed, _ = prefix_distilled(plain, split, codec, config)  # the teacher from the cache above
-    probs, _ = teacher.tuned_teacher(
+    probs, _, _ = teacher.tuned_teacher(
         [e.text for e in split.train],
         [split.labels.index(e.label) for e in split.train],
         [e.text for e in split.valid],
@@ -310,3 +309,10 @@ def test_distillation_from_a_fine_tuned_teacher_that_reads_prefixes(
         assert np.allclose(mixed.targets[i], steps[-1])
         changing += int(not np.allclose(steps[0], steps[-1]))
     assert changing > len(mixed.ids) // 2  # the teacher reads a prefix differently from the whole text
+
+    # Unlabelled sentences join with the teacher's reading of the whole sentence at every token.
+    with_extra, info = prefix_distilled(plain, split, codec, dataclasses.replace(config, unlabelled=20))
+    assert info["unlabelled_read"] == 20 and with_extra.labels[-20:] == [-1] * 20
+    assert len(with_extra.ids) == len(with_extra.step_targets) == len(with_extra.targets) == len(plain.ids) + 20
+    for ids, steps, target in zip(with_extra.ids[-20:], with_extra.step_targets[-20:], with_extra.targets[-20:]):
+        assert steps.shape == (len(ids), 2) and np.allclose(steps, target) and np.isclose(sum(target), 1)
