@@ -276,8 +276,9 @@ def record_vader(results: Path, splits: Sequence[str]) -> None:
             f.write(json.dumps(entry) + "\n")
 
 
-def record_devsets(results: Path, models_dir: Path, sweeps: Sequence[str]) -> None:
-    """Every kept random-split model of ``sweeps`` (runs/experiments) and VADER on each development set."""
+def record_devsets(results: Path, models_dir: Path, sweeps: Sequence[str], variants: Sequence[str] = ()) -> None:
+    """Every kept random-split model of ``sweeps`` and of the LSTM ablation ``variants``
+    (runs/experiments), and VADER, on each development set."""
     from wordstream.export.data import load_file
     from wordstream.export.evaluate import evaluate
     from wordstream.modelfile import load_model
@@ -292,6 +293,11 @@ def record_devsets(results: Path, models_dir: Path, sweeps: Sequence[str]) -> No
         (name, cell, seed, models_dir / f"{name}-default-{cell}-random-{seed}.onnx")
         for name in sweeps
         for cell in ("lstm", "gru", "rnn")
+        for seed in SEEDS
+    ]
+    plan += [
+        (f"ablation {name}", "lstm", seed, models_dir / f"ablation-{name}-lstm-random-{seed}.onnx")
+        for name in variants
         for seed in SEEDS
     ]
     for variant, cell, seed, path in plan:
@@ -328,7 +334,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("what", choices=("ablations", "shipped", "devsets", "table"))
     parser.add_argument("--cell", default="lstm", choices=CELLS, help="cell of the ablations")
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
-    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), help="only these ablation variants")
+    parser.add_argument(
+        "--variants", nargs="+", choices=list(VARIANTS), help="only these ablation variants (devsets: also these)"
+    )
     parser.add_argument("--splits", nargs="+", default=list(SPLITS), choices=SPLITS)
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--models-dir", type=Path, default=ROOT / "runs" / "experiments")
@@ -342,7 +350,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         record_baselines(args.results, args.splits)
         sweep(shipped_plan(args.seeds, args.splits), args.results, args.models_dir)
     elif args.what == "devsets":
-        record_devsets(args.results, args.models_dir, [SHIPPED, "shipped"])
+        record_devsets(args.results, args.models_dir, [SHIPPED, "shipped"], args.variants or ())
         print(devset_table(read_results(args.results)), end="")
         return 0
     print(tables(read_results(args.results)), end="")

@@ -229,11 +229,16 @@ def test_devsets_reads_every_kept_model_once_with_vader_beside(tmp_path: Path, t
     kept = tmp_path / "models"
     kept.mkdir()
     shutil.copy(tiny_models["lstm"], kept / "shipped-tuned-default-lstm-random-14.onnx")
+    shutil.copy(tiny_models["lstm"], kept / "ablation-chat-lstm-random-13.onnx")
     results = tmp_path / "results.jsonl"
-    record_devsets(results, kept, ["shipped-tuned"])
-    record_devsets(results, kept, ["shipped-tuned"])  # already there: nothing is run twice
+    record_devsets(results, kept, ["shipped-tuned"], ["chat"])
+    record_devsets(results, kept, ["shipped-tuned"], ["chat"])  # already there: nothing is run twice
     entries = read_results(results)
-    assert [(e["variant"], e["cell"], e["seed"]) for e in entries] == [("vader", "-", 0), ("shipped-tuned", "lstm", 14)]
+    assert [(e["variant"], e["cell"], e["seed"]) for e in entries] == [
+        ("vader", "-", 0),
+        ("shipped-tuned", "lstm", 14),
+        ("ablation chat", "lstm", 13),
+    ]
     sizes = {name: len(path.read_text().splitlines()) - 1 for name, path in DEV_SETS.items()}
     for entry in entries:
         assert {name: entry[name]["n"] for name in DEV_SETS} == sizes
