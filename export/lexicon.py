@@ -17,7 +17,7 @@ import csv
 from collections import defaultdict
 from pathlib import Path
 
-from wordstream.export.data import DataError, rotten_tomatoes_path
+from wordstream.export.data import DataError, package_dir, rotten_tomatoes_path
 from wordstream.textcodec.tokenizer import unelongated
 
 FEATURES = ("gi_positive", "gi_negative", "pleasantness", "activation", "imagery", "known")
@@ -95,12 +95,7 @@ CHAT_FEATURES = ("vader", "afinn", "chat_known")
 
 
 def _package_dir(name: str) -> Path:
-    import importlib.util
-
-    spec = importlib.util.find_spec(name)
-    if spec is None or spec.origin is None:
-        raise DataError(f"the {name} package is not installed (pip install '.[train]')")
-    return Path(spec.origin).parent
+    return package_dir(name, f"the {name} package is not installed (pip install '.[train]')")
 
 
 def emoji_descriptions() -> dict[str, str]:

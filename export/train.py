@@ -57,13 +57,8 @@ class EncodedSplit:
 
     ids: list[list[int]]
     labels: list[int]
-    targets: list[list[float]] = dataclasses.field(default_factory=list)
+    targets: list[list[float]]
     step_targets: list[np.ndarray] = dataclasses.field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        if not self.targets:
-            width = max(self.labels, default=0) + 1
-            self.targets = [[float(i == label) for i in range(max(width, 2))] for label in self.labels]
 
 
 def encode(examples: Sequence[Example], codec: TextCodec, labels: Sequence[str], max_tokens: int) -> EncodedSplit:
@@ -206,12 +201,10 @@ def lexicon_features(config: TrainConfig) -> list[str]:
 def distilled(
     data: EncodedSplit, split: Split, codec: TextCodec, config: TrainConfig
 ) -> tuple[EncodedSplit, dict[str, Any]]:
-    """The training data with a teacher's probabilities mixed into each target (weight
-    ``config.distill``), plus ``config.unlabelled`` sentences with the teacher's alone."""
+    """The training data with the logistic-regression teacher's probabilities mixed into each
+    target (weight ``config.distill``), plus ``config.unlabelled`` sentences with the teacher's alone."""
     from wordstream.export.teacher import fit_teacher, sentence_vectors, unlabelled_sentences
 
-    if config.teacher == "tuned":
-        return prefix_distilled(data, split, codec, config)
     index = {label: i for i, label in enumerate(split.labels)}
     train_vectors = sentence_vectors([e.text for e in split.train])
     valid_vectors = sentence_vectors([e.text for e in split.valid])
@@ -283,7 +276,8 @@ def train(
     valid_data = encode(split.valid, codec, split.labels, config.max_tokens)
     teacher_info: dict[str, Any] = {}
     if config.distill > 0:
-        train_data, teacher_info = distilled(train_data, split, codec, config)
+        with_teacher = prefix_distilled if config.teacher == "tuned" else distilled
+        train_data, teacher_info = with_teacher(train_data, split, codec, config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps = config.max_epochs * -(-len(train_data.ids) // config.batch_size)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.lr, total_steps=steps, pct_start=0.1)
