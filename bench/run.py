@@ -265,7 +265,8 @@ def accounted_session_bytes(model: Any, sessions: int) -> float:
     import tracemalloc
 
     from wordstream.server.config import Settings
-    from wordstream.server.sessions import HistoryMode, SessionStore
+    from wordstream.server.history import HistoryMode
+    from wordstream.server.store import SessionStore
 
     store = SessionStore(Settings())
     store.bank(model)
@@ -286,7 +287,8 @@ def accounted_history_bytes(model: Any, words: list[str], sessions: int, per_ses
 
     from wordstream.server.batching import Batcher
     from wordstream.server.config import Settings
-    from wordstream.server.sessions import HistoryMode, SessionStore
+    from wordstream.server.history import HistoryMode
+    from wordstream.server.store import SessionStore
 
     store = SessionStore(Settings())
     batcher = Batcher(model, store.bank(model))

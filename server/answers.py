@@ -23,7 +23,8 @@ import sys
 import numpy as np
 
 from wordstream.modelfile import StepModel
-from wordstream.server.sessions import History, HistoryMode, Session, WordUpdate
+from wordstream.server.history import History, HistoryMode, WordUpdate
+from wordstream.server.sessions import Session, SessionView
 from wordstream.textcodec import UNK_ID
 from wordstream.v1 import wordstream_pb2 as pb
 
@@ -91,7 +92,7 @@ class WordAnswers:
             for field in (5, 6):
                 self._tensor_headers[field].append(_LD_TAG[field] + varint(len(body_head) + values) + body_head)
 
-    def word(self, seq: int, session_field: bytes, session: Session, update: WordUpdate) -> bytes:
+    def word(self, seq: int, session_field: bytes, session: SessionView, update: WordUpdate) -> bytes:
         """``StreamResponse`` for the word ``update.word_index``, whose tokens are the steps ``update.new_steps``.
 
         ``session_field`` is ``session_id(session.id)``, encoded once per stream.
@@ -126,7 +127,7 @@ class WordAnswers:
         return token, output, [floats(value) for value in step.states], step.word_index
 
     def _step(
-        self, session: Session, i: int, token: bytes, output: bytes, values: list[bytes], word_index: int
+        self, session: SessionView, i: int, token: bytes, output: bytes, values: list[bytes], word_index: int
     ) -> bytes:
         parts = [
             uint(1, i),
@@ -168,7 +169,7 @@ def rewound(seq: int, session: Session) -> bytes:
     return _serialized(pb.StreamResponse(seq=seq, session_id=session.id, rewound=position(session)))
 
 
-def closed(seq: int, session: Session) -> bytes:
+def closed(seq: int, session: SessionView) -> bytes:
     message = pb.Closed(words=len(session.words), steps=session.steps)
     return _serialized(pb.StreamResponse(seq=seq, session_id=session.id, closed=message))
 
@@ -184,7 +185,7 @@ def _serialized(message: pb.StreamResponse) -> bytes:
     return data
 
 
-def session_record(session: Session, steps: range, idle_seconds: float) -> pb.Session:
+def session_record(session: SessionView, steps: range, idle_seconds: float) -> pb.Session:
     """GetSession's answer: the session's counts and the history's ``steps``."""
     return pb.Session(
         session_id=session.id,
@@ -203,7 +204,7 @@ def models(served: dict[str, StepModel], default: str) -> pb.ListModelsResponse:
     return pb.ListModelsResponse(models=[model_info(m) for _, m in sorted(served.items())], default_model=default)
 
 
-def closed_session(session: Session) -> pb.CloseSessionResponse:
+def closed_session(session: SessionView) -> pb.CloseSessionResponse:
     return pb.CloseSessionResponse(words=len(session.words), steps=session.steps)
 
 
@@ -250,7 +251,7 @@ def position(session: Session) -> pb.Position:
     )
 
 
-def step(session: Session, index: int) -> pb.Step:
+def step(session: SessionView, index: int) -> pb.Step:
     """Step ``index`` of the history."""
     record = session.history.step(index)
     return pb.Step(

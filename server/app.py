@@ -13,14 +13,13 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from wordstream.server import persistence
 from wordstream.server.auth import TokenAuth
 from wordstream.server.config import Settings
-from wordstream.server.durable import RedisStore
 from wordstream.server.inference import load_models
+from wordstream.server.ledger import ledger_for
 from wordstream.server.registration import add_to_server
 from wordstream.server.service import Wordstream
-from wordstream.server.sessions import SessionStore
+from wordstream.server.store import SessionStore
 from wordstream.server.transport import WordstreamServicer
 from wordstream.v1 import wordstream_pb2 as pb
 
@@ -38,27 +37,26 @@ class Running:
     health: health.HealthServicer
     reaper: asyncio.Task[None]
     metrics_port: int | None = None  # the Prometheus endpoint's port, when it is on
-    watch: asyncio.Task[None] | None = None  # the state store's health watch, when there is a store
+    watch: asyncio.Task[None] | None = None  # the ledger's health watch, when it can stop answering
     draining: bool = False
 
     def set_serving(self, serving: bool) -> None:
-        """Health for the balancer: SERVING only while not draining (and the store answers)."""
+        """Health for the balancer: SERVING only while not draining (and the ledger answers)."""
         serving = serving and not self.draining
         status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
         for name in ("", SERVICE_NAME):
             self.health.set(name, status)
 
     async def watch_store(self) -> None:
-        """NOT_SERVING while the state store does not answer, SERVING again when it does."""
-        durable = self.service.durable
-        assert durable is not None
+        """NOT_SERVING while the ledger does not answer, SERVING again when it does."""
+        ledger = self.service.ledger
         up = True
         while True:
-            now_up = await durable.ping()
+            now_up = await ledger.healthy()
             if now_up != up:
                 log.warning(
                     "state store " + ("back" if now_up else "unreachable"),
-                    extra={"event": "store_up" if now_up else "store_down", "store": durable.url},
+                    extra={"event": "store_up" if now_up else "store_down", "store": ledger.description},
                 )
                 up = now_up
                 self.set_serving(up)
@@ -91,11 +89,7 @@ class Running:
         if self.watch:
             self.watch.cancel()
         await self.server.stop(grace)
-        if settings.state_dir:  # every stream has ended: the sessions are quiet
-            path = persistence.save(self.service.store, Path(settings.state_dir))
-            log.info("sessions saved", extra={"event": "save", "sessions": len(self.service.store), "file": str(path)})
-        if self.service.durable:
-            await self.service.durable.close()
+        await self.service.ledger.stop(self.service.store)  # every stream has ended: the sessions are quiet
         self.service.metrics.stop()
 
 
@@ -117,13 +111,10 @@ def grpc_options(settings: Settings) -> list[tuple[str, int]]:
 async def start(settings: Settings) -> Running:
     """Load the models, bind ``host:port`` (port 0 picks a free one) and start serving."""
     models = load_models(Path(settings.models), settings.threads)
-    durable = RedisStore(settings.state_store, settings.idle_timeout) if settings.state_store else None
-    if durable and not await durable.ping():
-        log.warning("state store unreachable at start", extra={"event": "store_down", "store": settings.state_store})
-    service = Wordstream(settings, models, SessionStore(settings), durable=durable)
+    ledger = ledger_for(settings)
+    service = Wordstream(settings, models, SessionStore(settings), ledger=ledger)
+    await ledger.start(service.store, models)
     tokens = settings.accepted_tokens()
-    if settings.state_dir:
-        persistence.load(service.store, models, Path(settings.state_dir))
     server = grpc.aio.server(interceptors=[TokenAuth(tokens)] if tokens else [], options=grpc_options(settings))
     replica = settings.replica_name or socket.gethostname()
     add_to_server(WordstreamServicer(service, authenticate=bool(tokens), replica=replica), server)
@@ -144,8 +135,8 @@ async def start(settings: Settings) -> Running:
     reaper = asyncio.create_task(service.reap_forever(), name="reaper")
     metrics_port = service.metrics.serve(settings.metrics_port) if settings.metrics_port >= 0 else None
     running = Running(server, port, service, health_servicer, reaper, metrics_port)
-    running.set_serving(durable is None or await durable.ping())
-    if durable:
+    running.set_serving(await ledger.healthy())
+    if ledger.watched:
         running.watch = asyncio.create_task(running.watch_store(), name="store-watch")
     log.info(
         "serving",
@@ -156,7 +147,7 @@ async def start(settings: Settings) -> Running:
             "default_model": service.default_model,
             "metrics_port": metrics_port,
             "batching": settings.batching,
-            "state_store": settings.state_store or None,
+            "sessions_kept_in": ledger.description,
         },
     )
     return running

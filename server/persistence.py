@@ -5,19 +5,22 @@ arrays; nothing in it is ever executed or unpickled. It is a magic number and a 
 records, each with its own integrity checksum, so one damaged byte costs one session,
 not all of them:
 
-    8 bytes   magic b"WSSTATE\\x02"
+    8 bytes   magic b"WSSTATE\\x03"
     records, each:
         4 bytes   header length h (unsigned, little-endian)
         8 bytes   payload length p (unsigned, little-endian)
         h bytes   header, UTF-8 JSON
-        p bytes   payload: the session's arrays, one after another, at the offsets the header gives
+        p bytes   payload
         32 bytes  SHA-256 of the 12 length bytes, the header and the payload
 
 The first record's header is the file's: ``{"format", "version", "saved_at"}``; then one
-record per session; the last record's header is ``{"end": <number of sessions>}``, so a
-file cut short is noticed. The checksums detect damage (a torn write, a flipped bit);
-they are not authentication: anyone who can write the state directory can write a valid
-file, so the directory must be as private as the server's own files.
+record per session, its header ``{"id", "model", "fingerprint", "mode", "owner",
+"idle_seconds", "words": [bytes of each word's record]}`` and its payload those word
+records one after another, in history.py's format (the one Redis keeps too); the last
+record's header is ``{"end": <number of sessions>}``, so a file cut short is noticed.
+The checksums detect damage (a torn write, a flipped bit); they are not authentication: anyone
+who can write the state directory can write a valid file, so the directory must be as private
+as the server's own files.
 
 Reading checks everything. A file whose magic, first record or version is wrong is refused
 as a whole; a session record that fails its checksum or any check of its content is
@@ -29,30 +32,29 @@ server starts. A session whose model is gone or changed is skipped too. No grpc 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import math
 import os
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
-import numpy as np
-
 from wordstream.modelfile import StepModel
 from wordstream.server.errors import short_id
-from wordstream.server.sessions import HistoryMode, SessionStore
+from wordstream.server.history import HistoryMode
+from wordstream.server.sessions import SessionRecord
+from wordstream.server.store import SessionStore
 
 log = logging.getLogger("wordstream.persistence")
 
-MAGIC = b"WSSTATE\x02"
+MAGIC = b"WSSTATE\x03"
 FORMAT = "wordstream.sessions"
-VERSION = 2
+VERSION = 3
 FILE_NAME = "sessions.wss"
-MAX_HEADER_BYTES = 64 * 2**20  # a session's words and tokens as JSON; far above any limit the server allows
-DTYPES = ("<i8", "<i4", "<f4")  # the only array types a session has
+MAX_HEADER_BYTES = 64 * 2**20  # a session's record lengths as JSON; far above any limit the server allows
 _LENGTHS = 12
 
 
@@ -60,27 +62,10 @@ class StateFileError(Exception):
     """A state file (or one record of it) is corrupt, foreign or of another version; the message says why."""
 
 
-@dataclass
-class Saved:
-    """One session as read from a state file, every field checked for type and range."""
-
-    id: str
-    model: str
-    fingerprint: str
-    mode: HistoryMode
-    owner: str | None
-    idle_seconds: float
-    words: list[str]
-    word_starts: list[int]
-    tokens: list[str]
-    arrays: dict[str, np.ndarray]
-
-
 def save(store: SessionStore, directory: Path) -> Path:
     """Write every live session to ``directory``/sessions.wss (atomically, mode 0600); returns the path.
 
-    Each session's arrays go to the file as they are, while the checksum is computed, so saving
-    needs no second copy of the histories in memory."""
+    Each session's word records go to the file as they are made, while the checksum is computed."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / FILE_NAME
     temporary = path.with_suffix(".tmp")
@@ -92,12 +77,7 @@ def save(store: SessionStore, directory: Path) -> Path:
         f.write(MAGIC)
         write_record(f, {"format": FORMAT, "version": VERSION, "saved_at": time.time()}, [])
         for session in sessions:
-            history = session.history
-            arrays = {n: a.astype(a.dtype.newbyteorder("<"), copy=False) for n, a in history.arrays().items()}
-            layout, offset = {}, 0
-            for name, array in arrays.items():
-                layout[name] = {"offset": offset, "dtype": array.dtype.str, "shape": list(array.shape)}
-                offset += array.nbytes
+            records = session.records()
             header = {
                 "id": session.id,
                 "model": session.model.name,
@@ -105,12 +85,9 @@ def save(store: SessionStore, directory: Path) -> Path:
                 "mode": session.mode.value,
                 "owner": session.owner,
                 "idle_seconds": max(0.0, now - session.last_active),
-                "words": session.words,
-                "word_starts": session.word_starts,
-                "tokens": history.tokens,
-                "arrays": layout,
+                "words": [len(r) for r in records],
             }
-            write_record(f, header, list(arrays.values()))
+            write_record(f, header, records)
         write_record(f, {"end": len(sessions)}, [])
         f.flush()
         os.fsync(f.fileno())
@@ -118,20 +95,14 @@ def save(store: SessionStore, directory: Path) -> Path:
     return path
 
 
-def write_record(f: IO[bytes], header: dict[str, Any], arrays: list[np.ndarray]) -> None:
+def write_record(f: IO[bytes], header: dict[str, Any], payload: list[bytes]) -> None:
     raw = json.dumps(header).encode()
     digest = hashlib.sha256()
-    lengths = len(raw).to_bytes(4, "little") + sum(a.nbytes for a in arrays).to_bytes(8, "little")
-    pieces: list[bytes | memoryview] = [lengths, raw, *(_bytes_of(a) for a in arrays if a.size)]
-    for piece in pieces:
+    lengths = len(raw).to_bytes(4, "little") + sum(len(p) for p in payload).to_bytes(8, "little")
+    for piece in (lengths, raw, *payload):
         digest.update(piece)
         f.write(piece)
     f.write(digest.digest())
-
-
-def _bytes_of(array: np.ndarray) -> memoryview:
-    """The array's bytes without a copy (a copy only where it is not contiguous)."""
-    return np.ascontiguousarray(array).data.cast("B")
 
 
 def _records(f: IO[bytes], size: int) -> Iterator[tuple[dict[str, Any] | None, bytes, str]]:
@@ -162,7 +133,7 @@ def _records(f: IO[bytes], size: int) -> Iterator[tuple[dict[str, Any] | None, b
         yield header, payload, ""
 
 
-def read(path: Path) -> tuple[list[Saved], list[str]]:
+def read(path: Path) -> tuple[list[SessionRecord], list[str]]:
     """The sessions of a state file and the faults of the records that were skipped.
 
     StateFileError when the file as a whole cannot be used (magic, first record, version)."""
@@ -179,7 +150,7 @@ def read(path: Path) -> tuple[list[Saved], list[str]]:
         if first.get("version") != VERSION:
             version = first.get("version")
             raise StateFileError(f"{path}: version {version!r} is not supported (this server reads {VERSION})")
-        sessions: list[Saved] = []
+        sessions: list[SessionRecord] = []
         faults: list[str] = []
         ended = False
         for number, (header, payload, fault) in enumerate(records, start=1):
@@ -203,19 +174,13 @@ def read(path: Path) -> tuple[list[Saved], list[str]]:
     return sessions, faults
 
 
-def _saved(header: dict[str, Any], payload: bytes) -> Saved:
+def _saved(header: dict[str, Any], payload: bytes) -> SessionRecord:
     """One session record, every field checked; StateFileError names the first that is wrong."""
 
     def field(name: str, kind: type | tuple[type, ...]) -> Any:
         value = header.get(name)
         if not isinstance(value, kind) or isinstance(value, bool):
             raise StateFileError(f"field {name!r} is missing or not a {getattr(kind, '__name__', kind)}")
-        return value
-
-    def strings(name: str) -> list[str]:
-        value: list[str] = field(name, list)
-        if not all(isinstance(x, str) for x in value):
-            raise StateFileError(f"field {name!r} must be a list of strings")
         return value
 
     session_id, model, fingerprint = field("id", str), field("model", str), field("fingerprint", str)
@@ -231,29 +196,17 @@ def _saved(header: dict[str, Any], payload: bytes) -> Saved:
     idle = field("idle_seconds", (int, float))
     if not math.isfinite(idle) or idle < 0:  # a negative idle time would put the last request in the future
         raise StateFileError(f"field 'idle_seconds' must be a finite number of at least 0, got {idle!r}")
-    words, tokens = strings("words"), strings("tokens")
-    word_starts = field("word_starts", list)
-    if not all(isinstance(x, int) and not isinstance(x, bool) for x in word_starts):
-        raise StateFileError("field 'word_starts' must be a list of integers")
-    arrays = {}
-    for name, spec in field("arrays", dict).items():
-        if not isinstance(spec, dict) or spec.get("dtype") not in DTYPES:
-            raise StateFileError(f"array {name}: dtype must be one of {', '.join(DTYPES)}")
-        shape, offset = spec.get("shape"), spec.get("offset")
-        if not isinstance(shape, list) or not all(isinstance(n, int) and n >= 0 for n in shape):
-            raise StateFileError(f"array {name}: shape must be a list of sizes")
-        if not isinstance(offset, int) or offset < 0:
-            raise StateFileError(f"array {name}: offset must be an integer of at least 0")
-        dtype = np.dtype(spec["dtype"])
-        end = offset + math.prod(shape) * dtype.itemsize
-        if end > len(payload):
-            raise StateFileError(f"array {name} runs past the end of its record")
-        values = np.frombuffer(payload, dtype, math.prod(shape), offset).reshape(shape)
-        arrays[name] = values.astype(dtype.newbyteorder("="))  # a copy in the machine's byte order
-    return Saved(session_id, model, fingerprint, mode, owner, float(idle), words, word_starts, tokens, arrays)
+    sizes = field("words", list)
+    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in sizes):
+        raise StateFileError("field 'words' must be a list of record sizes")
+    if sum(sizes) != len(payload):
+        raise StateFileError(f"the word records take {sum(sizes)} bytes, the record's payload is {len(payload)}")
+    ends = list(itertools.accumulate(sizes))
+    records = [payload[end - size : end] for size, end in zip(sizes, ends)]
+    return SessionRecord(session_id, model, fingerprint, mode, owner, float(idle), records)
 
 
-def load(store: SessionStore, models: dict[str, StepModel], directory: Path) -> int:
+def load(store: SessionStore, models: Mapping[str, StepModel], directory: Path) -> int:
     """Restore the sessions saved in ``directory``; returns how many. A file read cleanly is removed
     once read, so a later crash does not bring back stale sessions; one with any fault is renamed
     *.rejected. Never raises for the file's content: the server starts either way."""
@@ -266,7 +219,6 @@ def load(store: SessionStore, models: dict[str, StepModel], directory: Path) -> 
         _set_aside(path, [str(e)], whole=True)
         return 0
     restored = 0
-    now = store.clock()
     for saved in sessions:
         if store.has(saved.id):
             faults.append(f"session {short_id(saved.id)}: saved twice; the first record is kept")
@@ -279,17 +231,7 @@ def load(store: SessionStore, models: dict[str, StepModel], directory: Path) -> 
             )
             continue
         try:
-            store.restore(
-                saved.id,
-                model,
-                saved.mode,
-                now - saved.idle_seconds,
-                saved.owner,
-                saved.words,
-                saved.word_starts,
-                saved.tokens,
-                saved.arrays,
-            )
+            store.restore(saved, model)
         except (ValueError, IndexError, TypeError) as e:
             faults.append(f"session {short_id(saved.id)}: its data does not fit its model ({e})")
             continue

@@ -15,17 +15,21 @@ from wordstream.modelfile import ModelError, StepModel
 from wordstream.server import memory
 from wordstream.server.batching import Batcher
 from wordstream.server.config import Settings
-from wordstream.server.durable import Loaded, RedisStore, decode_words, encode_word
 from wordstream.server.errors import (
     ModelNotFound,
     NotOwner,
     ServerFull,
     SessionBusy,
+    SessionNotFound,
     SessionUnreadable,
     ShuttingDown,
 )
+from wordstream.server.history import HistoryMode, WordUpdate
+from wordstream.server.ledger import FIRST_EPOCH, Ledger
+from wordstream.server.local_ledger import LocalLedger
 from wordstream.server.metrics import Metrics
-from wordstream.server.sessions import HistoryMode, Session, SessionStore, WordUpdate, check_session_id
+from wordstream.server.sessions import Session, SessionRecord, SessionView
+from wordstream.server.store import SessionStore, check_session_id
 
 log = logging.getLogger("wordstream.sessions")
 
@@ -37,7 +41,7 @@ class Wordstream:
         models: dict[str, StepModel],
         store: SessionStore,
         metrics: Metrics | None = None,
-        durable: RedisStore | None = None,
+        ledger: Ledger | None = None,
     ) -> None:
         if not models:
             raise ValueError(f"no servable models in {settings.models}")
@@ -65,7 +69,7 @@ class Wordstream:
             )
             for name, model in models.items()
         }
-        self.durable = durable
+        self.ledger: Ledger = ledger or LocalLedger()
         self._background: set[asyncio.Future[None]] = set()
         self.accepting = True
         self.last_sweep = 0.0  # the store clock's time of the reaper's last sweep
@@ -84,7 +88,7 @@ class Wordstream:
     async def open(
         self, model_name: str, mode: HistoryMode, owner: str | None = None, session_id: str | None = None
     ) -> Session:
-        """A new session, under ``session_id`` when the client chose one (in the state store too)."""
+        """A new session, under ``session_id`` when the client chose one (in the ledger too)."""
         if not self.accepting:
             raise ShuttingDown()
         if session_id is not None:
@@ -94,150 +98,122 @@ class Wordstream:
         except ServerFull:
             self.metrics.sessions_refused.inc()
             raise
-        session.attached = True
-        if self.durable:
-            try:
-                await self.durable.create(session)
-            except BaseException:
-                self.store.discard(session)
-                raise
+        session.attach(FIRST_EPOCH, self.store.clock())
+        await self._kept(session, self.ledger.create(session))
         log.info("session opened", extra={"event": "open", "session": session.id, "model": session.model.name})
         return session
 
     async def resume(self, session_id: str, mode: HistoryMode | None, owner: str | None = None) -> Session:
+        """Attach a stream to a session: this replica's copy if it is current, else the ledger's
+        (the resume of a session another replica typed), taken over under a new epoch."""
         if not self.accepting:
             raise ShuttingDown()
-        if self.durable:
-            session = await self._take(session_id, owner)
-        else:
-            self.get(session_id, owner)
-        session = self.store.attach(session_id)
-        if mode is not None:
-            session.mode = mode
-        log.info("session resumed", extra={"event": "resume", "session": session.id, "steps": session.steps})
-        return session
-
-    async def _take(self, session_id: str, owner: str | None) -> Session:
-        """Take ownership of a session in the state store; this replica's copy is kept if it is
-        current, else replaced by the store's (the resume of a session another replica typed)."""
-        assert self.durable is not None
-        local = self.store.find(session_id)
-        if local is not None:
-            if local.owner != owner:
-                raise NotOwner(session_id)
-            if local.attached:
-                raise SessionBusy(session_id)
-        loaded = await self.durable.load(session_id, owner, local.epoch if local else "", take=True)
+        local = self._local(session_id, owner)
+        if local is not None and local.attached:
+            raise SessionBusy(session_id)
+        claim = await self.ledger.take(session_id, owner, local.epoch if local else None)
         local = self.store.find(session_id)  # the await let other streams in
         if local is not None and local.attached:
             raise SessionBusy(session_id)
-        if loaded.current and local is not None:
-            session = local
-        else:
+        if claim.record is not None or local is None:
             if local is not None:
                 self.store.discard(local)
-            session = self._from_store(session_id, owner, loaded, keep=True)
-            log.info("session loaded", extra={"event": "load", "session": session_id, "steps": session.steps})
-        session.epoch = loaded.epoch
+            local = self._restored(claim.record, session_id)
+        local.attach(claim.epoch, self.store.clock(), mode)
+        log.info("session resumed", extra={"event": "resume", "session": session_id, "steps": local.steps})
+        return local
+
+    def _local(self, session_id: str, owner: str | None) -> Session | None:
+        """This replica's copy of a session, if any; another token's session is reported as not found."""
+        local = self.store.find(session_id)
+        if local is not None and local.owner != owner:
+            raise NotOwner(session_id)
+        return local
+
+    def _restored(self, record: SessionRecord | None, session_id: str) -> Session:
+        """A ledger's session, held here from now on."""
+        if record is None:  # the ledger said a copy here was current, and it is gone since
+            raise SessionNotFound(session_id)
+        model = self._model_of(record)
+        try:
+            session = self.store.restore(record, model)
+        except (ValueError, IndexError, TypeError) as e:
+            log.error("session in the ledger is unreadable", extra={"event": "load_failed", "session": session_id})
+            raise SessionUnreadable(session_id, str(e)) from None
+        log.info("session loaded", extra={"event": "load", "session": session_id, "steps": session.steps})
         return session
 
-    def _from_store(self, session_id: str, owner: str | None, loaded: Loaded, keep: bool) -> Session:
-        model = self.models.get(loaded.model)
-        if model is None or model.fingerprint != loaded.fingerprint:
-            raise SessionUnreadable(session_id, f"its model {loaded.model!r} is not served here in the same version")
-        try:
-            words, starts, tokens, arrays = decode_words(model, loaded.records)
-            return self.store.restore(
-                session_id, model, loaded.mode, self.store.clock() - loaded.idle_seconds, owner,
-                words, starts, tokens, arrays, keep=keep,
-            )  # fmt: skip
-        except (ValueError, IndexError, TypeError) as e:
-            log.error("session in the store is unreadable", extra={"event": "load_failed", "session": session_id})
-            raise SessionUnreadable(session_id, str(e)) from None
+    def _model_of(self, record: SessionRecord) -> StepModel:
+        model = self.models.get(record.model)
+        if model is None or model.fingerprint != record.fingerprint:
+            raise SessionUnreadable(record.id, f"its model {record.model!r} is not served here in the same version")
+        return model
 
     def detach(self, session: Session) -> None:
         if not self.store.holds(session):
             return  # closed, dropped or replaced meanwhile
-        self.store.detach(session)
+        session.detach(self.store.clock())
         log.info("stream left", extra={"event": "detach", "session": session.id, "steps": session.steps})
-        if self.durable:
-            task = asyncio.ensure_future(self.durable.detach(session))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+        task = asyncio.ensure_future(self.ledger.detach(session))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def push_words(self, session: Session, words: list[str]) -> list[WordUpdate]:
-        """Read words in order (see Session.push_words) and count them; with a state store, they are
-        durable before this returns (or this replica's copy is dropped and the error says why)."""
-        self.store.touch(session)
+        """Read words in order (see Session.push_words) and count them; they are kept in the ledger
+        before this returns (or this replica's copy is dropped and the error says why)."""
+        session.touch(self.store.clock())
         start = time.perf_counter()
         before = len(session.words)
         updates = await session.push_words(words, self.batchers[session.model.name])
-        if self.durable:
-            history = session.history
-            records = [encode_word(history, word, u.new_steps) for word, u in zip(words, updates)]
-            await self._durably(session, self.durable.append(session, before, records))
+        await self._kept(session, self.ledger.append(session, before))
         self.metrics.word_latency.observe((time.perf_counter() - start) / len(words), len(words))
         self.metrics.words += len(words)
         return updates
 
     async def rewind(self, session: Session, words: int | None) -> None:
         """Undo the last ``words`` words (None: all of them)."""
-        self.store.touch(session)
+        session.touch(self.store.clock())
         before = len(session.words)
         session.reset() if words is None else session.rewind(words)
-        if self.durable and len(session.words) != before:
-            await self._durably(session, self.durable.truncate(session, before))
+        if len(session.words) != before:
+            await self._kept(session, self.ledger.truncate(session, before))
 
-    async def _durably(self, session: Session, write: Awaitable[None]) -> None:
-        """Await a write of the session to the store; if it fails, this replica's copy may differ
-        from the store's, so it is dropped: the client's resume reads the store's."""
+    async def _kept(self, session: Session, write: Awaitable[None]) -> None:
+        """Await a write of the session to the ledger; if it fails, this replica's copy may differ
+        from the ledger's, so it is dropped: the client's resume reads the ledger's."""
         try:
             await write
         except BaseException:
             self.store.discard(session)
             raise
 
-    async def close(self, session_id: str, owner: str | None = None) -> Session:
-        """End a session, here and in the state store (from any replica); returns it as it was."""
-        if not self.durable:
-            self.get(session_id, owner)
-            session = self.store.remove(session_id)
-        else:
-            session, _, transient = await self.look(session_id, owner)
-            await self.durable.delete(session_id, owner)
-            if transient:
-                session.close()
-            elif self.store.holds(session):
-                self.store.remove(session_id)
+    async def close(self, session_id: str, owner: str | None = None) -> SessionView:
+        """End a session, here and in the ledger (from any replica); returns it as it was."""
+        session, _ = await self.look(session_id, owner)
+        await self.ledger.delete(session_id, owner)
+        local = self.store.find(session_id)
+        if local is not None:
+            self.store.remove(session_id)
         log.info("session closed", extra={"event": "close", "session": session_id, "steps": session.steps})
         return session
 
-    def get(self, session_id: str, owner: str | None = None) -> Session:
-        """The session, if ``owner`` may see it: another token's session is reported as not found."""
-        session = self.store.get(session_id)
-        if session.owner != owner:
-            raise NotOwner(session_id)
-        return session
-
-    async def look(self, session_id: str, owner: str | None = None) -> tuple[Session, float, bool]:
-        """A session for GetSession: (session, idle seconds, whether the caller must close it).
-
-        With a state store, a session another replica holds (or a stale copy here) is read from
-        the store into a session that is not kept."""
-        if not self.durable:
-            session = self.get(session_id, owner)
-            return session, max(0.0, self.store.clock() - session.last_active), False
-        local = self.store.find(session_id)
-        if local is not None and local.owner != owner:
-            raise NotOwner(session_id)
-        loaded = await self.durable.load(session_id, owner, local.epoch if local else "", take=False)
-        if loaded.current and local is not None and self.store.holds(local):
-            return local, max(0.0, self.store.clock() - local.last_active), False
+    async def look(self, session_id: str, owner: str | None = None) -> tuple[SessionView, float]:
+        """A session for GetSession and its idle seconds: this replica's copy if it is current, else
+        a read-only view of the ledger's (a session another replica holds)."""
+        local = self._local(session_id, owner)
+        claim = await self.ledger.look(session_id, owner, local.epoch if local else None)
+        if claim.record is None:
+            local = self._local(session_id, owner)  # the await let other streams in
+            if local is None:
+                raise SessionNotFound(session_id)
+            return local, max(0.0, self.store.clock() - local.last_active)
         if local is not None and not local.attached:
             self.store.discard(local)  # stale: another replica wrote since
-        session = self._from_store(session_id, owner, loaded, keep=False)
-        session.attached = loaded.attached
-        return session, loaded.idle_seconds, True
+        try:
+            view = SessionView.from_record(claim.record, self._model_of(claim.record), self.store.clock())
+        except (ValueError, IndexError, TypeError) as e:
+            raise SessionUnreadable(session_id, str(e)) from None
+        return view, claim.record.idle_seconds
 
     async def reap_forever(self) -> None:
         """The one reaper: frees expired sessions every reap_interval seconds until cancelled."""
@@ -247,11 +223,10 @@ class Wordstream:
             for session_id in self.store.reap():
                 self.metrics.sessions_expired.inc()
                 log.info("session expired", extra={"event": "expire", "session": session_id})
-            if self.durable:  # an attached session lives on in the store while its stream is quiet
-                try:
-                    await self.durable.refresh(s.id for s in self.store.sessions() if s.attached)
-                except Exception as e:  # the store is down: the health watch says so
-                    log.warning("store refresh failed", extra={"event": "refresh_failed", "why": str(e)})
+            try:  # an attached session lives on in the ledger while its stream is quiet
+                await self.ledger.refresh([s for s in self.store.sessions() if s.attached])
+            except Exception as e:  # the ledger is down: the health watch says so
+                log.warning("ledger refresh failed", extra={"event": "refresh_failed", "why": str(e)})
             if self.store.freed:  # sessions closed or expired since the last sweep: give their memory back
                 self.store.freed = 0
                 memory.trim()

@@ -17,10 +17,11 @@ import grpc
 
 from wordstream.server import answers, errors
 from wordstream.server.auth import owner_of
+from wordstream.server.history import HistoryMode
 from wordstream.server.logs import Throttled
 from wordstream.server.registration import Malformed, check_parsed
 from wordstream.server.service import Wordstream
-from wordstream.server.sessions import HistoryMode, Session
+from wordstream.server.sessions import Session
 from wordstream.server.status import INTERNAL_MESSAGE, status_of
 from wordstream.v1 import wordstream_pb2 as pb
 from wordstream.v1 import wordstream_pb2_grpc as pb_grpc
@@ -160,12 +161,8 @@ class WordstreamServicer(pb_grpc.WordstreamServicer):
     async def GetSession(self, request: Any, context: grpc.aio.ServicerContext) -> pb.Session:
         async def work() -> pb.Session:
             check_parsed(request)
-            session, idle, transient = await self.service.look(request.session_id, owner_of(context, self.authenticate))
-            try:
-                return answers.session_record(session, session.step_range(request.start, request.end or None), idle)
-            finally:
-                if transient:
-                    session.close()
+            session, idle = await self.service.look(request.session_id, owner_of(context, self.authenticate))
+            return answers.session_record(session, session.step_range(request.start, request.end or None), idle)
 
         return await self._unary("GetSession", context, work)
 

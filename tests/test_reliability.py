@@ -98,8 +98,8 @@ def test_a_foreign_or_newer_file_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "x.wss"
     with pytest.raises(persistence.StateFileError, match="not a Wordstream sessions file"):
         persistence.read(state_file(path, {"format": "something.else", "version": persistence.VERSION}))
-    with pytest.raises(persistence.StateFileError, match="version 3 is not supported"):
-        persistence.read(state_file(path, {"format": persistence.FORMAT, "version": 3}))
+    with pytest.raises(persistence.StateFileError, match="version 4 is not supported"):
+        persistence.read(state_file(path, {"format": persistence.FORMAT, "version": 4}))
 
 
 @pytest.mark.parametrize(
@@ -108,11 +108,10 @@ def test_a_foreign_or_newer_file_is_refused(tmp_path: Path) -> None:
         ({"idle_seconds": None}, "field 'idle_seconds' is missing"),
         ({"idle_seconds": -1e9}, "'idle_seconds' must be a finite number of at least 0"),
         ({"words": "abc"}, "field 'words' is missing or not a list"),
-        ({"word_starts": ["0"]}, "'word_starts' must be a list of integers"),
+        ({"words": [-1]}, "'words' must be a list of record sizes"),
+        ({"words": [True]}, "'words' must be a list of record sizes"),
+        ({"words": [1000]}, "the word records take 1000 bytes, the record's payload is 0"),
         ({"mode": "sideways"}, "not a history mode"),
-        ({"arrays": {"probs": {"offset": 0, "dtype": "<f4", "shape": [1000]}}}, "runs past the end of its record"),
-        ({"arrays": {"probs": {"offset": 0, "dtype": "|O", "shape": [1]}}}, "dtype must be one of"),
-        ({"arrays": {"probs": {"offset": -8, "dtype": "<f4", "shape": [0]}}}, "offset must be an integer"),
     ],
 )
 def test_every_field_of_a_session_record_is_checked(tmp_path: Path, change: dict[str, object], fault: str) -> None:
@@ -124,9 +123,6 @@ def test_every_field_of_a_session_record_is_checked(tmp_path: Path, change: dict
         "owner": None,
         "idle_seconds": 1.0,
         "words": [],
-        "word_starts": [],
-        "tokens": [],
-        "arrays": {},
     }
     bad = {**good, "id": "b" * 32, **change}
     sessions, faults = persistence.read(state_file(tmp_path / "x.wss", FILE_RECORD, good, bad))

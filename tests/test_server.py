@@ -381,7 +381,7 @@ def test_sigterm_drains_then_refuses_then_saves(tiny_models: dict[str, Path], tm
         assert attached.word("late").word.history.length == 3  # a word in flight is answered
         assert process.wait(timeout=20) == 0
         sessions, faults = persistence.read(state / persistence.FILE_NAME)
-        assert not faults and sorted(len(s.words) for s in sessions if s.words) == [3]  # and the polls' empty ones
+        assert not faults and sorted(len(s.records) for s in sessions if s.records) == [3]  # and the polls' empty ones
     finally:
         process.kill()
 

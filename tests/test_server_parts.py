@@ -143,11 +143,36 @@ def test_message_size_limit(make_server) -> None:  # type: ignore[no-untyped-def
 
 
 def test_session_and_model_code_import_no_grpc_and_the_server_no_torch() -> None:
-    domain = "import sys, server.sessions, server.service, server.inference; assert 'grpc' not in sys.modules, 'grpc'"
-    serving = "import sys, server.app, server.__main__, client; assert 'torch' not in sys.modules, 'torch'"
+    domain = (
+        "import sys, wordstream.server.sessions, wordstream.server.service, wordstream.server.inference;"
+        " assert 'grpc' not in sys.modules, 'grpc'; assert 'redis' not in sys.modules, 'redis'"
+    )
+    serving = (
+        "import sys, wordstream.server.app, wordstream.server.__main__, wordstream.client;"
+        " assert 'torch' not in sys.modules, 'torch'"
+    )
     for code in (domain, serving):
         result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
         assert result.returncode == 0, result.stderr
+
+
+def test_the_service_does_not_know_what_keeps_its_sessions() -> None:
+    """The ledger port (ledger.py): the service calls it and never names an implementation."""
+    service = (ROOT / "wordstream" / "server" / "service.py").read_text()
+    assert not re.search(r"durable|redis", service, re.IGNORECASE)
+
+
+def test_only_the_history_reads_its_arrays() -> None:
+    arrays = re.compile(r"\b(history|h)\.(token_ids|word_index|probs|states|arrays)\b")
+    readers = [
+        f"{path.relative_to(ROOT)}:{n}"
+        for folder in ("wordstream", "tests", "bench", "deploy", "scripts")
+        for path in (ROOT / folder).rglob("*.py")
+        if path.name != "history.py"
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if arrays.search(line)
+    ]
+    assert not readers
 
 
 def test_session_ids_are_long_and_random(server: ServerThread) -> None:
@@ -184,22 +209,25 @@ def test_loop_histogram_exports_what_prometheus_client_would() -> None:
 
 
 def test_empty_histories_are_shared_by_shape_not_by_model_name(tiny_models: dict[str, Path]) -> None:
-    from wordstream.server.sessions import History
+    import numpy as np
+
+    from wordstream.server.history import History
 
     lstm, gru = load_model(tiny_models["lstm"]), load_model(tiny_models["gru"])
     gru.name = lstm.name  # two models under one name, with other state shapes
     for model in (lstm, gru):
         history = History(model)
-        assert {n: a.shape[1:] for n, a in history.states.items()} == {
-            s.name: (s.layers, s.hidden) for s in model.states
-        }
+        history.reserve(1, 1)
+        state = {s.name: np.ones((s.layers, s.hidden), np.float32) for s in model.states}
+        history.append(0, "a", 2, np.zeros(len(model.labels), np.float32), state)
+        assert [a.shape for a in history.step(0).states] == [(s.layers, s.hidden) for s in model.states]
 
 
 def test_history_slack_is_small_whether_typed_or_pasted(tiny_models: dict[str, Path]) -> None:
     """Allocated steps against recorded ones: a few steps while short, at most a quarter when long."""
     import numpy as np
 
-    from wordstream.server.sessions import History
+    from wordstream.server.history import History
 
     model = load_model(tiny_models["gru"])
     state = {s.name: np.zeros((s.layers, s.hidden), np.float32) for s in model.states}
@@ -212,15 +240,13 @@ def test_history_slack_is_small_whether_typed_or_pasted(tiny_models: dict[str, P
     pasted.reserve(250, cap)
     assert pasted.capacity == 250
     assert typed.nbytes == typed.capacity * typed.step_bytes
-    # The arrays own buffers of exactly their capacity (no view into a larger one).
-    for array in (typed.token_ids, typed.word_index, typed.probs, *typed.states.values()):
-        assert array.base is None and len(array) == typed.capacity
+    assert typed.owns_exact_buffers()  # no view into a larger buffer
 
 
 async def _two_pastes_at_once(server: ServerThread) -> list[object]:
     import asyncio
 
-    from wordstream.server.sessions import HistoryMode
+    from wordstream.server.history import HistoryMode
 
     service = server.service
     a, b = await service.open("", HistoryMode.NONE), await service.open("", HistoryMode.NONE)

@@ -16,7 +16,7 @@ import redis
 from deploy.cluster import Redis
 from tests.helpers import TEXT, ServerThread, Stream, offline_steps, poll, same_steps
 from wordstream.client import Client, errors
-from wordstream.server import durable
+from wordstream.server import redis_ledger
 from wordstream.v1 import wordstream_pb2 as pb
 
 
@@ -37,7 +37,7 @@ def replicas(make_server, store: Redis):  # type: ignore[no-untyped-def]
 
 
 def stored_words(store: Redis, session_id: str) -> int:
-    return int(redis.Redis(unix_socket_path=str(store.socket)).llen(durable.keys(session_id)[1]))
+    return int(redis.Redis(unix_socket_path=str(store.socket)).llen(redis_ledger.keys(session_id)[1]))
 
 
 def test_words_are_in_the_store_before_they_are_answered_and_a_resume_elsewhere_is_no_replay(
@@ -86,7 +86,7 @@ def test_rewind_and_reset_are_written_to_the_store(replicas: list[ServerThread],
         resumed.push("good")
         assert stored_words(store, session_id) == 1
         resumed.close()
-    assert not redis.Redis(unix_socket_path=str(store.socket)).exists(*durable.keys(session_id))
+    assert not redis.Redis(unix_socket_path=str(store.socket)).exists(*redis_ledger.keys(session_id))
     with Client(a.target) as client, pytest.raises(errors.NotFound):
         client.get_session(session_id)
 

@@ -1,7 +1,7 @@
-"""Sessions kept in Redis (``--state-store``): every word is durable before it is answered.
+"""The Redis ledger (``--state-store``): every word is written through before it is answered.
 
-With a state store, the replica's sessions in memory are a working copy; the store holds the
-truth, so any replica can carry on a session whose replica died. Per session (the ``{id}``
+With it, the replica's sessions in memory are a working copy; Redis holds the truth, so any
+replica can carry on a session whose replica died. Per session (the ``{id}``
 hash tag keeps both keys in one Redis Cluster slot):
 
     ws:{<id>}:meta    hash: epoch, model, fingerprint, mode, owner, attached
@@ -10,18 +10,13 @@ hash tag keeps both keys in one Redis Cluster slot):
 Both keys expire ``idle_timeout`` seconds after the last write, detach, or refresh (the
 reaper refreshes the sessions attached here), like a session in memory.
 
-A word record is JSON and raw little-endian float32, never anything executed or unpickled:
+Each word is one record of history.py's format (JSON and raw little-endian float32).
 
-    4 bytes   header length h (unsigned, little-endian)
-    h bytes   UTF-8 JSON {"word": str, "tokens": [str], "ids": [int]}   (k tokens, k >= 1)
-    then      probabilities (k, labels), then each state tensor (k, layers, hidden) in the
-              model's order: the history's rows for the word's steps
-
-Fencing: the replica that opens or resumes a session holds its epoch; a resume anywhere takes
-ownership by incrementing it, atomically, and every write names the epoch it holds and the
-number of words it believes the store has. A write with another epoch, or onto another
-count, is refused by Redis itself (the scripts below run atomically), so a replica that lost
-ownership can never write again; it drops its copy and the client resumes.
+Fencing (ledger.py): a resume anywhere takes ownership by incrementing the epoch, atomically,
+and every write names the epoch it holds and the number of words it believes the store has.
+A write with another epoch, or onto another count, is refused by Redis itself (the scripts
+below run atomically), so a replica that lost ownership can never write again; it drops its
+copy and the client resumes.
 
 Group commit: writes go through one queue; all writes waiting when a round trip starts go in
 one call of one script, so the words of one micro-batch of model calls cost one round trip and
@@ -36,14 +31,10 @@ write retried after a timeout could land twice. No grpc here.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import struct
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
 import redis.asyncio as redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -60,17 +51,18 @@ from wordstream.server.errors import (
     StoreUnavailable,
     short_id,
 )
-from wordstream.server.sessions import History, HistoryMode, Session
+from wordstream.server.history import HistoryMode
+from wordstream.server.ledger import FIRST_EPOCH, Claim
+from wordstream.server.sessions import Session, SessionRecord
+from wordstream.server.store import SessionStore
 
-log = logging.getLogger("wordstream.durable")
+log = logging.getLogger("wordstream.ledger")
 
-_HEADER = struct.Struct("<I")
-
-# KEYS: meta, words. ARGV: ttl ms, model, fingerprint, mode, owner.
+# KEYS: meta, words. ARGV: ttl ms, model, fingerprint, mode, owner, epoch.
 _CREATE = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('DEL', KEYS[2])
-redis.call('HSET', KEYS[1], 'epoch', '1', 'model', ARGV[2], 'fingerprint', ARGV[3], 'mode', ARGV[4],
+redis.call('HSET', KEYS[1], 'epoch', ARGV[6], 'model', ARGV[2], 'fingerprint', ARGV[3], 'mode', ARGV[4],
            'owner', ARGV[5], 'attached', '1')
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return 1
@@ -149,104 +141,14 @@ def keys(session_id: str) -> list[str]:
     return [f"ws:{{{session_id}}}:meta", f"ws:{{{session_id}}}:words"]
 
 
-@dataclass
-class Loaded:
-    """A session as the store has it: its epoch and settings, and (unless the reader's copy is current) its words."""
+class RedisLedger:
+    """Sessions in one Redis (redis:// or unix:// URL): create, take over, write (group-committed),
+    read, delete."""
 
-    epoch: str
-    model: str
-    fingerprint: str
-    mode: HistoryMode
-    attached: bool
-    idle_seconds: float
-    current: bool
-    records: list[bytes]
-
-
-def encode_word(history: History, word: str, steps: range) -> bytes:
-    """The store's record of one word: its tokens and the history's rows for its steps."""
-    header = json.dumps(
-        {
-            "word": word,
-            "tokens": history.tokens[steps.start : steps.stop],
-            "ids": history.token_ids[steps.start : steps.stop].tolist(),
-        },
-        ensure_ascii=False,
-    ).encode()
-    parts = [_HEADER.pack(len(header)), header, _le(history.probs[steps.start : steps.stop])]
-    parts += [_le(a[steps.start : steps.stop]) for a in history.states.values()]
-    return b"".join(parts)
-
-
-def _le(array: np.ndarray) -> bytes:
-    """Little-endian float32 bytes (no conversion where the array already is, as on every usual machine)."""
-    return array.astype("<f4", copy=False).tobytes()
-
-
-def decode_words(model: StepModel, records: list[bytes]) -> tuple[list[str], list[int], list[str], dict[str, Any]]:
-    """Words, word starts, tokens and history arrays from a session's records, for Session.restore;
-    ValueError names what is wrong with a record that is not one this module wrote for ``model``."""
-    labels = len(model.labels)
-    row_floats = labels + sum(s.layers * s.hidden for s in model.states)
-    words: list[str] = []
-    word_starts: list[int] = []
-    tokens: list[str] = []
-    ids: list[int] = []
-    index: list[int] = []
-    blocks: list[np.ndarray] = []
-    for n, record in enumerate(records):
-        if len(record) < _HEADER.size:
-            raise ValueError(f"word record {n} is {len(record)} bytes, too short")
-        (size,) = _HEADER.unpack_from(record)
-        try:
-            header = json.loads(record[_HEADER.size : _HEADER.size + size])
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise ValueError(f"word record {n}: header is not JSON ({e})") from None
-        if not (
-            isinstance(header, dict)
-            and isinstance(header.get("word"), str)
-            and isinstance(header.get("tokens"), list)
-            and isinstance(header.get("ids"), list)
-            and all(isinstance(t, str) for t in header["tokens"])
-            and all(isinstance(i, int) and 0 <= i < 2**63 for i in header["ids"])
-            and 1 <= len(header["tokens"]) == len(header["ids"])
-        ):
-            raise ValueError(f"word record {n}: header needs a word and as many tokens as ids (at least one)")
-        k = len(header["ids"])
-        payload = record[_HEADER.size + size :]
-        if len(payload) != 4 * k * row_floats:
-            raise ValueError(f"word record {n}: {len(payload)} bytes of arrays, expected {4 * k * row_floats}")
-        word_starts.append(len(tokens))
-        words.append(header["word"])
-        tokens += header["tokens"]
-        ids += header["ids"]
-        index += [len(words) - 1] * k
-        blocks.append(np.frombuffer(payload, "<f4"))
-    steps = len(tokens)
-    arrays: dict[str, Any] = {
-        "token_ids": np.array(ids, np.int64),
-        "word_index": np.array(index, np.int32),
-    }
-    # Each record holds probs then each state for its own steps: gather them column by column.
-    offset = 0
-    for name, width in [("probs", labels)] + [(f"state.{s.name}", s.layers * s.hidden) for s in model.states]:
-        parts = []
-        for block, start, stop in zip(blocks, word_starts, word_starts[1:] + [steps]):
-            k = stop - start
-            parts.append(block[offset * k : (offset + width) * k].reshape(k, width))
-        arrays[name] = np.concatenate(parts) if parts else np.zeros((0, width), np.float32)
-        offset += width
-    arrays["probs"] = arrays["probs"].reshape(steps, labels)
-    for s in model.states:
-        arrays[f"state.{s.name}"] = arrays[f"state.{s.name}"].reshape(steps, s.layers, s.hidden)
-    return words, word_starts, tokens, arrays
-
-
-class RedisStore:
-    """The Redis side of the sessions: create, take over, write (group-committed), read, delete."""
+    watched = True
 
     def __init__(self, url: str, ttl: float, timeout: float = 2.0) -> None:
-        self.url = url  # checked by Settings
+        self.description = _without_password(url)  # checked by Settings
         self.ttl_ms = str(max(1, int(ttl * 1000)))
         self.redis: redis.Redis = redis.Redis.from_url(
             url,
@@ -259,11 +161,14 @@ class RedisStore:
         self._write_sha: str | None = None
         self._flusher: asyncio.Task[None] | None = None
 
-    async def close(self) -> None:
+    async def start(self, store: SessionStore, models: Mapping[str, StepModel]) -> None:
+        if not await self.healthy():
+            log.warning("state store unreachable at start", extra={"event": "store_down", "store": self.description})
+
+    async def stop(self, store: SessionStore) -> None:
         await self.redis.aclose()
 
-    async def ping(self) -> bool:
-        """Whether the store answers now."""
+    async def healthy(self) -> bool:
         try:
             return bool(await self.redis.ping())
         except (RedisError, OSError):
@@ -278,7 +183,6 @@ class RedisStore:
             raise StoreUnavailable(str(e)) from None
 
     async def create(self, session: Session) -> None:
-        """Put a new session in the store (epoch 1); SessionExists if the id is in use anywhere."""
         created = await self._call(
             _CREATE,
             session.id,
@@ -287,34 +191,41 @@ class RedisStore:
             session.model.fingerprint,
             session.mode.value,
             session.owner or "",
+            session.epoch or FIRST_EPOCH,
         )
         if not created:
             raise SessionExists(session.id)
-        session.epoch = "1"
 
-    async def load(self, session_id: str, owner: str | None, held: str, take: bool) -> Loaded:
+    async def take(self, session_id: str, owner: str | None, held: str | None) -> Claim:
+        return await self._claim(session_id, owner, held, take=True)
+
+    async def look(self, session_id: str, owner: str | None, held: str | None) -> Claim:
+        return await self._claim(session_id, owner, held, take=False)
+
+    async def _claim(self, session_id: str, owner: str | None, held: str | None, take: bool) -> Claim:
         """The session as stored; ``take`` takes ownership (a new epoch). Its records are read only
         when ``held`` (the epoch of the caller's copy) is not the current one."""
-        reply = await self._call(_TAKE, session_id, self.ttl_ms, owner or "", held, "1" if take else "0")
+        reply = await self._call(_TAKE, session_id, self.ttl_ms, owner or "", held or "", "1" if take else "0")
         epoch, model, fingerprint, mode, attached, ttl_ms, current, records = reply
-        remaining = max(0.0, int(ttl_ms) / 1000)
-        return Loaded(
-            epoch.decode(),
+        if current and held is not None:
+            return Claim(epoch.decode(), None)
+        idle = max(0.0, (int(self.ttl_ms) - max(0, int(ttl_ms))) / 1000)
+        record = SessionRecord(
+            session_id,
             model.decode(),
             fingerprint.decode(),
             HistoryMode(mode.decode()),
-            attached == b"1",
-            max(0.0, int(self.ttl_ms) / 1000 - remaining),
-            bool(current),
+            owner,
+            idle,
             list(records),
+            attached == b"1",
         )
+        return Claim(epoch.decode(), record)
 
-    async def append(self, session: Session, before: int, records: list[bytes]) -> None:
-        """Write a session's new words (it had ``before`` words), in the next group commit."""
-        await self._write(session, before, -1, records)
+    async def append(self, session: Session, before: int) -> None:
+        await self._write(session, before, -1, session.records(before))
 
     async def truncate(self, session: Session, before: int) -> None:
-        """Write a rewind or reset: the session now has ``len(session.words)`` of its ``before`` words."""
         await self._write(session, before, len(session.words), [])
 
     async def _write(self, session: Session, before: int, keep: int, records: list[bytes]) -> None:
@@ -376,14 +287,12 @@ class RedisStore:
         except (StoreUnavailable, SessionMoved, SessionNotFound) as e:
             log.info("detach not recorded", extra={"event": "detach_unrecorded", "session": session.id, "why": str(e)})
 
-    async def refresh(self, session_ids: Iterable[str]) -> None:
-        """Keep the sessions attached here alive in the store (their TTL counts from now)."""
-        ids = list(session_ids)
-        if not ids:
+    async def refresh(self, sessions: list[Session]) -> None:
+        if not sessions:
             return
         async with self.redis.pipeline(transaction=False) as pipe:
-            for session_id in ids:
-                for key in keys(session_id):
+            for session in sessions:
+                for key in keys(session.id):
                     pipe.pexpire(key, int(self.ttl_ms))
             await pipe.execute(raise_on_error=False)
 
@@ -397,3 +306,10 @@ def _refusal(text: str, session_id: str) -> Exception:
         return SessionMoved(session_id, text.split(" ", 1)[1] if " " in text else text)
     log.error("the store refused a script", extra={"event": "store_error", "session": short_id(session_id)})
     return StoreUnavailable(text)
+
+
+def _without_password(url: str) -> str:
+    """The URL as the logs may show it."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, place = rest.rpartition("@")
+    return f"{scheme}{sep}{'***@' if at else ''}{place}" if sep else url
