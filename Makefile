@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 CELLS := lstm gru rnn
 
-.PHONY: setup setup-serve serve gateway system cluster test models proto bench soak clean
+.PHONY: setup setup-serve serve gateway system cluster test quick models proto bench soak clean
 
 .venv/bin/python:
 	python3.11 -m venv .venv || python3 -m venv .venv
@@ -45,6 +45,11 @@ test: setup system
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy --strict -p wordstream.textcodec -p wordstream.modelfile -p wordstream.export -p wordstream.server -p wordstream.client -p wordstream.shared -p wordstream.gateway -p deploy
 	$(PY) -m pytest -q
+
+# The inner loop (after make setup): the tests that start no process of their own (no Redis,
+# Envoy, Chromium, pip, server or CLI process, no MiniLM fine-tuning); under a minute here.
+quick:
+	$(PY) -m pytest -q -m "not slow"
 
 # The three default models, from the default corpus, with the default configuration.
 models: setup

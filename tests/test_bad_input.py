@@ -121,6 +121,7 @@ def test_an_unexpected_fault_in_a_unary_call_answers_internal_generically(
     assert sum("secret detail of the fault" in (r.exc_text or "") for r in caplog.records) == 2
 
 
+@pytest.mark.slow
 def test_a_default_model_that_does_not_load_stops_the_server(tiny_models: dict[str, Path], tmp_path: Path) -> None:
     import shutil
     import subprocess

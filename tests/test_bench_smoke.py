@@ -7,9 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow
 def test_bench_smoke_writes_every_figure(tmp_path: Path) -> None:
     out = tmp_path / "bench"
     result = subprocess.run(
@@ -98,6 +101,7 @@ def test_profile_parts_follow_the_innermost_frame_of_ours() -> None:
     assert summarise(raw) == {"samples": 4, "shares": {"answers (server/answers.py)": 0.75, TRANSPORT: 0.25}}
 
 
+@pytest.mark.slow
 def test_soak_short_variant_loses_no_session() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "bench.soak", "--seconds", "4", "--sessions", "20"],
@@ -114,6 +118,7 @@ def test_soak_short_variant_loses_no_session() -> None:
     assert set(report["rss_mb"]) == {"start", "peak", "end"}
 
 
+@pytest.mark.slow
 def test_scaling_bench_measures_every_setup_and_writes_the_doc(tmp_path: Path) -> None:
     """`python -m bench.scaling`, one short round: every set-up, every goal and the capacity model."""
     import shutil

@@ -11,7 +11,11 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import ServerThread
+
+pytestmark = pytest.mark.slow  # each test runs the CLI as a process of its own
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -86,6 +86,7 @@ def envoy_route(config: dict[str, object]) -> dict[str, object]:
     return route["route"]  # type: ignore[no-any-return]
 
 
+@pytest.mark.slow
 def test_envoy_config_hashes_on_the_session_id_checks_health_and_validates(tmp_path: Path) -> None:
     from deploy.cluster import binary, envoy_config
 
@@ -114,6 +115,7 @@ def test_envoy_config_hashes_on_the_session_id_checks_health_and_validates(tmp_p
         assert result.returncode == 0 and "OK" in result.stdout + result.stderr, result.stderr[-2000:]
 
 
+@pytest.mark.slow
 def test_kubernetes_manifests_render_and_validate(tmp_path: Path) -> None:
     rendered = subprocess.run(
         ["kubectl", "kustomize", str(ROOT / "deploy/k8s")], capture_output=True, text=True, timeout=60
@@ -148,6 +150,7 @@ def test_kubernetes_manifests_render_and_validate(tmp_path: Path) -> None:
     assert checked.stdout.count("passed") == len(documents), checked.stdout
 
 
+@pytest.mark.slow
 def test_compose_tls_overlay_serves_tls_through_envoy(tiny_models: dict[str, Path], tmp_path: Path) -> None:
     """docker-compose.tls.yml: Envoy (deploy/envoy-tls.yaml) terminates TLS in front of a replica;
     a client with the certificate gets through, a plaintext one does not."""
@@ -191,6 +194,7 @@ def test_dockerfile_serves_without_torch_as_a_non_root_user() -> None:
     assert "-e '.[serve]'" in makefile and "$(PY) -m wordstream.server" in makefile
 
 
+@pytest.mark.slow
 def test_the_installed_distribution_imports_under_one_name(tmp_path: Path) -> None:
     """pip puts one top-level package into site-packages, wordstream (no server, client, export,
     textcodec or modelfile of its own to collide with a user's modules), and the README's

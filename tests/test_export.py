@@ -178,6 +178,7 @@ def test_evaluate_reads_the_models_own_test_split(tmp_path: Path, capsys: pytest
     assert evaluate(load_model(model), test)["accuracy"] == round(expected, 4)
 
 
+@pytest.mark.slow
 def test_evaluate_does_not_import_torch(tiny_models: dict[str, Path]) -> None:
     import subprocess
     import sys
@@ -253,6 +254,7 @@ def test_distillation_from_a_minilm_teacher(tmp_path: Path, monkeypatch: pytest.
     assert 0.5 <= training["teacher_valid_accuracy"] <= 1.0
 
 
+@pytest.mark.slow
 def test_distillation_from_a_fine_tuned_teacher_that_reads_prefixes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -9,9 +9,13 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import ServerThread, Stream, poll, start_server_process
 from wordstream.client import Client
 from wordstream.v1 import wordstream_pb2 as pb
+
+pytestmark = pytest.mark.slow  # client and server processes, killed
 
 ROOT = Path(__file__).resolve().parent.parent
 

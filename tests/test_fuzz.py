@@ -8,6 +8,7 @@ from pathlib import Path
 
 import grpc
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -103,6 +104,7 @@ def test_random_streams_keep_sessions_exact(server: ServerThread, tiny_models: d
     client.stream.end()
 
 
+@pytest.mark.slow
 def test_coverage_guided_fuzzing_of_decoding_and_tokenizer_runs_clean() -> None:
     import subprocess
     import sys

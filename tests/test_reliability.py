@@ -245,6 +245,7 @@ def test_bearer_tokens_and_session_ownership(make_server) -> None:  # type: igno
             assert len(alpha.get_session(session.id)["history"]) == 1  # untouched
 
 
+@pytest.mark.slow
 def test_tls(make_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     key, cert = self_signed_certificate(tmp_path)
     server: ServerThread = make_server(tls_cert=str(cert), tls_key=str(key))

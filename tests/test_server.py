@@ -319,6 +319,7 @@ def test_graceful_shutdown_answers_words_in_flight(make_server) -> None:  # type
     stream.end()
 
 
+@pytest.mark.slow
 def test_sigterm_stops_the_server_process_gracefully(tiny_models: dict[str, Path]) -> None:
     import signal
     import subprocess
@@ -343,6 +344,7 @@ def test_sigterm_stops_the_server_process_gracefully(tiny_models: dict[str, Path
         process.kill()
 
 
+@pytest.mark.slow
 def test_sigterm_drains_then_refuses_then_saves(tiny_models: dict[str, Path], tmp_path: Path) -> None:
     """--drain: NOT_SERVING is observable while words and new streams are still served; then new
     streams get UNAVAILABLE while open streams are answered for the grace period; then the

@@ -142,6 +142,7 @@ def test_message_size_limit(make_server) -> None:  # type: ignore[no-untyped-def
     assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in info.value.details()
 
 
+@pytest.mark.slow
 def test_session_and_model_code_import_no_grpc_and_the_server_no_torch() -> None:
     domain = (
         "import sys, wordstream.server.sessions, wordstream.server.service, wordstream.server.inference;"

@@ -19,6 +19,8 @@ from wordstream.client import Client, errors
 from wordstream.server import redis_ledger
 from wordstream.v1 import wordstream_pb2 as pb
 
+pytestmark = pytest.mark.slow  # redis-server
+
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Redis]:
