@@ -7,11 +7,6 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 WORKDIR /app
 
 COPY pyproject.toml README.md ./
-COPY textcodec ./textcodec
-COPY modelfile ./modelfile
-COPY server ./server
-COPY client ./client
-COPY gateway ./gateway
 COPY wordstream ./wordstream
 RUN pip install '.[serve,gateway]' && useradd --create-home --uid 10001 wordstream \
     && mkdir -p /app/state && chown wordstream /app/state

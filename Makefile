@@ -43,7 +43,7 @@ test: setup system
 	$(PY) scripts/gen_proto.py --check
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m mypy --strict -p wordstream.textcodec -p wordstream.modelfile -p wordstream.export -p wordstream.server -p wordstream.client -p wordstream.shared -p wordstream.gateway -p deploy
+	$(PY) -m mypy --strict -p wordstream.textcodec -p wordstream.modelfile -p wordstream.training -p wordstream.server -p wordstream.client -p wordstream.shared -p wordstream.gateway -p deploy -p experiments
 	$(PY) -m pytest -q
 
 # The inner loop (after make setup): the tests that start no process of their own (no Redis,
@@ -53,7 +53,7 @@ quick:
 
 # The three default models, from the default corpus, with the default configuration.
 models: setup
-	for cell in $(CELLS); do $(PY) -m wordstream.export.train --cell $$cell --out models/sentiment-$$cell.onnx --checkpoint runs/sentiment-$$cell.pt || exit 1; done
+	for cell in $(CELLS); do $(PY) -m wordstream.training.train --cell $$cell --out models/sentiment-$$cell.onnx --checkpoint runs/sentiment-$$cell.pt || exit 1; done
 
 # Every benchmark side by side, 3 full runs; writes docs/BENCHMARKS.md, docs/bench-*.png, docs/bench-runs/*.json.
 bench: setup

@@ -37,7 +37,10 @@ PARTS: list[tuple[str, tuple[str, ...]]] = [
     ("model calls (ONNX Runtime's Python side)", ("onnxruntime/", "StepModel.run ")),
     ("answers (server/answers.py)", ("server/answers.py",)),
     ("tokenizer (textcodec/)", ("textcodec/",)),
-    ("sessions and history (server/sessions.py)", ("server/sessions.py",)),
+    (
+        "sessions and history (server/sessions.py, history.py, store.py)",
+        ("server/sessions.py", "server/history.py", "server/store.py"),
+    ),
     ("batching (server/batching.py)", ("server/batching.py",)),
     ("service (server/service.py)", ("server/service.py",)),
     ("metrics (server/metrics.py)", ("server/metrics.py", "prometheus_client/")),
@@ -56,12 +59,15 @@ def part_of(stack: list[str]) -> str:
     return TRANSPORT
 
 
+TRANSPORT_FILE = ROOT / "wordstream" / "server" / "transport.py"
+
+
 def _is_request_iteration(frame: str) -> bool:
     location = frame[frame.rfind("(") + 1 : -1]
     path, _, line = location.rpartition(":")
     if not path.endswith("server/transport.py") or not line.isdigit():
         return False
-    return "async for request in requests" in linecache.getline(str(ROOT / path), int(line))
+    return "async for request in requests" in linecache.getline(str(TRANSPORT_FILE), int(line))
 
 
 def summarise(raw: str) -> dict[str, Any]:
@@ -90,7 +96,7 @@ def profile(
     """The service and the bare echo, each under py-spy and the same load: samples by part, and
     server CPU per message, taken under the same conditions. ``sizes``: the echo's request and
     answer bytes (the service's); ``texts``: the file whose words the service streams type."""
-    service = [sys.executable, "-m", "server", "--host", "localhost", "--port", "0", "--models", models]
+    service = [sys.executable, "-m", "wordstream.server", "--host", "localhost", "--port", "0", "--models", models]
     service += ["--default-model", model, "--log-level", "WARNING"]
     service_load = ["--kind", "service"] + (["--texts", str(texts)] if texts else [])
     echo_load = ["--kind", "echo", "--request-bytes", str(sizes[0]), "--response-bytes", str(sizes[1])]

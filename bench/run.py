@@ -331,8 +331,8 @@ def model_level(model_path: Path, words: list[str], repeats: int, rounds: int) -
     try:
         import torch
 
-        from wordstream.export.config import TrainConfig
-        from wordstream.export.model import StepGraph, TextClassifier
+        from wordstream.training.config import TrainConfig
+        from wordstream.training.model import StepGraph, TextClassifier
     except ImportError:
         torch = None  # type: ignore[assignment]
         out["torch"] = "not installed (pip install torch==2.13.0)"

@@ -73,7 +73,7 @@ def start(name: str, command: list[str], metrics_port: int | None = None) -> Ser
 def start_service(name: str, models: str, batching: bool = True, extra: list[str] | None = None) -> Server:
     """``python -m wordstream.server`` with its defaults (and its metrics endpoint on a free port)."""
     metrics = free_port()
-    command = [sys.executable, "-m", "server", "--host", "localhost", "--port", "0", "--models", models]
+    command = [sys.executable, "-m", "wordstream.server", "--host", "localhost", "--port", "0", "--models", models]
     command += ["--batching", str(batching).lower(), "--log-level", "WARNING", "--metrics-port", str(metrics)]
     return start(name, command + (extra or []), metrics)
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-from wordstream.export.data import load_rotten_tomatoes, split_examples
 from wordstream.textcodec import Tokenizer
+from wordstream.training.data import load_rotten_tomatoes, split_examples
 
-SPLIT_SEED = 13  # the default models' split (export/config.py)
+SPLIT_SEED = 13  # the default models' split (wordstream/training/config.py)
 
 
 @functools.cache

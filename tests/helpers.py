@@ -53,7 +53,7 @@ def write_csv(path: Path, rows: list[tuple[str, str]]) -> Path:
 
 def train_tiny(cell: str, directory: Path, n: int = 2000, layers: int = 1) -> Path:
     """A tiny real model (trained, exported, evaluated) on synthetic data; returns the .onnx path."""
-    from wordstream.export.train import main
+    from wordstream.training.train import main
 
     data = write_csv(directory / f"data-{cell}.csv", synthetic_texts(n))
     out = directory / f"tiny-{cell}.onnx"
@@ -92,8 +92,18 @@ def train_tiny(cell: str, directory: Path, n: int = 2000, layers: int = 1) -> Pa
 def start_server_process(
     models: Path, *flags: str, port: int = 0, stderr: int = subprocess.DEVNULL, env: dict[str, str] | None = None
 ) -> tuple[subprocess.Popen[str], int]:
-    """``python -m server`` in a process of its own on localhost; returns it and its real port."""
-    command = [sys.executable, "-m", "server", "--host", "localhost", "--port", str(port), "--models", str(models)]
+    """``python -m wordstream.server`` in a process of its own on localhost; returns it and its real port."""
+    command = [
+        sys.executable,
+        "-m",
+        "wordstream.server",
+        "--host",
+        "localhost",
+        "--port",
+        str(port),
+        "--models",
+        str(models),
+    ]
     process = subprocess.Popen(
         command + list(flags),
         cwd=Path(__file__).resolve().parent.parent,

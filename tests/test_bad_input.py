@@ -130,7 +130,17 @@ def test_a_default_model_that_does_not_load_stops_the_server(tiny_models: dict[s
     models.mkdir()
     shutil.copy(tiny_models["gru"], models / "tiny-gru.onnx")
     (models / "tiny-lstm.onnx").write_bytes(b"not an onnx file")
-    command = [sys.executable, "-m", "server", "--port", "0", "--models", str(models), "--default-model", "tiny-lstm"]
+    command = [
+        sys.executable,
+        "-m",
+        "wordstream.server",
+        "--port",
+        "0",
+        "--models",
+        str(models),
+        "--default-model",
+        "tiny-lstm",
+    ]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     assert "ModelError: the default model 'tiny-lstm' is not among the models that loaded" in result.stderr

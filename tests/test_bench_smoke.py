@@ -86,7 +86,7 @@ def test_the_stateless_peer_reads_a_prefix_as_the_step_model_does(tiny_models: d
 def test_profile_parts_follow_the_innermost_frame_of_ours() -> None:
     from bench.profile import TRANSPORT, part_of, summarise
 
-    source = (ROOT / "server/transport.py").read_text().splitlines()
+    source = (ROOT / "wordstream/server/transport.py").read_text().splitlines()
     iteration = next(i for i, line in enumerate(source, 1) if "async for request in requests" in line)
     outer = ["<module> (server/__main__.py:34)", "Handle._run (asyncio/events.py:80)"]
     stream = f"WordstreamServicer.Stream (server/transport.py:{iteration})"

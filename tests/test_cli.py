@@ -25,7 +25,7 @@ def cli(
 ) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "WORDSTREAM_SERVER": server.target, **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "client", *args],
+        [sys.executable, "-m", "wordstream.client", *args],
         input=stdin,
         capture_output=True,
         text=True,
@@ -90,7 +90,7 @@ def test_errors_print_type_and_message(server: ServerThread) -> None:
         "NotFound: unknown model 'nope'; this server has tiny-gru, tiny-lstm, tiny-rnn"
     )
     down = subprocess.run(
-        [sys.executable, "-m", "client", "health", "--server", "localhost:1"],
+        [sys.executable, "-m", "wordstream.client", "health", "--server", "localhost:1"],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -120,7 +120,7 @@ def test_type_view_through_a_pseudo_terminal(server: ServerThread) -> None:
     main, child = pty.openpty()
     env = {**os.environ, "WORDSTREAM_SERVER": server.target, "TERM": "xterm"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "client", "type"],
+        [sys.executable, "-m", "wordstream.client", "type"],
         stdin=child,
         stdout=child,
         stderr=child,

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from wordstream.export import data
-from wordstream.export.config import TrainConfig
-from wordstream.export.data import DataError, Example, load_file, split_examples
-from wordstream.export.train import main as train_main
 from wordstream.textcodec import Tokenizer
+from wordstream.training import data
+from wordstream.training.config import TrainConfig
+from wordstream.training.data import DataError, Example, load_file, split_examples
+from wordstream.training.train import main as train_main
 
 
 def write(path: Path, text: str) -> Path:
@@ -165,7 +165,7 @@ def test_a_split_by_film_keeps_every_film_in_one_part() -> None:
 
 
 def test_trivial_baselines_by_hand() -> None:
-    from wordstream.export.evaluate import baselines
+    from wordstream.training.evaluate import baselines
 
     train = [Example("t", "pos", "a"), Example("t", "pos", "a"), Example("t", "neg", "b"), Example("t", "pos", "c")]
     train += [Example("t", "neg", "b"), Example("t", "neg", "c")]  # film c: a tie, which goes to the majority (pos)
@@ -187,7 +187,7 @@ def test_the_film_split_trains_from_the_default_corpus(tmp_path: Path, capsys: p
 
 
 def test_experiment_tables_give_mean_and_sd_over_seeds() -> None:
-    from wordstream.export.experiments import tables
+    from experiments.sweeps import tables
 
     def run(sweep: str, variant: str, split: str, seed: int, accuracy: float) -> dict[str, object]:
         typing = {"25%": 0.5, "50%": 0.6, "75%": 0.7, "100%": accuracy}
@@ -210,8 +210,8 @@ def test_experiment_tables_give_mean_and_sd_over_seeds() -> None:
 
 
 def test_the_development_sets_are_balanced_labelled_text() -> None:
-    from wordstream.export.data import load_file
-    from wordstream.export.experiments import DEV_SETS
+    from experiments.sweeps import DEV_SETS
+    from wordstream.training.data import load_file
 
     for name, path in DEV_SETS.items():
         examples = load_file(path)
@@ -224,7 +224,7 @@ def test_the_development_sets_are_balanced_labelled_text() -> None:
 def test_devsets_reads_every_kept_model_once_with_vader_beside(tmp_path: Path, tiny_models: dict[str, Path]) -> None:
     import shutil
 
-    from wordstream.export.experiments import DEV_SETS, devset_table, read_results, record_devsets
+    from experiments.sweeps import DEV_SETS, devset_table, read_results, record_devsets
 
     kept = tmp_path / "models"
     kept.mkdir()

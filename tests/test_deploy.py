@@ -196,7 +196,7 @@ def test_dockerfile_serves_without_torch_as_a_non_root_user() -> None:
 
 @pytest.mark.slow
 def test_the_installed_distribution_imports_under_one_name(tmp_path: Path) -> None:
-    """pip puts one top-level package into site-packages, wordstream (no server, client, export,
+    """pip puts one top-level package into site-packages, wordstream (no server, client, training,
     textcodec or modelfile of its own to collide with a user's modules), and the README's
     python -m commands run from it, outside the checkout."""
     target = tmp_path / "site"
@@ -220,14 +220,15 @@ def test_the_installed_distribution_imports_under_one_name(tmp_path: Path) -> No
     top = {p.name for p in target.iterdir() if not p.name.endswith(".dist-info") and p.name != "bin"}
     assert top == {"wordstream"}, top
     installed = {p.name for p in (target / "wordstream").iterdir()}
-    assert {"server", "client", "gateway", "export", "textcodec", "modelfile", "v1", "shared.py"} <= installed
+    assert {"server", "client", "gateway", "training", "textcodec", "modelfile", "v1", "shared.py"} <= installed
+    assert "export" not in installed
     # The page's static files are installed with the gateway.
     assert {"index.html", "app.js", "style.css"} <= {p.name for p in (target / "wordstream/gateway/static").iterdir()}
     assert not any((target / "wordstream" / name).is_symlink() for name in installed)  # real files, not links
     env = {**os.environ, "PYTHONPATH": str(target)}
     outside = tmp_path / "elsewhere"
     outside.mkdir()
-    for module in ("wordstream.server", "wordstream.client", "wordstream.gateway", "wordstream.export.evaluate"):
+    for module in ("wordstream.server", "wordstream.client", "wordstream.gateway", "wordstream.training.evaluate"):
         result = subprocess.run(
             [sys.executable, "-m", module, "--help"], cwd=outside, env=env, capture_output=True, text=True, timeout=120
         )
@@ -283,7 +284,7 @@ def test_quick_start_serve_command_from_a_fresh_copy(tmp_path: Path) -> None:
             port = int(match.group(1)) if match else None
         assert port, "".join(output[-30:])
         health = subprocess.run(
-            [sys.executable, "-m", "client", "health", "--server", f"localhost:{port}"],
+            [sys.executable, "-m", "wordstream.client", "health", "--server", f"localhost:{port}"],
             cwd=ROOT,
             capture_output=True,
             text=True,

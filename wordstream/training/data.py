@@ -18,9 +18,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from wordstream.export.config import SPLITS
 from wordstream.shared import file_format, rows
 from wordstream.textcodec import Tokenizer
+from wordstream.training.config import SPLITS
 
 DEFAULT_CORPUS = "rotten_tomatoes"
 DEFAULT_LABELS = ("negative", "positive")

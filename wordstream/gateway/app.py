@@ -30,13 +30,13 @@ import json
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict
-from pathlib import Path
+from importlib import resources
 from typing import Any
 from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -45,7 +45,7 @@ from wordstream.client import AsyncClient, AsyncSession, WordstreamError
 from wordstream.client import types as t
 
 log = logging.getLogger("wordstream.gateway")
-STATIC = Path(__file__).resolve().parent / "static"
+PAGE = resources.files("wordstream.gateway") / "static"  # package data, wherever the package is installed
 KINDS = ("open", "resume", "word", "rewind", "reset", "close")
 # The page's files come from here only: no other origin, no inline script.
 SECURITY_HEADERS = {
@@ -191,7 +191,7 @@ def create_app(
             await clients.pop().close()
 
     async def page(request: Request) -> Response:
-        return FileResponse(STATIC / "index.html", headers=SECURITY_HEADERS)
+        return HTMLResponse((PAGE / "index.html").read_text(encoding="utf-8"), headers=SECURITY_HEADERS)
 
     async def healthz(request: Request) -> Response:
         try:
@@ -243,7 +243,7 @@ def create_app(
             Route("/healthz", healthz),
             Route("/models", models),
             WebSocketRoute("/ws", socket),
-            Mount("/static", StaticFiles(directory=STATIC), name="static"),
+            Mount("/static", StaticFiles(packages=[("wordstream.gateway", "static")]), name="static"),
         ],
         lifespan=lifespan,
     )

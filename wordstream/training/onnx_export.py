@@ -9,8 +9,8 @@ from typing import Any
 import onnx
 import torch
 
-from wordstream.export.model import StepGraph, TextClassifier, state_names
 from wordstream.modelfile.contract import FORMAT_ID, PROBS, TOKEN_IDS, state_in, state_out
+from wordstream.training.model import StepGraph, TextClassifier, state_names
 
 OPSET = 17
 

@@ -39,17 +39,17 @@ class TrainConfig:
     max_tokens: int = 100
     """Training texts are cut to this many tokens (the longest in the default corpus has about 80)."""
     lexicon: bool = True
-    """Join fixed affect-lexicon features to each word vector (export/lexicon.py)."""
+    """Join fixed affect-lexicon features to each word vector (wordstream/training/lexicon.py)."""
     chat: bool = True
     """Read chat: the tokenizer's chat rules (emoticons, elongations, <url>, <user>, hashtags),
     and the VADER and AFINN lexicons as features, their words in the vocabulary."""
     pretrained: bool = True
-    """Join a frozen MiniLM word vector (export/pretrained.py, int8) to each word vector;
+    """Join a frozen MiniLM word vector (wordstream/training/pretrained.py, int8) to each word vector;
     MiniLM's whole words join the vocabulary."""
     pretrained_words: int = 12000
     """How many of MiniLM's whole words (in its vocabulary's order) join the vocabulary: the file-size budget."""
     distill: float = 0.5
-    """Weight of a teacher's probabilities in each training target (export/teacher.py: MiniLM sentence
+    """Weight of a teacher's probabilities in each training target (wordstream/training/teacher.py: MiniLM sentence
     vectors + logistic regression); 0: the gold labels only."""
     teacher: str = "tuned"
     """The teacher (with distill > 0): lr, a logistic regression on MiniLM's sentence vectors of the

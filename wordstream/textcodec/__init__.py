@@ -1,4 +1,4 @@
-"""Text to numbers, shared by training (export/), evaluation and serving (server/).
+"""Text to numbers, shared by training (training/), evaluation and serving (server/).
 
 Torch-free and dependency-free: the server imports it as it is.
 """

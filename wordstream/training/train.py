@@ -1,7 +1,7 @@
 """Train a recurrent text classifier, export it to ONNX and evaluate it, in one go.
 
-    python -m wordstream.export.train --cell lstm --out models/sentiment-lstm.onnx
-    python -m wordstream.export.train --cell gru --out /tmp/tiny.onnx --dry-run     # seconds
+    python -m wordstream.training.train --cell lstm --out models/sentiment-lstm.onnx
+    python -m wordstream.training.train --cell gru --out /tmp/tiny.onnx --dry-run     # seconds
 
 Every field of :class:`export.config.TrainConfig` is also a flag (``--hidden 256``).
 The last line printed is JSON: the model file, its evaluation and the training time.
@@ -24,10 +24,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from wordstream.export.config import DRY_RUN, TrainConfig
-from wordstream.export.data import DataError, Example, Split, load_file, load_rotten_tomatoes, split_examples
-from wordstream.export.evaluate import evaluate
-from wordstream.export.lexicon import (
+from wordstream.modelfile import load_model
+from wordstream.shared import ProgressBar, parse_bool
+from wordstream.textcodec import PAD_ID, UNK_ID, TextCodec, Tokenizer, Vocabulary
+from wordstream.textcodec.vocab import PAD
+from wordstream.training.config import DRY_RUN, TrainConfig
+from wordstream.training.data import DataError, Example, Split, load_file, load_rotten_tomatoes, split_examples
+from wordstream.training.evaluate import evaluate
+from wordstream.training.lexicon import (
     CHAT_FEATURES,
     FEATURES,
     chat_features,
@@ -36,13 +40,10 @@ from wordstream.export.lexicon import (
     load_chat_lexicon,
     load_lexicon,
 )
-from wordstream.export.model import TextClassifier
-from wordstream.export.onnx_export import export_step_model, set_metadata
-from wordstream.export.pretrained import minilm_words, quantize, word_vectors
-from wordstream.modelfile import load_model
-from wordstream.shared import ProgressBar, parse_bool
-from wordstream.textcodec import PAD_ID, UNK_ID, TextCodec, Tokenizer, Vocabulary
-from wordstream.textcodec.vocab import PAD
+from wordstream.training.model import TextClassifier
+from wordstream.training.onnx_export import export_step_model, set_metadata
+from wordstream.training.pretrained import minilm_words, quantize, word_vectors
+from wordstream.training.teacher import DEFAULT_CACHE
 
 DRY_RUN_EXAMPLES = 600
 PRETRAINED_DIM = 384  # MiniLM's word-piece vectors
@@ -199,15 +200,15 @@ def lexicon_features(config: TrainConfig) -> list[str]:
 
 
 def distilled(
-    data: EncodedSplit, split: Split, codec: TextCodec, config: TrainConfig
+    data: EncodedSplit, split: Split, codec: TextCodec, config: TrainConfig, cache: Path
 ) -> tuple[EncodedSplit, dict[str, Any]]:
     """The training data with the logistic-regression teacher's probabilities mixed into each
     target (weight ``config.distill``), plus ``config.unlabelled`` sentences with the teacher's alone."""
-    from wordstream.export.teacher import fit_teacher, sentence_vectors, unlabelled_sentences
+    from wordstream.training.teacher import fit_teacher, sentence_vectors, unlabelled_sentences
 
     index = {label: i for i, label in enumerate(split.labels)}
-    train_vectors = sentence_vectors([e.text for e in split.train])
-    valid_vectors = sentence_vectors([e.text for e in split.valid])
+    train_vectors = sentence_vectors([e.text for e in split.train], cache)
+    valid_vectors = sentence_vectors([e.text for e in split.valid], cache)
     head, l2, valid_accuracy = fit_teacher(
         train_vectors,
         np.array([index[e.label] for e in split.train]),
@@ -218,7 +219,7 @@ def distilled(
     extra = unlabelled_sentences(config.unlabelled) if config.unlabelled else []
     with torch.no_grad():
         soft = torch.softmax(head(torch.from_numpy(train_vectors)), -1).tolist()
-        extra_soft = torch.softmax(head(torch.from_numpy(sentence_vectors(extra))), -1).tolist() if extra else []
+        extra_soft = torch.softmax(head(torch.from_numpy(sentence_vectors(extra, cache))), -1).tolist() if extra else []
     a = config.distill
     targets = [[(1 - a) * t + a * p for t, p in zip(one_hot, probs)] for one_hot, probs in zip(data.targets, soft)]
     extra_ids = [codec.encode_ids(text)[: config.max_tokens] or [UNK_ID] for text in extra]
@@ -227,14 +228,14 @@ def distilled(
 
 
 def prefix_distilled(
-    data: EncodedSplit, split: Split, codec: TextCodec, config: TrainConfig
+    data: EncodedSplit, split: Split, codec: TextCodec, config: TrainConfig, cache: Path
 ) -> tuple[EncodedSplit, dict[str, Any]]:
     """The training data with a target for every token: the gold label mixed (weight
-    ``config.distill``) with what a fine-tuned MiniLM read in the text so far (export/teacher.py:
+    ``config.distill``) with what a fine-tuned MiniLM read in the text so far (wordstream/training/teacher.py:
     out of fold, after each of PREFIX_POINTS of the words; a token takes the teacher's reading
     of the longest such prefix it has passed, the first one before that), plus
     ``config.unlabelled`` sentences with the teacher's reading alone."""
-    from wordstream.export.teacher import PREFIX_POINTS, tuned_teacher, unlabelled_sentences
+    from wordstream.training.teacher import PREFIX_POINTS, tuned_teacher, unlabelled_sentences
 
     index = {label: i for i, label in enumerate(split.labels)}
     unlabelled = unlabelled_sentences(config.unlabelled) if config.unlabelled else []
@@ -246,6 +247,7 @@ def prefix_distilled(
         len(split.labels),
         seed=config.split_seed,
         unlabelled=unlabelled,
+        cache=cache,
     )
     a = config.distill
     targets, steps = [], []
@@ -267,9 +269,10 @@ def prefix_distilled(
 
 
 def train(
-    model: TextClassifier, config: TrainConfig, split: Split, codec: TextCodec
+    model: TextClassifier, config: TrainConfig, split: Split, codec: TextCodec, cache: Path
 ) -> tuple[TextClassifier, dict[str, Any]]:
-    """Fit with AdamW, gradient clipping and early stopping on validation accuracy."""
+    """Fit with AdamW, gradient clipping and early stopping on validation accuracy (a teacher's
+    readings are cached in ``cache``)."""
     torch.manual_seed(config.seed)
     rng = random.Random(config.seed)
     train_data = encode(split.train, codec, split.labels, config.max_tokens)
@@ -277,7 +280,7 @@ def train(
     teacher_info: dict[str, Any] = {}
     if config.distill > 0:
         with_teacher = prefix_distilled if config.teacher == "tuned" else distilled
-        train_data, teacher_info = with_teacher(train_data, split, codec, config)
+        train_data, teacher_info = with_teacher(train_data, split, codec, config, cache)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps = config.max_epochs * -(-len(train_data.ids) // config.batch_size)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.lr, total_steps=steps, pct_start=0.1)
@@ -358,7 +361,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     checkpoint = Path(args.checkpoint) if args.checkpoint else None
     if checkpoint is None and not args.dry_run:
         checkpoint = Path(args.out).with_suffix(".pt")
-    return train_export_evaluate(config, examples, source, labels, Path(args.out), checkpoint, "test")
+    return train_export_evaluate(
+        config, examples, source, labels, Path(args.out), checkpoint, "test", Path(args.cache_dir)
+    )
 
 
 def train_export_evaluate(
@@ -369,6 +374,7 @@ def train_export_evaluate(
     out: Path,
     checkpoint: Path | None,
     evaluate_on: str,
+    cache: Path = DEFAULT_CACHE,
 ) -> dict[str, Any]:
     """Split, train, export to ``out`` and evaluate on ``evaluate_on`` ("test" or "valid").
 
@@ -385,7 +391,7 @@ def train_export_evaluate(
         f"labels {list(split.labels)}; vocabulary {len(vocab)} ({model.learned_size} learned)",
         file=sys.stderr,
     )
-    model, info = train(model, config, split, codec)
+    model, info = train(model, config, split, codec, cache)
     if config.pretrained:
         valid = encode(split.valid, codec, split.labels, config.max_tokens)
         info["pretrained_parity"] = int8_parity(model, valid, codec.vocab.tokens)
@@ -440,7 +446,7 @@ def train_export_evaluate(
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m wordstream.export.train", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m wordstream.training.train", description=__doc__.split("\n")[0])
     p.add_argument("--out", required=True, help="where to write the .onnx model")
     p.add_argument("--data", help="labelled CSV, TSV or JSONL file (default: the Rotten Tomatoes corpus)")
     p.add_argument("--text-column", default="text")
@@ -448,6 +454,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-bad", action="store_true", help="skip bad rows of --data (with a count) instead of failing")
     p.add_argument("--checkpoint", help="where to write the checkpoint (default: next to --out, .pt)")
     p.add_argument("--dry-run", action="store_true", help="a tiny model on a small sample, in seconds")
+    p.add_argument(
+        "--cache-dir",
+        default=str(DEFAULT_CACHE),
+        help="where a teacher's readings are cached (default %(default)s, relative to the working directory)",
+    )
     for field in dataclasses.fields(TrainConfig):
         kind: Any = _flag_bool if isinstance(field.default, bool) else type(field.default)
         p.add_argument(

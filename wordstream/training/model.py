@@ -7,8 +7,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from wordstream.export.config import TrainConfig
 from wordstream.textcodec import UNK_ID
+from wordstream.training.config import TrainConfig
 
 TorchState = tuple[torch.Tensor, ...]  # each (layers, batch, hidden); (h,) or (h, c) for an LSTM
 

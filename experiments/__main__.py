@@ -1,0 +1,5 @@
+import sys
+
+from experiments.sweeps import main
+
+sys.exit(main())
