@@ -16,7 +16,8 @@ from grpc_reflection.v1alpha import reflection
 from wordstream.server.auth import TokenAuth
 from wordstream.server.config import Settings
 from wordstream.server.inference import load_models
-from wordstream.server.ledger import ledger_for
+from wordstream.server.ledger import Ledger
+from wordstream.server.local_ledger import LocalLedger
 from wordstream.server.registration import add_to_server
 from wordstream.server.service import Wordstream
 from wordstream.server.store import SessionStore
@@ -91,6 +92,15 @@ class Running:
         await self.server.stop(grace)
         await self.service.ledger.stop(self.service.store)  # every stream has ended: the sessions are quiet
         self.service.metrics.stop()
+
+
+def ledger_for(settings: Settings) -> Ledger:
+    """Where sessions are kept: Redis with --state-store, else memory (with --state-dir's snapshot)."""
+    if settings.state_store:
+        from wordstream.server.redis_ledger import RedisLedger  # redis is imported only when used
+
+        return RedisLedger(settings.state_store, settings.idle_timeout)
+    return LocalLedger(settings.state_dir)
 
 
 def grpc_options(settings: Settings) -> list[tuple[str, int]]:

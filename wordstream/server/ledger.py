@@ -4,7 +4,7 @@ The store (store.py) holds the sessions this replica works on now; a ledger keep
 outlive a restart (local_ledger.py: memory, snapshotted to a state file at shutdown) or this
 replica itself (redis_ledger.py: every word written through before it is answered). The
 service calls every method unconditionally and never knows which implementation it has;
-``app.start`` picks one from the settings (:func:`ledger_for`).
+``app.start`` picks one from the settings (``app.ledger_for``).
 
 Fencing, for ledgers shared by replicas: the replica that opens or takes a session holds its
 epoch; every write names that epoch and the word count it believes the ledger has, and a
@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from wordstream.modelfile import StepModel
-from wordstream.server.config import Settings
 from wordstream.server.sessions import Session, SessionRecord
 from wordstream.server.store import SessionStore
 
@@ -78,14 +77,3 @@ class Ledger(Protocol):
 
     async def refresh(self, sessions: list[Session]) -> None:
         """Keep the sessions attached here alive (the idle timeout counts from now)."""
-
-
-def ledger_for(settings: Settings) -> Ledger:
-    """The ledger the settings name: Redis with --state-store, else memory (with --state-dir's snapshot)."""
-    if settings.state_store:
-        from wordstream.server.redis_ledger import RedisLedger  # redis is imported only when used
-
-        return RedisLedger(settings.state_store, settings.idle_timeout)
-    from wordstream.server.local_ledger import LocalLedger
-
-    return LocalLedger(settings.state_dir)

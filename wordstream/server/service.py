@@ -26,7 +26,6 @@ from wordstream.server.errors import (
 )
 from wordstream.server.history import HistoryMode, WordUpdate
 from wordstream.server.ledger import FIRST_EPOCH, Ledger
-from wordstream.server.local_ledger import LocalLedger
 from wordstream.server.metrics import Metrics
 from wordstream.server.sessions import Session, SessionRecord, SessionView
 from wordstream.server.store import SessionStore, check_session_id
@@ -40,8 +39,8 @@ class Wordstream:
         settings: Settings,
         models: dict[str, StepModel],
         store: SessionStore,
+        ledger: Ledger,
         metrics: Metrics | None = None,
-        ledger: Ledger | None = None,
     ) -> None:
         if not models:
             raise ValueError(f"no servable models in {settings.models}")
@@ -69,7 +68,7 @@ class Wordstream:
             )
             for name, model in models.items()
         }
-        self.ledger: Ledger = ledger or LocalLedger()
+        self.ledger = ledger
         self._background: set[asyncio.Future[None]] = set()
         self.accepting = True
         self.last_sweep = 0.0  # the store clock's time of the reaper's last sweep
