@@ -168,7 +168,44 @@ def test_unknown_expired_and_closed_sessions(make_server) -> None:  # type: igno
         "not found (unknown, expired or closed)",
         resume=pb.Resume(session_id=closing_opened.session_id),
     )
-    expect_abort(Stream(server.target), grpc.StatusCode.NOT_FOUND, "not found", resume=pb.Resume(session_id=""))
+    unknown = "A" * 32  # well formed, never opened
+    expect_abort(Stream(server.target), grpc.StatusCode.NOT_FOUND, "not found", resume=pb.Resume(session_id=unknown))
+
+
+@pytest.mark.parametrize(
+    ("session_id", "why"),
+    [
+        ("", "0 characters, expected 22 to 64"),
+        ("nope", "4 characters, expected 22 to 64"),
+        ("{" + "a" * 30 + "}", "only letters, digits"),  # a hash tag would pick another store slot
+        ("a" * 10_000, "10000 characters, expected 22 to 64"),  # 10 KB in the request body
+        ("a" * 31 + "/", "only letters, digits"),
+    ],
+)
+def test_a_malformed_session_id_is_refused_on_every_entry_point(
+    server: ServerThread, session_id: str, why: str
+) -> None:
+    """INVALID_ARGUMENT before any lookup, for resume, GetSession and CloseSession alike (a
+    well-formed unknown id is NOT_FOUND: the test above)."""
+    expect_abort(Stream(server.target), grpc.StatusCode.INVALID_ARGUMENT, why, resume=pb.Resume(session_id=session_id))
+    stub = pb_grpc.WordstreamStub(grpc.insecure_channel(server.target))
+    for call in (
+        lambda: stub.GetSession(pb.GetSessionRequest(session_id=session_id)),
+        lambda: stub.CloseSession(pb.CloseSessionRequest(session_id=session_id)),
+    ):
+        with pytest.raises(grpc.RpcError) as info:
+            call()
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and why in info.value.details()
+
+
+def test_a_long_session_id_in_the_header_is_refused(server: ServerThread) -> None:
+    """About 1 KB in x-session-id (gRPC's own metadata limit is lower than a body's)."""
+    stub = pb_grpc.WordstreamStub(grpc.insecure_channel(server.target))
+    long_id = "b" * 1000
+    responses = stub.Stream(iter([pb.StreamRequest(open=pb.Open())]), metadata=(("x-session-id", long_id),))
+    with pytest.raises(grpc.RpcError) as info:
+        next(responses)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "1000 characters" in info.value.details()
 
 
 def test_a_second_stream_leaves_the_busy_session_intact(server: ServerThread) -> None:

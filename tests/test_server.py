@@ -167,7 +167,7 @@ def test_protocol_violations_end_the_stream_with_a_status(server: ServerThread) 
         Stream(server.target),
         grpc.StatusCode.NOT_FOUND,
         "not found (unknown, expired or closed)",
-        resume=pb.Resume(session_id="no-such-session"),
+        resume=pb.Resume(session_id="no-such-session-but-well-formed"),
     )
     stream, opened = open_stream(server.target)
     expect_abort(
@@ -182,7 +182,7 @@ def test_protocol_violations_end_the_stream_with_a_status(server: ServerThread) 
 def test_unary_errors(server: ServerThread) -> None:
     stub = pb_grpc.WordstreamStub(grpc.insecure_channel(server.target))
     with pytest.raises(grpc.RpcError) as info:
-        stub.GetSession(pb.GetSessionRequest(session_id="nope"))
+        stub.GetSession(pb.GetSessionRequest(session_id="n" * 32))
     assert info.value.code() == grpc.StatusCode.NOT_FOUND and "not found" in info.value.details()
     stream, opened = open_stream(server.target)
     stream.word("fine")
@@ -192,7 +192,7 @@ def test_unary_errors(server: ServerThread) -> None:
         info.value.code() == grpc.StatusCode.OUT_OF_RANGE and "outside the history of 1 steps" in info.value.details()
     )
     with pytest.raises(grpc.RpcError) as info:
-        stub.CloseSession(pb.CloseSessionRequest(session_id="nope"))
+        stub.CloseSession(pb.CloseSessionRequest(session_id="n" * 32))
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
     stream.end()
 

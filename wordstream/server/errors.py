@@ -98,7 +98,7 @@ class SessionExists(StreamRefused):
 
 class BadSessionId(StreamRefused):
     def __init__(self, reason: str) -> None:
-        super().__init__(f"malformed session id in x-session-id: {reason}")
+        super().__init__(f"malformed session id: {reason}")
 
 
 class SessionBusy(StreamRefused):

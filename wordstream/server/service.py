@@ -107,7 +107,7 @@ class Wordstream:
         (the resume of a session another replica typed), taken over under a new epoch."""
         if not self.accepting:
             raise ShuttingDown()
-        local = self._local(session_id, owner)
+        local = self._local(check_session_id(session_id), owner)
         if local is not None and local.attached:
             raise SessionBusy(session_id)
         claim = await self.ledger.take(session_id, owner, local.epoch if local else None)
@@ -123,7 +123,8 @@ class Wordstream:
         return local
 
     def _local(self, session_id: str, owner: str | None) -> Session | None:
-        """This replica's copy of a session, if any; another token's session is reported as not found."""
+        """This replica's copy of a session, if any; another token's session is reported as not found.
+        (Ids reach it checked: a malformed one is refused before any ledger call.)"""
         local = self.store.find(session_id)
         if local is not None and local.owner != owner:
             raise NotOwner(session_id)
@@ -199,7 +200,7 @@ class Wordstream:
     async def look(self, session_id: str, owner: str | None = None) -> tuple[SessionView, float]:
         """A session for GetSession and its idle seconds: this replica's copy if it is current, else
         a read-only view of the ledger's (a session another replica holds)."""
-        local = self._local(session_id, owner)
+        local = self._local(check_session_id(session_id), owner)
         claim = await self.ledger.look(session_id, owner, local.epoch if local else None)
         if claim.record is None:
             local = self._local(session_id, owner)  # the await let other streams in

@@ -71,7 +71,8 @@ class WordstreamServicer:
         answered with an `error` response; the session stays exactly as it was and the
         stream stays open. Protocol violations end the stream with a status:
         INVALID_ARGUMENT     the first request is not open/resume
-        NOT_FOUND            unknown model; unknown, expired or closed session
+        INVALID_ARGUMENT     `resume` of a malformed session id (refused before any lookup)
+        NOT_FOUND            unknown model; unknown, expired or closed (well-formed) session
         FAILED_PRECONDITION  the session is already attached to another stream
         RESOURCE_EXHAUSTED   the server holds its maximum of live sessions
         UNAVAILABLE          the server is shutting down
@@ -90,7 +91,8 @@ class WordstreamServicer:
 
     def GetSession(self, request, context):
         """The whole history of a session, or the steps [start, end). NOT_FOUND for an
-        unknown session, OUT_OF_RANGE for a range outside the history.
+        unknown session, OUT_OF_RANGE for a range outside the history, INVALID_ARGUMENT for a
+        malformed session id (22-64 URL-safe base64 characters).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -104,7 +106,8 @@ class WordstreamServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CloseSession(self, request, context):
-        """Ends a session and frees it. NOT_FOUND for an unknown session.
+        """Ends a session and frees it. NOT_FOUND for an unknown session, INVALID_ARGUMENT for a
+        malformed session id.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
