@@ -315,3 +315,56 @@ def expect_abort(stream: Stream, code: grpc.StatusCode, message: str, **kind: ob
         next(stream.responses)
     assert info.value.code() == code and message in info.value.details()
     stream.end()
+
+
+class ReplyDroppingProxy:
+    """A TCP proxy on 127.0.0.1 in front of a Redis unix socket that, when armed with some bytes,
+    forwards the next request holding them, reads Redis's reply, throws it away and closes the
+    client's connection: the call landed, its caller cannot know (an unknown outcome)."""
+
+    def __init__(self, upstream: Path) -> None:
+        import asyncio
+        import threading
+
+        self.upstream = upstream
+        self.armed: bytes | None = None
+        self.dropped = 0
+        self.loop = asyncio.new_event_loop()
+        threading.Thread(target=self.loop.run_forever, daemon=True).start()
+        server = asyncio.run_coroutine_threadsafe(asyncio.start_server(self._serve, "127.0.0.1", 0), self.loop).result(
+            10
+        )
+        self.port = int(server.sockets[0].getsockname()[1])
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    async def _serve(self, reader: Any, writer: Any) -> None:
+        import asyncio
+
+        up_reader, up_writer = await asyncio.open_unix_connection(str(self.upstream))
+
+        async def replies() -> None:
+            while data := await up_reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+
+        forwarding = asyncio.ensure_future(replies())
+        try:
+            while data := await reader.read(65536):
+                if self.armed is not None and self.armed in data:
+                    self.armed = None
+                    forwarding.cancel()
+                    await asyncio.gather(forwarding, return_exceptions=True)
+                    up_writer.write(data)
+                    await up_writer.drain()
+                    await up_reader.read(65536)  # Redis ran it and answered: the answer is lost
+                    self.dropped += 1
+                    break
+                up_writer.write(data)
+                await up_writer.drain()
+        finally:
+            forwarding.cancel()
+            writer.close()
+            up_writer.close()

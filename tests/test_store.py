@@ -147,3 +147,60 @@ def test_store_down_refuses_words_goes_not_serving_and_recovers(
         session.push(TEXT[3])  # the client resumes the session from the store: no replay
         assert session.words == TEXT[:4] and session.replays == 0
         assert same_steps(session.history, offline_steps(tiny_models["lstm"], TEXT[:4]))
+
+
+def test_a_write_whose_reply_was_lost_is_sent_again_and_not_applied_twice(
+    make_server, store: Redis, tiny_models: dict[str, Path]
+) -> None:  # type: ignore[no-untyped-def]
+    """The first attempt lands, its reply never arrives (the connection dies): the write is sent
+    again on a new connection, the script sees its own write landed, and the word is stored once."""
+    from tests.helpers import ReplyDroppingProxy
+
+    proxy = ReplyDroppingProxy(store.socket)
+    server: ServerThread = make_server(state_store=proxy.url)
+    with Client(server.target) as client:
+        session = client.session(history="full")
+        session.open()
+        for word in TEXT[:3]:
+            session.push(word)
+        proxy.armed = redis_ledger.SHAS["write"].encode()
+        session.push(TEXT[3])
+        assert proxy.dropped == 1
+        assert stored_words(store, session.id) == 4
+        for word in TEXT[4:]:
+            session.push(word)
+        assert stored_words(store, session.id) == len(TEXT)
+        assert same_steps(session.history, offline_steps(tiny_models["lstm"], TEXT))
+
+
+def test_a_take_lost_in_a_failover_cannot_leave_two_replicas_with_one_epoch(
+    replicas: list[ServerThread], store: Redis
+) -> None:
+    """a takes the session (the take's count is 2); a failover loses that take (the store goes back
+    to count 1); b takes it, reaching count 2 again. Epochs are <count>.<nonce>, so a's epoch is
+    not b's and a's next write is fenced, where plain counters would have let both write."""
+    a, b = replicas
+    raw = redis.Redis(unix_socket_path=str(store.socket))
+    with Client(a.target) as client:
+        session = client.session()
+        session.open()
+        session.push(TEXT[0])
+        session_id = session.id
+    meta = redis_ledger.keys(session_id)[0]
+    before = raw.hgetall(meta)
+    held = Stream(a.target)
+    held.send(resume=pb.Resume(session_id=session_id))  # a's take: gen 2
+    assert raw.hget(meta, "gen") == b"2"
+    raw.hset(meta, mapping={b"epoch": before[b"epoch"], b"gen": before[b"gen"]})  # the failover lost it
+    raw.hset(meta, "attached", "0")
+    with Client(b.target) as client:
+        taken = client.resume(session_id)
+        taken.open()  # b's take: gen 2 again
+        assert raw.hget(meta, "gen") == b"2" and raw.hget(meta, "epoch") != a.service.store.get(session_id).epoch
+        with pytest.raises(grpc.RpcError) as info:
+            held.word("intruder")
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE and "held by another replica" in str(
+            info.value.details()
+        )
+        taken.push(TEXT[1])
+    assert stored_words(store, session_id) == 2

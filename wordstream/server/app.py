@@ -99,7 +99,7 @@ def ledger_for(settings: Settings) -> Ledger:
     if settings.state_store:
         from wordstream.server.redis_ledger import RedisLedger  # redis is imported only when used
 
-        return RedisLedger(settings.state_store, settings.idle_timeout)
+        return RedisLedger(settings.state_store, settings.idle_timeout, settings.store_timeout)
     return LocalLedger(settings.state_dir)
 
 

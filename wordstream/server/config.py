@@ -58,6 +58,9 @@ class Settings:
     """Directory where live sessions are saved on shutdown and restored from on start; empty: off."""
     state_store: str = ""
     """Redis URL (redis://host:port/db, unix:///path.sock) holding every session, written before each answer."""
+    store_timeout: float = 5.0
+    """Seconds a state-store call whose outcome is unknown (a dropped connection, a failover) is sent
+    again before the request is refused with UNAVAILABLE."""
     store_check_interval: float = 0.5
     """Seconds between two checks that the state store answers (health is NOT_SERVING while it does not)."""
     tokens: str = ""
@@ -100,6 +103,8 @@ class Settings:
                 )
             if self.state_dir:
                 raise ValueError("state_store and state_dir are alternatives: with a state store, sessions are in it")
+        if self.store_timeout <= 0:
+            raise ValueError(f"store_timeout must be positive, got {self.store_timeout}")
         if self.store_check_interval <= 0:
             raise ValueError(f"store_check_interval must be positive, got {self.store_check_interval}")
         if self.drain < 0:

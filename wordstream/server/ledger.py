@@ -17,6 +17,7 @@ StoreUnavailable. No grpc here.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
@@ -25,7 +26,11 @@ from wordstream.modelfile import StepModel
 from wordstream.server.sessions import Session, SessionRecord
 from wordstream.server.store import SessionStore
 
-FIRST_EPOCH = "1"  # the epoch of a session just opened
+
+def first_epoch() -> str:
+    """The epoch of a session just opened: take 1 and a random nonce, so no two opens or takes
+    ever hold the same epoch (redis_ledger.py's takes make ``<n>.<nonce>`` the same way)."""
+    return "1." + secrets.token_urlsafe(9)
 
 
 @dataclass(frozen=True)

@@ -1,45 +1,58 @@
-"""The Redis ledger (``--state-store``): every word is written through before it is answered.
+"""The Redis ledger (``--state-store redis://`` or ``unix://``): every word is written through
+before it is answered.
 
 With it, the replica's sessions in memory are a working copy; Redis holds the truth, so any
-replica can carry on a session whose replica died. Per session (the ``{id}``
-hash tag keeps both keys in one Redis Cluster slot):
+replica can carry on a session whose replica died. Per session (the ``{id}`` hash tag keeps
+both keys in one Redis Cluster slot, cluster_ledger.py):
 
-    ws:{<id>}:meta    hash: epoch, model, fingerprint, mode, owner, attached
-    ws:{<id>}:words   list: one record per word, in order
+    ws:{<id>}:meta    hash: epoch, gen, model, fingerprint, mode, owner, attached
+    ws:{<id>}:words   list: one record per word, in order (history.py's format)
 
 Both keys expire ``idle_timeout`` seconds after the last write, detach, or refresh (the
 reaper refreshes the sessions attached here), like a session in memory.
 
-Each word is one record of history.py's format (JSON and raw little-endian float32).
+Fencing (ledger.py): the epoch is a token no two takes share, ``<gen>.<nonce>``: ``gen``
+counts the takes, the nonce is the taker's own random draw, so a take that a failover lost
+cannot leave two replicas holding the same epoch. Every write names the epoch it holds and
+the number of words it believes the store has; a write with another epoch, or onto another
+count, is refused by Redis itself (the scripts below run atomically), so a replica that lost
+ownership can never write again: it drops its copy and the client resumes.
 
-Fencing (ledger.py): a resume anywhere takes ownership by incrementing the epoch, atomically,
-and every write names the epoch it holds and the number of words it believes the store has.
-A write with another epoch, or onto another count, is refused by Redis itself (the scripts
-below run atomically), so a replica that lost ownership can never write again; it drops its
-copy and the client resumes.
+Unknown outcomes: a call whose connection died, or that met a failover, may or may not have
+run. Every call is sent again until ``timeout`` seconds have passed (then StoreUnavailable),
+and every script recognises its own landed attempt: a write whose epoch still holds and whose
+store count is already the one it would make has landed (only the epoch's holder writes, one
+request at a time per session); a create finds its own epoch. So nothing applies twice.
 
-Group commit: writes go through one queue; all writes waiting when a round trip starts go in
-one call of one script, so the words of one micro-batch of model calls cost one round trip and
-one command between them (one script call over many sessions' keys: on Redis Cluster, the
-writes would be grouped per slot; this store is one Redis).
+Group commit: writes go through a queue per route (one for a single Redis); all writes
+waiting when a round trip starts go out together: here in one call of one script, so the
+words of one micro-batch of model calls cost one round trip and one command between them.
 
-Errors: the store unreachable -> StoreUnavailable; fenced or diverged -> SessionMoved; the
-session expired or closed in the store -> SessionNotFound. redis-py's own retries are off: a
-write retried after a timeout could land twice. No grpc here.
+Errors: the store unreachable past the timeout -> StoreUnavailable; fenced or diverged ->
+SessionMoved; the session expired or closed in the store -> SessionNotFound. No grpc here.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import secrets
 from collections.abc import Mapping
 from typing import Any
 
 import redis.asyncio as redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import (
+    ClusterDownError,
+    NoScriptError,
+    ReadOnlyError,
+    RedisError,
+    ResponseError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from wordstream.modelfile import StepModel
@@ -52,26 +65,35 @@ from wordstream.server.errors import (
     short_id,
 )
 from wordstream.server.history import HistoryMode
-from wordstream.server.ledger import FIRST_EPOCH, Claim
+from wordstream.server.ledger import Claim
 from wordstream.server.sessions import Session, SessionRecord
 from wordstream.server.store import SessionStore
 
 log = logging.getLogger("wordstream.ledger")
 
-# KEYS: meta, words. ARGV: ttl ms, model, fingerprint, mode, owner, epoch.
+# Errors after which a call may or may not have run: sent again until the deadline. (READONLY:
+# the node was a primary when routed to and is a replica now; CLUSTERDOWN, TRYAGAIN: a failover
+# or a slot move in progress; MASTERDOWN and LOADING are connection errors in redis-py.)
+UNKNOWN_OUTCOME = (RedisConnectionError, RedisTimeoutError, OSError, ClusterDownError, TryAgainError, ReadOnlyError)
+
+# KEYS: meta, words. ARGV: ttl ms, model, fingerprint, mode, owner, epoch. 1 created (or this
+# very create landed before), 0 the id is in use.
 _CREATE = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  if redis.call('HGET', KEYS[1], 'epoch') == ARGV[6] then return 1 end
+  return 0
+end
 redis.call('DEL', KEYS[2])
-redis.call('HSET', KEYS[1], 'epoch', ARGV[6], 'model', ARGV[2], 'fingerprint', ARGV[3], 'mode', ARGV[4],
-           'owner', ARGV[5], 'attached', '1')
+redis.call('HSET', KEYS[1], 'epoch', ARGV[6], 'gen', '1', 'model', ARGV[2], 'fingerprint', ARGV[3],
+           'mode', ARGV[4], 'owner', ARGV[5], 'attached', '1')
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return 1
 """
 
-# The group commit: every waiting write in one call. KEYS: meta and words of each write, in
-# pairs. ARGV: ttl ms, then per write: the epoch it holds, the words it believes the store has,
-# the words to keep (-1: all), n, then its n records. Per write, the store's new count of words,
-# or why it was refused (GONE, FENCED, DIVERGED), and nothing of it written.
+# The group commit: waiting writes in one call. KEYS: meta and words of each write, in pairs.
+# ARGV: ttl ms, then per write: the epoch it holds, the words it believes the store has, the
+# words to keep (-1: all), n, then its n records. Per write, the store's new count of words, or
+# why it was refused (GONE, FENCED, DIVERGED), and nothing of it written.
 _WRITE = """
 local ttl, a, out = ARGV[1], 2, {}
 for k = 1, #KEYS, 2 do
@@ -79,27 +101,32 @@ for k = 1, #KEYS, 2 do
   local epoch, before, keep, n = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
   local first = a + 4
   a = first + n
+  local after = (keep >= 0 and keep or before) + n
   local held = redis.call('HGET', meta, 'epoch')
+  local count = redis.call('LLEN', words)
   if not held then
     out[#out + 1] = 'GONE the session is not in the store'
   elseif held ~= epoch then
     out[#out + 1] = 'FENCED epoch ' .. held .. ' is held elsewhere'
-  elseif redis.call('LLEN', words) ~= before then
-    out[#out + 1] = 'DIVERGED the store has another count of words'
-  else
+  elseif count == before then
     if keep == 0 then redis.call('DEL', words) elseif keep > 0 then redis.call('LTRIM', words, 0, keep - 1) end
     for i = first, a - 1 do redis.call('RPUSH', words, ARGV[i]) end
     redis.call('PEXPIRE', meta, ttl)
     redis.call('PEXPIRE', words, ttl)
     out[#out + 1] = redis.call('LLEN', words)
+  elseif count == after then
+    out[#out + 1] = count  -- an earlier attempt of this very write landed
+  else
+    out[#out + 1] = 'DIVERGED the store has ' .. count .. ' words'
   end
 end
 return out
 """
 
 # KEYS: meta, words. ARGV: ttl ms, owner, epoch the reader holds ('' for none), '1' to take
-# ownership or '0' to only read. Returns epoch, model, fingerprint, mode, attached, ms to live,
-# 1 if the reader's copy is current (the records are then left out), the records.
+# ownership or '0' to only read, the taker's nonce. Returns epoch, model, fingerprint, mode,
+# attached, ms to live, 1 if the reader's copy is current (the records are then left out), the
+# records.
 _TAKE = """
 local meta = redis.call('HMGET', KEYS[1], 'epoch', 'model', 'fingerprint', 'mode', 'owner', 'attached')
 if not meta[1] then return redis.error_reply('GONE the session is not in the store') end
@@ -107,9 +134,9 @@ if meta[5] ~= ARGV[2] then return redis.error_reply('NOTOWNER') end
 local current = meta[1] == ARGV[3]
 local epoch, attached = meta[1], meta[6]
 if ARGV[4] == '1' then
-  epoch = tostring(redis.call('HINCRBY', KEYS[1], 'epoch', 1))
+  epoch = tostring(redis.call('HINCRBY', KEYS[1], 'gen', 1)) .. '.' .. ARGV[5]
   attached = '1'
-  redis.call('HSET', KEYS[1], 'attached', '1')
+  redis.call('HSET', KEYS[1], 'epoch', epoch, 'attached', '1')
   redis.call('PEXPIRE', KEYS[1], ARGV[1])
   redis.call('PEXPIRE', KEYS[2], ARGV[1])
 end
@@ -136,30 +163,48 @@ redis.call('PEXPIRE', KEYS[2], ARGV[2])
 return 1
 """
 
+SCRIPTS = {"create": _CREATE, "write": _WRITE, "take": _TAKE, "delete": _DELETE, "detach": _DETACH}
+SHAS = {name: hashlib.sha1(script.encode()).hexdigest() for name, script in SCRIPTS.items()}
+
 
 def keys(session_id: str) -> list[str]:
     return [f"ws:{{{session_id}}}:meta", f"ws:{{{session_id}}}:words"]
 
 
+class _Write:
+    """One session's write waiting in a queue: its keys, its arguments and who awaits it."""
+
+    __slots__ = ("keys", "args", "future")
+
+    def __init__(self, session_id: str, args: list[Any]) -> None:
+        self.keys, self.args = keys(session_id), args
+        self.future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+
 class RedisLedger:
     """Sessions in one Redis (redis:// or unix:// URL): create, take over, write (group-committed),
-    read, delete."""
+    read, delete. cluster_ledger.py's subclass changes the client and how writes are grouped."""
 
     watched = True
 
-    def __init__(self, url: str, ttl: float, timeout: float = 2.0) -> None:
-        self.description = _without_password(url)  # checked by Settings
+    def __init__(self, url: str, ttl: float, timeout: float = 5.0, password: str | None = None) -> None:
+        self.description = without_password(url)  # the URL was checked by Settings
         self.ttl_ms = str(max(1, int(ttl * 1000)))
-        self.redis: redis.Redis = redis.Redis.from_url(
+        self.timeout = timeout  # how long a call with an unknown outcome is sent again
+        self.redis: Any = self._connect(url, password, min(timeout, 2.0))
+        self._queues: dict[str, list[_Write]] = {}
+        self._flushers: dict[str, asyncio.Task[None]] = {}
+
+    def _connect(self, url: str, password: str | None, socket_timeout: float) -> Any:
+        client = redis.Redis.from_url(
             url,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), 0),  # a write retried after a timeout could land twice
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=socket_timeout,
+            retry=Retry(NoBackoff(), 0),  # calls are sent again by _call, until the deadline
         )
-        self._queue: list[tuple[list[str], list[Any], asyncio.Future[Any]]] = []
-        self._flushing = False
-        self._write_sha: str | None = None
-        self._flusher: asyncio.Task[None] | None = None
+        if password:  # from --state-store-password-file or the environment; a URL's own wins
+            client.connection_pool.connection_kwargs.setdefault("password", password)
+        return client
 
     async def start(self, store: SessionStore, models: Mapping[str, StepModel]) -> None:
         if not await self.healthy():
@@ -174,24 +219,45 @@ class RedisLedger:
         except (RedisError, OSError):
             return False
 
-    async def _call(self, script: str, session_id: str, *args: Any) -> Any:
+    async def _script(self, name: str, script_keys: list[str], args: list[Any]) -> Any:
+        """One script call by its SHA-1; a Redis that has not seen the script (restarted, or a
+        replica just promoted) says NOSCRIPT and nothing ran, so it is loaded and sent again."""
         try:
-            return await self.redis.eval(script, 2, *keys(session_id), *args)
-        except ResponseError as e:
-            raise _refusal(str(e), session_id) from None
-        except (RedisConnectionError, RedisTimeoutError, OSError) as e:
-            raise StoreUnavailable(str(e)) from None
+            return await self.redis.evalsha(SHAS[name], len(script_keys), *script_keys, *args)
+        except NoScriptError:
+            await self.redis.script_load(SCRIPTS[name])
+            return await self.redis.evalsha(SHAS[name], len(script_keys), *script_keys, *args)
+
+    async def _call(self, name: str, session_id: str, *args: Any) -> Any:
+        """A script on one session's keys, sent again while its outcome is unknown (module docstring)."""
+        deadline = asyncio.get_running_loop().time() + self.timeout
+        attempt = 0
+        while True:
+            try:
+                return await self._script(name, keys(session_id), list(args))
+            except UNKNOWN_OUTCOME as e:
+                attempt = await self._pause(deadline, attempt, e)
+            except ResponseError as e:
+                raise _refusal(str(e), session_id) from None
+
+    async def _pause(self, deadline: float, attempt: int, error: BaseException) -> int:
+        """Wait before the next attempt (50 ms doubling to 500 ms); StoreUnavailable past the deadline."""
+        left = deadline - asyncio.get_running_loop().time()
+        if left <= 0:
+            raise StoreUnavailable(str(error) or type(error).__name__) from None
+        await asyncio.sleep(min(0.05 * 2**attempt, 0.5, left))
+        return attempt + 1
 
     async def create(self, session: Session) -> None:
         created = await self._call(
-            _CREATE,
+            "create",
             session.id,
             self.ttl_ms,
             session.model.name,
             session.model.fingerprint,
             session.mode.value,
             session.owner or "",
-            session.epoch or FIRST_EPOCH,
+            session.epoch,
         )
         if not created:
             raise SessionExists(session.id)
@@ -205,7 +271,8 @@ class RedisLedger:
     async def _claim(self, session_id: str, owner: str | None, held: str | None, take: bool) -> Claim:
         """The session as stored; ``take`` takes ownership (a new epoch). Its records are read only
         when ``held`` (the epoch of the caller's copy) is not the current one."""
-        reply = await self._call(_TAKE, session_id, self.ttl_ms, owner or "", held or "", "1" if take else "0")
+        nonce = secrets.token_urlsafe(9)
+        reply = await self._call("take", session_id, self.ttl_ms, owner or "", held or "", "1" if take else "0", nonce)
         epoch, model, fingerprint, mode, attached, ttl_ms, current, records = reply
         if current and held is not None:
             return Claim(epoch.decode(), None)
@@ -229,61 +296,65 @@ class RedisLedger:
         await self._write(session, before, len(session.words), [])
 
     async def _write(self, session: Session, before: int, keep: int, records: list[bytes]) -> None:
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.append((keys(session.id), [session.epoch, before, keep, len(records), *records], future))
-        if not self._flushing:
-            self._flushing = True
-            self._flusher = asyncio.create_task(self._flush())  # starts after the writes ready in this round
-        result = await future
+        """Queue one write for the next group commit and await it, sent again while its outcome is unknown."""
+        deadline = asyncio.get_running_loop().time() + self.timeout
+        attempt = 0
+        args = [session.epoch, before, keep, len(records), *records]
+        while True:
+            write = _Write(session.id, args)
+            route = self._route(session.id)
+            self._queues.setdefault(route, []).append(write)
+            if route not in self._flushers:  # it starts after the writes ready in this round
+                self._flushers[route] = asyncio.create_task(self._flush(route))
+            result = await write.future
+            if isinstance(result, UNKNOWN_OUTCOME):
+                attempt = await self._pause(deadline, attempt, result)
+                continue
+            break
         if isinstance(result, bytes):
             raise _refusal(result.decode(), session.id)
         if isinstance(result, BaseException):
-            raise StoreUnavailable(str(result))
+            raise StoreUnavailable(str(result) or type(result).__name__)
         if int(result) != len(session.words):
             raise SessionMoved(session.id, f"the store has {result} words, this replica {len(session.words)}")
 
-    async def _flush(self) -> None:
-        """Send every waiting write in one call; repeat while more arrived meanwhile."""
+    def _route(self, session_id: str) -> str:
+        """Which queue a session's writes wait in: one Redis, one queue."""
+        return ""
+
+    async def _flush(self, route: str) -> None:
+        """Send every write waiting in ``route``'s queue; repeat while more arrived meanwhile."""
         try:
-            while self._queue:
-                batch, self._queue = self._queue, []
+            while self._queues.get(route):
+                batch, self._queues[route] = self._queues[route], []
                 try:
-                    results = await self._write_all([k for pair, _, _ in batch for k in pair], [a for _, a, _ in batch])
+                    results = await self._send(batch)
                 except (RedisError, OSError) as e:
                     results = [e] * len(batch)
-                for (_, _, future), result in zip(batch, results):
-                    if not future.done():
-                        future.set_result(result)
+                for write, result in zip(batch, results):
+                    if not write.future.done():
+                        write.future.set_result(result)
         finally:
-            self._flushing = False
+            del self._flushers[route]
 
-    async def _write_all(self, all_keys: list[str], writes: list[list[Any]]) -> list[Any]:
-        """One call of the write script, by its SHA-1 (a restarted Redis has forgotten the script:
-        NOSCRIPT means nothing ran, so it is loaded and the call sent again)."""
-        args = [self.ttl_ms, *(arg for write in writes for arg in write)]
-        for attempt in (1, 2):
-            if self._write_sha is None:
-                self._write_sha = await self.redis.script_load(_WRITE)
-            try:
-                return list(await self.redis.evalsha(self._write_sha, len(all_keys), *all_keys, *args))
-            except NoScriptError:
-                self._write_sha = None
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
+    async def _send(self, batch: list[_Write]) -> list[Any]:
+        """The group commit: one call of the write script over every write of the batch."""
+        script_keys = [key for write in batch for key in write.keys]
+        args = [self.ttl_ms, *(arg for write in batch for arg in write.args)]
+        return list(await self._script("write", script_keys, args))
 
     async def delete(self, session_id: str, owner: str | None) -> None:
         """Remove a session from the store (CloseSession on any replica)."""
-        deleted = await self._call(_DELETE, session_id, owner or "")
-        if deleted == 0:
-            raise SessionNotFound(session_id)
+        deleted = await self._call("delete", session_id, owner or "")
         if deleted == -1:
             raise NotOwner(session_id)
+        # 0: not there, which after the look that precedes every delete means an earlier attempt
+        # of this delete landed (or another close won): either way the session is gone.
 
     async def detach(self, session: Session) -> None:
         """Mark a session detached, if this replica still holds it; the store's errors are only logged."""
         try:
-            await self._call(_DETACH, session.id, session.epoch, self.ttl_ms)
+            await self._call("detach", session.id, session.epoch, self.ttl_ms)
         except (StoreUnavailable, SessionMoved, SessionNotFound) as e:
             log.info("detach not recorded", extra={"event": "detach_unrecorded", "session": session.id, "why": str(e)})
 
@@ -308,8 +379,11 @@ def _refusal(text: str, session_id: str) -> Exception:
     return StoreUnavailable(text)
 
 
-def _without_password(url: str) -> str:
-    """The URL as the logs may show it."""
+def without_password(url: str) -> str:
+    """The URL as the logs may show it: any password replaced by ***."""
     scheme, sep, rest = url.partition("://")
     credentials, at, place = rest.rpartition("@")
-    return f"{scheme}{sep}{'***@' if at else ''}{place}" if sep else url
+    if not sep or not at:
+        return url
+    user = credentials.split(":", 1)[0] if ":" in credentials else ""
+    return f"{scheme}{sep}{user}:***@{place}"

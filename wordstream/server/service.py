@@ -25,7 +25,7 @@ from wordstream.server.errors import (
     ShuttingDown,
 )
 from wordstream.server.history import HistoryMode, WordUpdate
-from wordstream.server.ledger import FIRST_EPOCH, Ledger
+from wordstream.server.ledger import Ledger, first_epoch
 from wordstream.server.metrics import Metrics
 from wordstream.server.sessions import Session, SessionRecord, SessionView
 from wordstream.server.store import SessionStore, check_session_id
@@ -97,7 +97,7 @@ class Wordstream:
         except ServerFull:
             self.metrics.sessions_refused.inc()
             raise
-        session.attach(FIRST_EPOCH, self.store.clock())
+        session.attach(first_epoch(), self.store.clock())
         await self._kept(session, self.ledger.create(session))
         log.info("session opened", extra={"event": "open", "session": session.id, "model": session.model.name})
         return session
