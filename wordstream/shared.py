@@ -7,6 +7,7 @@ the proto; this module is written by hand.)
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import sys
@@ -97,3 +98,9 @@ class ProgressBar:
             file=self.stream,
             flush=True,
         )
+
+
+def words_sha256(words: Sequence[str]) -> str:
+    """The digest of a session's words that the proto defines (Opened.words_sha256): lowercase hex
+    SHA-256 of their UTF-8 bytes joined by newlines. Server and clients compute it alike."""
+    return hashlib.sha256("\n".join(words).encode()).hexdigest()

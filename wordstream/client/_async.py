@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import secrets
 from collections.abc import Callable, Sequence
@@ -37,6 +38,17 @@ def stream_error(error: errors.WordstreamError) -> errors.WordstreamError:
 
 
 ReplayCallback = Callable[[str, str, int], None]  # (old session id, new session id, words replayed)
+
+
+def words_sha256(words: Sequence[str]) -> str:
+    """Opened.words_sha256 as the proto defines it: hex SHA-256 of the words joined by newlines."""
+    return hashlib.sha256("\n".join(words).encode()).hexdigest()
+
+
+def words_of(steps: Sequence[t.Step]) -> list[str]:
+    """The words of a history (every word has at least one step: the server refuses words without
+    tokens), in order."""
+    return [s.word for i, s in enumerate(steps) if i == 0 or s.word_index != steps[i - 1].word_index]
 
 
 def new_session_id() -> str:
@@ -174,6 +186,7 @@ class AsyncSession:
         self.model: t.ModelInfo | None = None
         self.words: list[str] = []
         self.replays = 0
+        self.resent = 0  # words sent again because the server held fewer or other words on a resume
         self._steps: list[t.Step] = []
         self._call: Any = None
         self.replica = ""  # the server that answers this session now (its x-wordstream-replica header)
@@ -207,7 +220,7 @@ class AsyncSession:
             steps = (await self.client.get_session(self.id))["history"]
             # Every word has at least one step (the server refuses words without tokens), so the
             # history names every word typed before this client, in order.
-            self.words = [s.word for i, s in enumerate(steps) if i == 0 or s.word_index != steps[i - 1].word_index]
+            self.words = words_of(steps)
             if len(self.words) != opened.position.words:
                 raise errors.NotFound(
                     f"session {self.id[:8]}: its words cannot be rebuilt from its history "
@@ -320,9 +333,30 @@ class AsyncSession:
             if self.on_replay:
                 self.on_replay(old_id, self.id, len(words))
             return
-        extra = opened.position.words - len(self.words)
-        if extra > 0:  # the server read a word whose answer the drop lost: undo it, it is sent again
-            await self._exchange(pb.StreamRequest(rewind=pb.Rewind(words=extra)))
+        await self._resync(opened)
+
+    async def _resync(self, opened: pb.Opened) -> None:
+        """Make the words the server holds this client's own (the text is the log): a word the
+        server read but whose answer the drop lost is undone, a tail a failed-over store lost
+        (or other words it kept after a rewind) is sent again after the longest common prefix."""
+        if opened.words_sha256 == words_sha256(self.words):
+            return
+        steps = (await self.client.get_session(self.id))["history"]
+        held = words_of(steps)
+        common = 0
+        while common < min(len(held), len(self.words)) and held[common] == self.words[common]:
+            common += 1
+        if len(held) > common:
+            await self._exchange(pb.StreamRequest(rewind=pb.Rewind(words=len(held) - common)))
+        mine = self.words[common:]
+        del self.words[common:]
+        del self._steps[sum(1 for s in steps if s.word_index < common) if self.mode != "none" else 0 :]
+        for start in range(0, len(mine), REPLAY_CHUNK):
+            await self._paste(mine[start : start + REPLAY_CHUNK])
+        self.resent += len(mine)
+        log.warning(
+            "session %s: the server held %d of this client's words; %d sent again", self.id[:8], common, len(mine)
+        )
 
     # --- what callers use -----------------------------------------------------------------
 

@@ -107,6 +107,11 @@ class Session:
         return self._inner.replays
 
     @property
+    def resent(self) -> int:
+        """Words sent again on resumes because the server held fewer or other words than this client."""
+        return self._inner.resent
+
+    @property
     def history(self) -> list[t.Step]:
         return self._client._run(self._inner.history())
 

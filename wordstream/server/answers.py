@@ -25,6 +25,7 @@ import numpy as np
 from wordstream.modelfile import StepModel
 from wordstream.server.history import History, HistoryMode, WordUpdate
 from wordstream.server.sessions import Session, SessionView
+from wordstream.shared import words_sha256
 from wordstream.textcodec import UNK_ID
 from wordstream.v1 import wordstream_pb2 as pb
 
@@ -161,6 +162,7 @@ def opened(seq: int, session: Session, resumed: bool, idle_timeout: float) -> by
         resumed=resumed,
         position=position(session),
         idle_timeout_seconds=idle_timeout,
+        words_sha256=words_sha256(session.words),
     )
     return _serialized(pb.StreamResponse(seq=seq, session_id=session.id, opened=message))
 

@@ -57,7 +57,8 @@ class Settings:
     state_dir: str = ""
     """Directory where live sessions are saved on shutdown and restored from on start; empty: off."""
     state_store: str = ""
-    """Redis URL (redis://host:port/db, unix:///path.sock) holding every session, written before each answer."""
+    """Redis URL holding every session, written before each answer: redis://host:port/db or unix:///path.sock
+    (one Redis), redis-cluster://[user:password@]host:port[,host:port...] (a Redis Cluster's seed nodes)."""
     store_timeout: float = 5.0
     """Seconds a state-store call whose outcome is unknown (a dropped connection, a failover) is sent
     again before the request is refused with UNAVAILABLE."""
@@ -97,9 +98,10 @@ class Settings:
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ValueError("TLS needs both tls_cert and tls_key")
         if self.state_store:
-            if not self.state_store.startswith(("redis://", "rediss://", "unix://")):
+            if not self.state_store.startswith(("redis://", "rediss://", "unix://", "redis-cluster://")):
                 raise ValueError(
-                    f"state_store must be a redis://host:port/db or unix:///path.sock URL, got {self.state_store!r}"
+                    "state_store must be a redis://host:port/db or unix:///path.sock URL (one Redis) or redis-cluster://"
+                    f"host:port[,host:port...] (a Redis Cluster), got {without_password(self.state_store)!r}"
                 )
             if self.state_dir:
                 raise ValueError("state_store and state_dir are alternatives: with a state store, sessions are in it")
@@ -163,3 +165,13 @@ def _field_docs() -> dict[str, str]:
         if ":" in line and name.isidentifier() and below.strip().startswith('"""'):
             docs[name] = below.strip().strip('"')
     return docs
+
+
+def without_password(url: str) -> str:
+    """A store URL as logs and messages may show it: any password replaced by ***."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, place = rest.rpartition("@")
+    if not sep or not at:
+        return url
+    user = credentials.split(":", 1)[0] if ":" in credentials else ""
+    return f"{scheme}{sep}{user}:***@{place}"

@@ -56,6 +56,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from wordstream.modelfile import StepModel
+from wordstream.server.config import without_password
 from wordstream.server.errors import (
     NotOwner,
     SessionExists,
@@ -377,13 +378,3 @@ def _refusal(text: str, session_id: str) -> Exception:
         return SessionMoved(session_id, text.split(" ", 1)[1] if " " in text else text)
     log.error("the store refused a script", extra={"event": "store_error", "session": short_id(session_id)})
     return StoreUnavailable(text)
-
-
-def without_password(url: str) -> str:
-    """The URL as the logs may show it: any password replaced by ***."""
-    scheme, sep, rest = url.partition("://")
-    credentials, at, place = rest.rpartition("@")
-    if not sep or not at:
-        return url
-    user = credentials.split(":", 1)[0] if ":" in credentials else ""
-    return f"{scheme}{sep}{user}:***@{place}"

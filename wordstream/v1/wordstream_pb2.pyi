@@ -93,18 +93,20 @@ class StreamResponse(_message.Message):
     def __init__(self, seq: _Optional[int] = ..., session_id: _Optional[str] = ..., opened: _Optional[_Union[Opened, _Mapping]] = ..., word: _Optional[_Union[WordResult, _Mapping]] = ..., rewound: _Optional[_Union[Position, _Mapping]] = ..., closed: _Optional[_Union[Closed, _Mapping]] = ..., error: _Optional[_Union[StreamError, _Mapping]] = ...) -> None: ...
 
 class Opened(_message.Message):
-    __slots__ = ("model", "history", "resumed", "position", "idle_timeout_seconds")
+    __slots__ = ("model", "history", "resumed", "position", "idle_timeout_seconds", "words_sha256")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     HISTORY_FIELD_NUMBER: _ClassVar[int]
     RESUMED_FIELD_NUMBER: _ClassVar[int]
     POSITION_FIELD_NUMBER: _ClassVar[int]
     IDLE_TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    WORDS_SHA256_FIELD_NUMBER: _ClassVar[int]
     model: ModelInfo
     history: HistoryMode
     resumed: bool
     position: Position
     idle_timeout_seconds: float
-    def __init__(self, model: _Optional[_Union[ModelInfo, _Mapping]] = ..., history: _Optional[_Union[HistoryMode, str]] = ..., resumed: _Optional[bool] = ..., position: _Optional[_Union[Position, _Mapping]] = ..., idle_timeout_seconds: _Optional[float] = ...) -> None: ...
+    words_sha256: str
+    def __init__(self, model: _Optional[_Union[ModelInfo, _Mapping]] = ..., history: _Optional[_Union[HistoryMode, str]] = ..., resumed: _Optional[bool] = ..., position: _Optional[_Union[Position, _Mapping]] = ..., idle_timeout_seconds: _Optional[float] = ..., words_sha256: _Optional[str] = ...) -> None: ...
 
 class Position(_message.Message):
     __slots__ = ("words", "steps", "output", "state")

@@ -1,0 +1,130 @@
+"""Sessions in a real Redis Cluster (--state-store redis-cluster://): six redis-server processes in
+cluster mode (3 primaries, 3 replicas), replicas of ours as real servers on port 0 in this
+process, real clients. A primary is killed under load; every session must end equal to an
+offline run of the words its client sent."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from deploy.cluster import RedisCluster
+from tests.helpers import TEXT, ServerThread, offline_steps, same_steps
+from wordstream.client import AsyncClient, AsyncSession, Client
+from wordstream.server import redis_ledger
+
+pytestmark = pytest.mark.slow  # six redis-server processes
+
+VOCABULARY = sorted(set(TEXT)) + ["fine", "awful", "lovely", "flat", "moving"]
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[RedisCluster]:
+    started = RedisCluster(tmp_path / "redis-cluster").start()
+    yield started
+    started.stop()
+
+
+@pytest.fixture
+def replicas(make_server, cluster: RedisCluster) -> list[ServerThread]:  # type: ignore[no-untyped-def]
+    return [
+        make_server(state_store=cluster.url, replica_name=name, reap_interval=0.2, store_check_interval=0.1)
+        for name in ("a", "b")
+    ]
+
+
+def texts(sessions: int, words: int, seed: int = 0) -> list[list[str]]:
+    rng = random.Random(seed)
+    return [[rng.choice(VOCABULARY) for _ in range(words)] for _ in range(sessions)]
+
+
+def check_exact(replicas: list[ServerThread], model: Path, sent: dict[str, list[str]]) -> None:
+    """Every session's stored history equals an offline run of the words its client sent."""
+    offline: dict[tuple[str, ...], list[tuple[list[float], dict[str, np.ndarray]]]] = {}
+    with Client(replicas[0].target) as client:
+        for session_id, words in sent.items():
+            record = client.get_session(session_id)
+            key = tuple(words)
+            if key not in offline:
+                offline[key] = offline_steps(model, words)
+            assert record["words"] == len(words), (session_id[:8], record["words"], len(words))
+            assert same_steps(record["history"], offline[key]), session_id[:8]
+
+
+def test_a_hundred_sessions_through_two_replicas_equal_their_offline_runs(
+    replicas: list[ServerThread], cluster: RedisCluster, tiny_models: dict[str, Path]
+) -> None:
+    plan = texts(100, 8)
+
+    async def run() -> dict[str, list[str]]:
+        clients = [AsyncClient(r.target) for r in replicas]
+        sessions = [clients[n % 2].session() for n in range(len(plan))]
+        await asyncio.gather(*(s.open() for s in sessions))
+
+        async def type_all(session: AsyncSession, words: list[str]) -> None:
+            for word in words:
+                await session.push(word)
+
+        await asyncio.gather(*(type_all(s, w) for s, w in zip(sessions, plan)))
+        for c in clients:
+            await c.close()
+        return {s.id: list(s.words) for s in sessions}
+
+    sent = asyncio.run(run())
+    shards = {cluster.primary_of(redis_ledger.keys(i)[0]).port for i in sent}
+    assert len(shards) == 3  # the sessions are spread over every primary
+    check_exact(replicas, tiny_models["lstm"], sent)
+
+
+def test_a_primary_killed_under_load_loses_no_word(
+    replicas: list[ServerThread], cluster: RedisCluster, tiny_models: dict[str, Path]
+) -> None:
+    """SIGKILL one primary while 100 sessions type: its replica takes over; every session ends
+    equal to an offline run of what its client sent; sessions of the other shards see no error."""
+    plan = texts(100, 30, seed=1)
+    latencies: dict[str, list[tuple[float, float]]] = {}  # session -> (sent at, seconds to the answer)
+    killed_at: list[float] = []
+
+    async def run() -> tuple[dict[str, list[str]], dict[str, bool], dict[str, int]]:
+        clients = [AsyncClient(r.target, reconnect_timeout=20) for r in replicas]
+        sessions = [clients[n % 2].session(history="none") for n in range(len(plan))]
+        await asyncio.gather(*(s.open() for s in sessions))
+        home = {s.id: cluster.primary_of(redis_ledger.keys(s.id)[0]).port for s in sessions}
+        victim = next(n for n in cluster.nodes if n.port == home[sessions[0].id])
+
+        async def type_all(session: AsyncSession, words: list[str]) -> None:
+            for word in words:
+                started = time.monotonic()
+                await session.push(word)
+                latencies.setdefault(session.id, []).append((started, time.monotonic() - started))
+                await asyncio.sleep(0.05)
+
+        async def kill_soon() -> None:
+            await asyncio.sleep(0.4)
+            killed_at.append(time.monotonic())
+            victim.kill()
+
+        await asyncio.gather(kill_soon(), *(type_all(s, w) for s, w in zip(sessions, plan)))
+        for c in clients:
+            await c.close()
+        sent = {s.id: list(s.words) for s in sessions}
+        return sent, {i: home[i] == victim.port for i in sent}, {s.id: s.replays + s.resent for s in sessions}
+
+    sent, affected, recovered = asyncio.run(run())
+    check_exact(replicas, tiny_models["lstm"], sent)
+    assert not any(recovered[i] for i in sent if not affected[i])  # the other shards never noticed
+    kill = killed_at[0]
+    healthy = [d for i, pairs in latencies.items() if not affected[i] for t, d in pairs if kill <= t <= kill + 3]
+    p99 = float(np.percentile(healthy, 99))
+    print(f"\nother shards during the failover: {len(healthy)} words, p99 {p99 * 1000:.1f} ms")
+    assert p99 < 0.1
+    first_answers = [
+        t + d - kill for i, pairs in latencies.items() if affected[i] for t, d in pairs if t + d > kill and t < kill + 5
+    ]
+    print(f"kill -> first answered word on the killed shard: {min(first_answers):.2f} s")
