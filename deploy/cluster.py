@@ -159,7 +159,18 @@ class RedisNode:
     def kill(self) -> None:
         _stop(self.process, signal.SIGKILL)
 
+    def pause(self) -> None:
+        """SIGSTOP: the node hears nothing and says nothing until ``resume``."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
+
     def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)  # a paused node cannot hear SIGTERM
         _stop(self.process)
 
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from deploy.cluster import RedisCluster
+from deploy.cluster import RedisCluster, wait_for
 from tests.helpers import TEXT, ServerThread, offline_steps, same_steps
 from wordstream.client import AsyncClient, AsyncSession, Client
 from wordstream.server import redis_ledger
@@ -128,3 +128,55 @@ def test_a_primary_killed_under_load_loses_no_word(
         t + d - kill for i, pairs in latencies.items() if affected[i] for t, d in pairs if t + d > kill and t < kill + 5
     ]
     print(f"kill -> first answered word on the killed shard: {min(first_answers):.2f} s")
+
+
+def lose_the_tail(cluster: RedisCluster, session_id: str, typing: Callable[[], None]) -> None:
+    """What ``typing`` writes reaches the shard's primary only (its replica is paused and the
+    primary has dropped the replication link, so nothing waits in the replica's socket either);
+    then the primary dies and the stale replica takes over: the store has lost those writes."""
+    primary = cluster.primary_of(redis_ledger.keys(session_id)[0])
+    replica = cluster.replica_of(primary)
+    replica.pause()
+    primary.client().execute_command("CLIENT", "KILL", "TYPE", "replica")
+    try:
+        typing()
+    finally:
+        primary.kill()
+        replica.resume()
+    replica.client().execute_command("CLUSTER", "FAILOVER", "TAKEOVER")
+    wait_for(cluster.ready, "the stale replica to serve the shard")
+
+
+@pytest.mark.parametrize("rewind", [False, True], ids=["lost-words", "lost-rewind"])
+def test_a_tail_the_store_lost_is_sent_again_by_the_client(
+    replicas: list[ServerThread], cluster: RedisCluster, tiny_models: dict[str, Path], rewind: bool
+) -> None:
+    """Replication is asynchronous: a failover can lose words the old primary acknowledged. The
+    client holds every word it sent; on its resume the held words' digest differs, and it sends
+    again what follows the longest common prefix. With a rewind just before the loss, the store
+    holds as many words as the client, but other ones: the write epochs notice that too."""
+    with Client(replicas[0].target, reconnect_timeout=20) as client:
+        session = client.session(history="full")
+        session.open()
+        for word in TEXT[:6]:
+            session.push(word)
+        if rewind:
+
+            def typing() -> None:
+                session.rewind(2)
+                session.push("fine")
+                session.push("awful")
+        else:
+
+            def typing() -> None:
+                session.push("fine")
+                session.push("awful")
+
+        lose_the_tail(cluster, session.id, typing)
+        for word in TEXT[6:]:
+            session.push(word)
+        expected = TEXT[:4] + ["fine", "awful"] + TEXT[6:] if rewind else TEXT[:6] + ["fine", "awful"] + TEXT[6:]
+        assert session.words == expected
+        assert session.resent == 2
+        assert same_steps(session.history, offline_steps(tiny_models["lstm"], expected))
+    check_exact(replicas, tiny_models["lstm"], {session.id: expected})

@@ -13,10 +13,12 @@ reaper refreshes the sessions attached here), like a session in memory.
 
 Fencing (ledger.py): the epoch is a token no two takes share, ``<gen>.<nonce>``: ``gen``
 counts the takes, the nonce is the taker's own random draw, so a take that a failover lost
-cannot leave two replicas holding the same epoch. Every write names the epoch it holds and
-the number of words it believes the store has; a write with another epoch, or onto another
-count, is refused by Redis itself (the scripts below run atomically), so a replica that lost
-ownership can never write again: it drops its copy and the client resumes.
+cannot leave two replicas holding the same epoch; every write moves it on (``:<writes>``), so
+a store that lost writes in a failover is noticed at the next one. Every write names the epoch
+it holds and the number of words it believes the store has; a write with another epoch, or
+onto another count, is refused by Redis itself (the scripts below run atomically), so a
+replica that lost ownership, or whose store lost its last writes, never writes on top: it drops
+its copy and the client resumes (and re-sends what the store lost).
 
 Unknown outcomes: a call whose connection died, or that met a failover, may or may not have
 run. Every call is sent again until ``timeout`` seconds have passed (then StoreUnavailable),
@@ -93,8 +95,11 @@ return 1
 
 # The group commit: waiting writes in one call. KEYS: meta and words of each write, in pairs.
 # ARGV: ttl ms, then per write: the epoch it holds, the words it believes the store has, the
-# words to keep (-1: all), n, then its n records. Per write, the store's new count of words, or
-# why it was refused (GONE, FENCED, DIVERGED), and nothing of it written.
+# words to keep (-1: all), n, then its n records. Each write that applies moves the epoch on to
+# its next (``<base>:<writes>``, next_epoch below): a store that lost a write (a failover) still
+# has an earlier epoch, so the next write is refused even where the count of words agrees (after
+# a rewind, the same count of other words). Per write, the store's new count of words, or why it
+# was refused (GONE, FENCED, DIVERGED), and nothing of it written.
 _WRITE = """
 local ttl, a, out = ARGV[1], 2, {}
 for k = 1, #KEYS, 2 do
@@ -103,22 +108,26 @@ for k = 1, #KEYS, 2 do
   local first = a + 4
   a = first + n
   local after = (keep >= 0 and keep or before) + n
+  local base, writes = string.match(epoch, '^(.*):(%d+)$')
+  if not base then base, writes = epoch, 0 end
+  local following = base .. ':' .. (tonumber(writes) + 1)
   local held = redis.call('HGET', meta, 'epoch')
   local count = redis.call('LLEN', words)
   if not held then
     out[#out + 1] = 'GONE the session is not in the store'
+  elseif held == following and count == after then
+    out[#out + 1] = count  -- an earlier attempt of this very write landed
   elseif held ~= epoch then
-    out[#out + 1] = 'FENCED epoch ' .. held .. ' is held elsewhere'
-  elseif count == before then
+    out[#out + 1] = 'FENCED epoch ' .. held .. ' is held, not ' .. epoch
+  elseif count ~= before then
+    out[#out + 1] = 'DIVERGED the store has ' .. count .. ' words'
+  else
     if keep == 0 then redis.call('DEL', words) elseif keep > 0 then redis.call('LTRIM', words, 0, keep - 1) end
     for i = first, a - 1 do redis.call('RPUSH', words, ARGV[i]) end
+    redis.call('HSET', meta, 'epoch', following)
     redis.call('PEXPIRE', meta, ttl)
     redis.call('PEXPIRE', words, ttl)
     out[#out + 1] = redis.call('LLEN', words)
-  elseif count == after then
-    out[#out + 1] = count  -- an earlier attempt of this very write landed
-  else
-    out[#out + 1] = 'DIVERGED the store has ' .. count .. ' words'
   end
 end
 return out
@@ -166,6 +175,14 @@ return 1
 
 SCRIPTS = {"create": _CREATE, "write": _WRITE, "take": _TAKE, "delete": _DELETE, "detach": _DETACH}
 SHAS = {name: hashlib.sha1(script.encode()).hexdigest() for name, script in SCRIPTS.items()}
+
+
+def next_epoch(epoch: str) -> str:
+    """The epoch a write moves a session on to (the write script computes the same)."""
+    base, colon, writes = epoch.rpartition(":")
+    if colon and writes.isdigit():
+        return f"{base}:{int(writes) + 1}"
+    return f"{epoch}:1"
 
 
 def keys(session_id: str) -> list[str]:
@@ -318,6 +335,7 @@ class RedisLedger:
             raise StoreUnavailable(str(result) or type(result).__name__)
         if int(result) != len(session.words):
             raise SessionMoved(session.id, f"the store has {result} words, this replica {len(session.words)}")
+        session.hold(next_epoch(session.epoch))
 
     def _route(self, session_id: str) -> str:
         """Which queue a session's writes wait in: one Redis, one queue."""

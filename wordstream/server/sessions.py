@@ -138,6 +138,10 @@ class Session(SessionView):
         if mode is not None:
             self.mode = mode
 
+    def hold(self, epoch: str) -> None:
+        """The ledger moved this copy on to ``epoch`` (a write it kept)."""
+        self.epoch = epoch
+
     def detach(self, now: float) -> None:
         """Its stream left: the idle timeout counts from ``now``."""
         self.attached, self.last_active = False, now
