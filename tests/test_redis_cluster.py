@@ -180,3 +180,49 @@ def test_a_tail_the_store_lost_is_sent_again_by_the_client(
         assert session.resent == 2
         assert same_steps(session.history, offline_steps(tiny_models["lstm"], expected))
     check_exact(replicas, tiny_models["lstm"], {session.id: expected})
+
+
+def test_the_same_shard_fails_over_twice_under_load(
+    replicas: list[ServerThread], cluster: RedisCluster, tiny_models: dict[str, Path]
+) -> None:
+    """Kill a shard's primary; restart it (it rejoins as a replica of the promoted one); kill the
+    promoted one: the old primary must take over again. Typing goes on throughout, nothing lost."""
+    plan = texts(30, 400, seed=2)
+    done = asyncio.Event()
+
+    async def run() -> dict[str, list[str]]:
+        clients = [AsyncClient(r.target, reconnect_timeout=30) for r in replicas]
+        sessions = [clients[n % 2].session(history="none") for n in range(len(plan))]
+        await asyncio.gather(*(s.open() for s in sessions))
+        first = cluster.primary_of(redis_ledger.keys(sessions[0].id)[0])
+
+        def fail_twice() -> None:
+            first.kill()
+            wait_for(lambda: cluster.primary_of(redis_ledger.keys(sessions[0].id)[0]) is not first, "a failover")
+            second = cluster.primary_of(redis_ledger.keys(sessions[0].id)[0])
+            first.start()  # it rejoins as the replica of the promoted one
+            wait_for(cluster.ready, "the old primary to be in sync again", 30)
+            second.kill()
+            wait_for(lambda: cluster.primary_of(redis_ledger.keys(sessions[0].id)[0]) is first, "the second failover")
+
+        async def type_all(session: AsyncSession, words: list[str]) -> None:
+            for word in words:
+                if done.is_set():
+                    return
+                await session.push(word)
+                await asyncio.sleep(0.05)
+
+        async def failing() -> None:
+            await asyncio.sleep(0.3)
+            await asyncio.to_thread(fail_twice)
+            await asyncio.sleep(0.5)  # some words after the second failover
+            done.set()
+
+        await asyncio.gather(failing(), *(type_all(s, w) for s, w in zip(sessions, plan)))
+        for c in clients:
+            await c.close()
+        return {s.id: list(s.words) for s in sessions}
+
+    sent = asyncio.run(run())
+    assert all(len(words) < 400 for words in sent.values())  # the failovers happened while they typed
+    check_exact(replicas, tiny_models["lstm"], sent)
