@@ -69,10 +69,11 @@ def _stop(process: subprocess.Popen[Any] | None, sig: int = signal.SIGTERM, time
 class Redis:
     """redis-server on a unix socket in ``directory`` (no TCP port), AOF on or off."""
 
-    def __init__(self, directory: Path, appendonly: bool = False) -> None:
+    def __init__(self, directory: Path, appendonly: bool = False, password: str | None = None) -> None:
         self.directory = directory
         self.socket = directory / "redis.sock"
         self.appendonly = appendonly
+        self.password = password  # requirepass, given in a config file (never on the command line)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -81,8 +82,12 @@ class Redis:
 
     def start(self) -> Redis:
         self.directory.mkdir(parents=True, exist_ok=True)
+        config = self.directory / "redis.conf"
+        config.write_text(f'requirepass "{self.password}"\n' if self.password else "")
+        config.chmod(0o600)
         self.process = subprocess.Popen(
-            [binary("redis-server"), "--port", "0", "--unixsocket", str(self.socket), "--unixsocketperm", "700"]
+            [binary("redis-server"), str(config), "--port", "0", "--unixsocket", str(self.socket)]
+            + ["--unixsocketperm", "700"]
             + ["--dir", str(self.directory), "--save", "", "--appendonly", "yes" if self.appendonly else "no"]
             + ["--loglevel", "warning"],
             stdout=subprocess.DEVNULL,
@@ -94,7 +99,8 @@ class Redis:
         import redis
 
         try:
-            return bool(redis.Redis(unix_socket_path=str(self.socket), socket_timeout=1).ping())
+            client = redis.Redis(unix_socket_path=str(self.socket), socket_timeout=1, password=self.password)
+            return bool(client.ping())
         except (redis.RedisError, OSError):
             return False
 

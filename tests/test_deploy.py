@@ -304,7 +304,13 @@ def test_quick_start_serve_command_from_a_fresh_copy(tmp_path: Path) -> None:
 def test_readme_documents_every_server_setting() -> None:
     readme = (ROOT / "README.md").read_text()
     table = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
-    missing = [f.name for f in fields(Settings) if f"--{f.name.replace('_', '-')}" not in table]
+    from wordstream.server.config import ENV_ONLY
+
+    named = {
+        f.name: f"WORDSTREAM_{f.name.upper()}" if f.name in ENV_ONLY else f"--{f.name.replace('_', '-')}"
+        for f in fields(Settings)
+    }
+    missing = [name for name, shown in named.items() if f"`{shown}`" not in table]
     assert missing == [], missing
 
 

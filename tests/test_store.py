@@ -39,7 +39,8 @@ def replicas(make_server, store: Redis):  # type: ignore[no-untyped-def]
 
 
 def stored_words(store: Redis, session_id: str) -> int:
-    return int(redis.Redis(unix_socket_path=str(store.socket)).llen(redis_ledger.keys(session_id)[1]))
+    client = redis.Redis(unix_socket_path=str(store.socket), password=store.password)
+    return int(client.llen(redis_ledger.keys(session_id)[1]))
 
 
 def test_words_are_in_the_store_before_they_are_answered_and_a_resume_elsewhere_is_no_replay(
@@ -204,3 +205,58 @@ def test_a_take_lost_in_a_failover_cannot_leave_two_replicas_with_one_epoch(
         )
         taken.push(TEXT[1])
     assert stored_words(store, session_id) == 2
+
+
+def test_a_wrong_store_password_stops_the_server_and_no_log_holds_a_password(
+    tmp_path: Path, tiny_models: dict[str, Path]
+) -> None:
+    """The password comes from a file or the environment; a wrong one stops the server at start
+    with a message that says so; the right one serves. No line of its output holds a password."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.helpers import start_server_process
+
+    secret, wrong = "s3cret-Store-Pass", "not-the-Password"
+    locked = Redis(tmp_path / "locked", password=secret).start()
+    models = tiny_models["lstm"].parent
+    try:
+        command = [sys.executable, "-m", "wordstream.server", "--port", "0", "--models", str(models)]
+        command += ["--default-model", "tiny-lstm", "--state-store", locked.url]
+        env = {**os.environ, "WORDSTREAM_STATE_STORE_PASSWORD": wrong}
+        result = subprocess.run(command, capture_output=True, text=True, timeout=60, env=env)
+        assert result.returncode == 1
+        assert "refused this server's credentials" in result.stderr and "check the password" in result.stderr
+        # A password in the URL is shown as *** wherever the URL is logged.
+        tcp_url = f"redis://:{wrong}@127.0.0.1:1/0"  # nothing listens: the server starts, NOT_SERVING
+        process, _ = start_server_process(
+            models, "--default-model", "tiny-lstm", "--state-store", tcp_url, stderr=subprocess.PIPE
+        )
+        process.terminate()
+        out, err = process.communicate(timeout=30)
+        assert wrong not in out + err and "redis://:***@127.0.0.1:1/0" in err
+        password_file = tmp_path / "password"
+        password_file.write_text(secret + "\n")
+        process, port = start_server_process(
+            models,
+            "--default-model",
+            "tiny-lstm",
+            "--state-store",
+            locked.url,
+            "--state-store-password-file",
+            str(password_file),
+            stderr=subprocess.PIPE,
+        )
+        try:
+            with Client(f"localhost:{port}") as client:
+                session = client.session()
+                session.open()
+                session.push("fine")
+                assert stored_words(locked, session.id) == 1
+        finally:
+            process.terminate()
+            _, err = process.communicate(timeout=30)
+        assert secret not in err and '"event": "start"' in err  # the server logged, and no password
+    finally:
+        locked.stop()

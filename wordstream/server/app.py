@@ -99,11 +99,15 @@ def ledger_for(settings: Settings) -> Ledger:
     if settings.state_store.startswith("redis-cluster://"):
         from wordstream.server.cluster_ledger import RedisClusterLedger  # redis is imported only when used
 
-        return RedisClusterLedger(settings.state_store, settings.idle_timeout, settings.store_timeout)
+        return RedisClusterLedger(
+            settings.state_store, settings.idle_timeout, settings.store_timeout, settings.store_password()
+        )
     if settings.state_store:
         from wordstream.server.redis_ledger import RedisLedger
 
-        return RedisLedger(settings.state_store, settings.idle_timeout, settings.store_timeout)
+        return RedisLedger(
+            settings.state_store, settings.idle_timeout, settings.store_timeout, settings.store_password()
+        )
     return LocalLedger(settings.state_dir)
 
 

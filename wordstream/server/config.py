@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from wordstream.shared import parse_bool
@@ -59,6 +59,10 @@ class Settings:
     state_store: str = ""
     """Redis URL holding every session, written before each answer: redis://host:port/db or unix:///path.sock
     (one Redis), redis-cluster://[user:password@]host:port[,host:port...] (a Redis Cluster's seed nodes)."""
+    state_store_password_file: str = ""
+    """File whose first line is the state store's password (else WORDSTREAM_STATE_STORE_PASSWORD, else the URL's)."""
+    state_store_password: str = field(default="", repr=False)
+    """The state store's password, from the environment only (WORDSTREAM_STATE_STORE_PASSWORD): never a flag."""
     store_timeout: float = 5.0
     """Seconds a state-store call whose outcome is unknown (a dropped connection, a failover) is sent
     again before the request is refused with UNAVAILABLE."""
@@ -114,6 +118,14 @@ class Settings:
         if self.max_wait < 0:
             raise ValueError(f"max_wait must be 0 or more, got {self.max_wait}")
 
+    def store_password(self) -> str | None:
+        """The state store's password: --state-store-password-file, else WORDSTREAM_STATE_STORE_PASSWORD,
+        else None (a password in the URL itself is the URL's)."""
+        if self.state_store_password_file:
+            with open(self.state_store_password_file, encoding="utf-8") as f:
+                return f.readline().rstrip("\r\n") or None
+        return self.state_store_password or None
+
     def accepted_tokens(self) -> frozenset[str]:
         """Every accepted bearer token (empty: authentication is off)."""
         tokens = [t.strip() for t in self.tokens.split(",")]
@@ -127,31 +139,36 @@ class Settings:
         environ = os.environ if environ is None else environ
         parser = argparse.ArgumentParser(prog="python -m wordstream.server", description="The Wordstream gRPC server.")
         docs = _field_docs()
-        for field in fields(cls):
-            env = f"WORDSTREAM_{field.name.upper()}"
+        for setting in fields(cls):
+            if setting.name in ENV_ONLY:
+                continue  # a secret: a flag would show it in every process list
+            env = f"WORDSTREAM_{setting.name.upper()}"
             parser.add_argument(
-                f"--{field.name.replace('_', '-')}",
-                dest=field.name,
+                f"--{setting.name.replace('_', '-')}",
+                dest=setting.name,
                 default=None,
-                help=f"{docs.get(field.name, '')} Env {env}; default {field.default}.",
+                help=f"{docs.get(setting.name, '')} Env {env}; default {setting.default}.",
             )
         args = parser.parse_args(argv)
         values: dict[str, Any] = {}
-        for field in fields(cls):
-            raw = getattr(args, field.name)
+        for setting in fields(cls):
+            raw = getattr(args, setting.name, None)
             if raw is None:
-                raw = environ.get(f"WORDSTREAM_{field.name.upper()}")
+                raw = environ.get(f"WORDSTREAM_{setting.name.upper()}")
             if raw is not None:
                 try:
                     convert: Callable[[str], Any] = (
-                        parse_bool if isinstance(field.default, bool) else type(field.default)
+                        parse_bool if isinstance(setting.default, bool) else type(setting.default)
                     )
-                    values[field.name] = convert(raw)
+                    values[setting.name] = convert(raw)
                 except ValueError:
                     parser.error(
-                        f"--{field.name.replace('_', '-')}: expected {type(field.default).__name__}, got {raw!r}"
+                        f"--{setting.name.replace('_', '-')}: expected {type(setting.default).__name__}, got {raw!r}"
                     )
         return cls(**values)
+
+
+ENV_ONLY = frozenset({"state_store_password"})  # settings read from the environment only
 
 
 def _field_docs() -> dict[str, str]:

@@ -27,6 +27,10 @@ from wordstream.server.sessions import Session, SessionRecord
 from wordstream.server.store import SessionStore
 
 
+class LedgerRefused(ValueError):
+    """The store refused this server at start (its credentials); the message says what to check."""
+
+
 def first_epoch() -> str:
     """The epoch of a session just opened: take 1 and a random nonce, so no two opens or takes
     ever hold the same epoch (redis_ledger.py's takes make ``<n>.<nonce>`` the same way)."""

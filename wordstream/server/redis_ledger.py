@@ -47,6 +47,7 @@ import redis.asyncio as redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import (
+    AuthenticationError,
     ClusterDownError,
     NoScriptError,
     ReadOnlyError,
@@ -68,7 +69,7 @@ from wordstream.server.errors import (
     short_id,
 )
 from wordstream.server.history import HistoryMode
-from wordstream.server.ledger import Claim
+from wordstream.server.ledger import Claim, LedgerRefused
 from wordstream.server.sessions import Session, SessionRecord
 from wordstream.server.store import SessionStore
 
@@ -225,7 +226,16 @@ class RedisLedger:
         return client
 
     async def start(self, store: SessionStore, models: Mapping[str, StepModel]) -> None:
-        if not await self.healthy():
+        """Refuse to start on credentials the store refuses; an unreachable store is only logged
+        (health is NOT_SERVING until it answers)."""
+        try:
+            await self.redis.ping()
+        except (RedisError, OSError) as e:
+            if refused_credentials(e):
+                raise LedgerRefused(
+                    f"the state store at {self.description} refused this server's credentials ({type(e).__name__}); "
+                    "check the password (--state-store-password-file, WORDSTREAM_STATE_STORE_PASSWORD or the URL)"
+                ) from None
             log.warning("state store unreachable at start", extra={"event": "store_down", "store": self.description})
 
     async def stop(self, store: SessionStore) -> None:
@@ -396,3 +406,15 @@ def _refusal(text: str, session_id: str) -> Exception:
         return SessionMoved(session_id, text.split(" ", 1)[1] if " " in text else text)
     log.error("the store refused a script", extra={"event": "store_error", "session": short_id(session_id)})
     return StoreUnavailable(text)
+
+
+def refused_credentials(error: BaseException) -> bool:
+    """Whether a Redis error (or one it wraps) says the credentials are wrong or missing."""
+    while error is not None:
+        text = str(error)
+        if isinstance(error, AuthenticationError) or any(
+            w in text for w in ("WRONGPASS", "NOAUTH", "invalid password")
+        ):
+            return True
+        error = error.__cause__ or error.__context__  # type: ignore[assignment]
+    return False
