@@ -185,7 +185,7 @@ class RedisCluster:
     default), AOF on, created with ``redis-cli --cluster create``. ``url`` is the server's
     ``--state-store``: every node as a seed."""
 
-    def __init__(self, directory: Path, primaries: int = 3, node_timeout_ms: int = 1000) -> None:
+    def __init__(self, directory: Path, primaries: int = 3, node_timeout_ms: int = 500) -> None:
         self.directory = directory
         self.nodes = [
             RedisNode(directory / f"node-{i}", free_port(), free_port(), node_timeout_ms) for i in range(2 * primaries)

@@ -124,9 +124,7 @@ def test_a_primary_killed_under_load_loses_no_word(
     p99 = float(np.percentile(healthy, 99))
     print(f"\nother shards during the failover: {len(healthy)} words, p99 {p99 * 1000:.1f} ms")
     assert p99 < 0.1
-    first_answers = [
-        t + d - kill for i, pairs in latencies.items() if affected[i] for t, d in pairs if t + d > kill and t < kill + 5
-    ]
+    first_answers = [t + d - kill for i, pairs in latencies.items() if affected[i] for t, d in pairs if t >= kill]
     print(f"kill -> first answered word on the killed shard: {min(first_answers):.2f} s")
 
 
@@ -226,3 +224,37 @@ def test_the_same_shard_fails_over_twice_under_load(
     sent = asyncio.run(run())
     assert all(len(words) < 400 for words in sent.values())  # the failovers happened while they typed
     check_exact(replicas, tiny_models["lstm"], sent)
+
+
+def test_store_replicas_waits_for_a_replica_and_refuses_without_one(
+    make_server, cluster: RedisCluster, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """--store-replicas 1: a word is answered once a replica of its primary has it; with that
+    replica paused the word is refused (UNAVAILABLE), not answered. A store without replicas is
+    refused at start."""
+    import grpc
+
+    from deploy.cluster import Redis
+    from tests.helpers import Stream
+    from wordstream.server.ledger import LedgerRefused
+    from wordstream.v1 import wordstream_pb2 as pb
+
+    server: ServerThread = make_server(state_store=cluster.url, store_replicas=1, store_timeout=1.0)
+    stream = Stream(server.target)
+    session_id = stream.send(open=pb.Open()).session_id
+    assert stream.word("fine").word.word == "fine"
+    replica = cluster.replica_of(cluster.primary_of(redis_ledger.keys(session_id)[0]))
+    replica.pause()
+    try:
+        with pytest.raises(grpc.RpcError) as info:
+            stream.word("film")
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "0 of 1 replica(s) acknowledged it" in str(info.value.details())
+    finally:
+        replica.resume()
+    single = Redis(tmp_path / "single").start()
+    try:
+        with pytest.raises(LedgerRefused, match="--store-replicas 1 asks every word to be acknowledged"):
+            make_server(state_store=single.url, store_replicas=1)
+    finally:
+        single.stop()

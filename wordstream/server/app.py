@@ -96,18 +96,15 @@ class Running:
 
 def ledger_for(settings: Settings) -> Ledger:
     """Where sessions are kept: Redis with --state-store, else memory (with --state-dir's snapshot)."""
+    store = settings.state_store, settings.idle_timeout, settings.store_timeout, settings.store_password()
     if settings.state_store.startswith("redis-cluster://"):
         from wordstream.server.cluster_ledger import RedisClusterLedger  # redis is imported only when used
 
-        return RedisClusterLedger(
-            settings.state_store, settings.idle_timeout, settings.store_timeout, settings.store_password()
-        )
+        return RedisClusterLedger(*store, replicas=settings.store_replicas)
     if settings.state_store:
         from wordstream.server.redis_ledger import RedisLedger
 
-        return RedisLedger(
-            settings.state_store, settings.idle_timeout, settings.store_timeout, settings.store_password()
-        )
+        return RedisLedger(*store, replicas=settings.store_replicas)
     return LocalLedger(settings.state_dir)
 
 

@@ -5,8 +5,10 @@ Everything of redis_ledger.py holds (keys, scripts, fencing, landed attempts rec
 sent again until the timeout); what differs is where a call goes. A session's two keys share
 its ``{id}`` hash tag, so every script touches one slot, as Redis Cluster requires. Writes wait
 in one queue per primary (the route is the node that serves the session's slot now), and each
-queue's group commit is one pipeline of one script call per write to that node: a shard that is
-failing over holds back its own sessions' words only, never the other shards'.
+queue's group commit is one pipeline of one script call per write, on one connection to that
+node (a plain client per node: with --store-replicas the WAIT that ends the pipeline counts
+that connection's writes): a shard that is failing over holds back its own sessions' words
+only, never the other shards'.
 
 A failover: the dead primary's calls fail (connection refused, timeouts, CLUSTERDOWN,
 READONLY on a demoted node); redis-py refreshes its map of the slots, and the calls are sent
@@ -23,10 +25,11 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote
 
+import redis.asyncio as redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import NoScriptError, RedisError, TryAgainError
+from redis.exceptions import NoScriptError, RedisError, ResponseError, TryAgainError
 
 from wordstream.modelfile import StepModel
 from wordstream.server.ledger import LedgerRefused
@@ -62,6 +65,9 @@ class RedisClusterLedger(RedisLedger):
 
     def _connect(self, url: str, password: str | None, socket_timeout: float) -> Any:
         user, url_password, nodes = seed_nodes(url)
+        self._user, self._password, self._socket_timeout = user, url_password or password, socket_timeout
+        self._nodes: dict[str, redis.Redis] = {}
+        self._refreshed = 0.0
         return RedisCluster(
             startup_nodes=[ClusterNode(host, port) for host, port in nodes],
             username=user,
@@ -85,6 +91,13 @@ class RedisClusterLedger(RedisLedger):
                 "state store unreachable at start",
                 extra={"event": "store_down", "store": self.description, "why": str(e)},
             )
+            return
+        if self.replicas:
+            found = {}
+            for node in self.redis.get_primaries():
+                info = await self._node(node.name).info("replication")
+                found[node.name] = int(info.get("connected_slaves", 0))
+            self._enough_replicas(found)
 
     async def healthy(self) -> bool:
         """Whether any primary answers: a shard failing over is not the whole store down."""
@@ -101,27 +114,75 @@ class RedisClusterLedger(RedisLedger):
         return False
 
     def _route(self, session_id: str) -> str:
+        return self._route_of(keys(session_id)[0])
+
+    def _route_of(self, key: str) -> str:
+        """The name (host:port) of the primary serving ``key``'s slot now, '' while unknown."""
         try:
-            node: ClusterNode = self.redis.get_node_from_key(keys(session_id)[0])
+            node: ClusterNode = self.redis.get_node_from_key(key)
             return str(node.name)
         except (RedisError, OSError, AttributeError, IndexError, KeyError):
-            return ""  # the slot map is not known yet: one queue for those, sent like any other
+            return ""
 
     async def _send(self, batch: list[_Write]) -> list[Any]:
-        """One pipeline to the route's node, one write-script call per write (one slot each)."""
-        pipe = self.redis.pipeline()
+        """One pipeline on one connection to the route's node: one write-script call per write (one
+        slot each) and, with --store-replicas, a WAIT last (it counts this connection's writes)."""
+        name = self._route_of(batch[0].keys[0])
+        if not name:  # the slot map is not known yet: let the cluster client find the node
+            await self._refresh()
+            return [TryAgainError("the slot map is being read")] * len(batch)
+        pipe = self._node(name).pipeline(transaction=False)
         for write in batch:
             pipe.evalsha(SHAS["write"], 2, *write.keys, self.ttl_ms, *write.args)
-        results = await pipe.execute(raise_on_error=False)
+        if self.replicas:
+            pipe.execute_command("WAIT", self.replicas, int(self.timeout * 1000))
+        try:
+            replies = await pipe.execute(raise_on_error=False)
+        except (RedisError, OSError):
+            await self._refresh()  # the node may be gone: where do its slots live now?
+            raise
+        results, acks = (replies[:-1], replies[-1]) if self.replicas else (replies, None)
         out: list[Any] = []
         for result in results:
             if isinstance(result, NoScriptError):  # a promoted replica: nothing ran
                 out.append(TryAgainError("the write script is being loaded on a new primary"))
+            elif isinstance(result, ResponseError) and str(result).startswith(("MOVED", "ASK")):
+                out.append(TryAgainError(f"the slot moved ({result})"))
             else:
                 out.append(result[0] if isinstance(result, list) else result)
         if any(isinstance(r, NoScriptError) for r in results):
-            await self.redis.script_load(SCRIPTS["write"])
-        return out
+            await self._node(name).script_load(SCRIPTS["write"])
+        if any(isinstance(r, ResponseError) and str(r).startswith(("MOVED", "ASK")) for r in results):
+            await self._refresh()
+        return self.acknowledged(out, acks)
+
+    def _node(self, name: str) -> redis.Redis:
+        """A plain client of one node (its own pool), for pipelines that must stay on one connection."""
+        client = self._nodes.get(name)
+        if client is None:
+            host, _, port = name.rpartition(":")
+            client = redis.Redis(
+                host=host.strip("[]"),
+                port=int(port),
+                username=self._user,
+                password=self._password,
+                socket_timeout=self._socket_timeout,
+                socket_connect_timeout=self._socket_timeout,
+                retry=Retry(NoBackoff(), 0),
+            )
+            self._nodes[name] = client
+        return client
+
+    async def _refresh(self) -> None:
+        """Read the slot map again (at most every 250 ms), so the next route is the node serving now."""
+        now = asyncio.get_running_loop().time()
+        if now - self._refreshed < 0.25:
+            return
+        self._refreshed = now
+        try:
+            await self.redis.initialize()
+        except (RedisError, OSError) as e:
+            log.info("slot map not refreshed", extra={"event": "slots_unrefreshed", "why": str(e)})
 
     async def _script(self, name: str, script_keys: list[str], args: list[Any]) -> Any:
         try:
@@ -129,6 +190,11 @@ class RedisClusterLedger(RedisLedger):
         except NoScriptError:
             await self.redis.script_load(SCRIPTS[name])  # on every primary
             return await self.redis.evalsha(SHAS[name], len(script_keys), *script_keys, *args)
+
+    async def stop(self, store: SessionStore) -> None:
+        for client in self._nodes.values():
+            await client.aclose()
+        await self.redis.aclose()
 
     async def refresh(self, sessions: list[Session]) -> None:
         if not sessions:

@@ -66,6 +66,8 @@ class Settings:
     store_timeout: float = 5.0
     """Seconds a state-store call whose outcome is unknown (a dropped connection, a failover) is sent
     again before the request is refused with UNAVAILABLE."""
+    store_replicas: int = 0
+    """Replicas of its Redis primary that must acknowledge each word (WAIT) before it is answered; 0: none."""
     store_check_interval: float = 0.5
     """Seconds between two checks that the state store answers (health is NOT_SERVING while it does not)."""
     tokens: str = ""
@@ -109,6 +111,10 @@ class Settings:
                 )
             if self.state_dir:
                 raise ValueError("state_store and state_dir are alternatives: with a state store, sessions are in it")
+        if self.store_replicas < 0:
+            raise ValueError(f"store_replicas must be 0 or more, got {self.store_replicas}")
+        if self.store_replicas and not self.state_store:
+            raise ValueError("store_replicas needs a state store (--state-store) to wait for")
         if self.store_timeout <= 0:
             raise ValueError(f"store_timeout must be positive, got {self.store_timeout}")
         if self.store_check_interval <= 0:

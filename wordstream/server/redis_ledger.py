@@ -99,8 +99,9 @@ return 1
 # words to keep (-1: all), n, then its n records. Each write that applies moves the epoch on to
 # its next (``<base>:<writes>``, next_epoch below): a store that lost a write (a failover) still
 # has an earlier epoch, so the next write is refused even where the count of words agrees (after
-# a rewind, the same count of other words). Per write, the store's new count of words, or why it
-# was refused (GONE, FENCED, DIVERGED), and nothing of it written.
+# a rewind, the same count of other words). Per write, the store's new count of words, LANDED and
+# that count when an earlier attempt of it had applied, or why it was refused (GONE, FENCED,
+# DIVERGED), and nothing of it written.
 _WRITE = """
 local ttl, a, out = ARGV[1], 2, {}
 for k = 1, #KEYS, 2 do
@@ -117,7 +118,7 @@ for k = 1, #KEYS, 2 do
   if not held then
     out[#out + 1] = 'GONE the session is not in the store'
   elseif held == following and count == after then
-    out[#out + 1] = count  -- an earlier attempt of this very write landed
+    out[#out + 1] = 'LANDED ' .. count  -- an earlier attempt of this very write landed
   elseif held ~= epoch then
     out[#out + 1] = 'FENCED epoch ' .. held .. ' is held, not ' .. epoch
   elseif count ~= before then
@@ -206,11 +207,15 @@ class RedisLedger:
 
     watched = True
 
-    def __init__(self, url: str, ttl: float, timeout: float = 5.0, password: str | None = None) -> None:
+    def __init__(
+        self, url: str, ttl: float, timeout: float = 5.0, password: str | None = None, replicas: int = 0
+    ) -> None:
         self.description = without_password(url)  # the URL was checked by Settings
         self.ttl_ms = str(max(1, int(ttl * 1000)))
         self.timeout = timeout  # how long a call with an unknown outcome is sent again
-        self.redis: Any = self._connect(url, password, min(timeout, 2.0))
+        self.replicas = replicas  # a write is kept once this many replicas of its primary acknowledged it
+        # WAIT blocks up to the timeout on the connection that wrote: the socket must outlast it.
+        self.redis: Any = self._connect(url, password, timeout + 1 if replicas else min(timeout, 2.0))
         self._queues: dict[str, list[_Write]] = {}
         self._flushers: dict[str, asyncio.Task[None]] = {}
 
@@ -237,6 +242,20 @@ class RedisLedger:
                     "check the password (--state-store-password-file, WORDSTREAM_STATE_STORE_PASSWORD or the URL)"
                 ) from None
             log.warning("state store unreachable at start", extra={"event": "store_down", "store": self.description})
+            return
+        if self.replicas:
+            info = await self.redis.info("replication")
+            self._enough_replicas({self.description: int(info.get("connected_slaves", 0))})
+
+    def _enough_replicas(self, found: Mapping[str, int]) -> None:
+        """Refuse to start where a primary has fewer replicas than --store-replicas asks to wait for."""
+        short = {primary: n for primary, n in found.items() if n < self.replicas}
+        if short:
+            named = ", ".join(f"{p} has {n}" for p, n in sorted(short.items()))
+            raise LedgerRefused(
+                f"--store-replicas {self.replicas} asks every word to be acknowledged by {self.replicas} "
+                f"replica(s), but {named}: add replicas or lower --store-replicas"
+            )
 
     async def stop(self, store: SessionStore) -> None:
         await self.redis.aclose()
@@ -269,11 +288,11 @@ class RedisLedger:
                 raise _refusal(str(e), session_id) from None
 
     async def _pause(self, deadline: float, attempt: int, error: BaseException) -> int:
-        """Wait before the next attempt (50 ms doubling to 500 ms); StoreUnavailable past the deadline."""
+        """Wait before the next attempt (50 ms doubling to 250 ms); StoreUnavailable past the deadline."""
         left = deadline - asyncio.get_running_loop().time()
         if left <= 0:
             raise StoreUnavailable(str(error) or type(error).__name__) from None
-        await asyncio.sleep(min(0.05 * 2**attempt, 0.5, left))
+        await asyncio.sleep(min(0.05 * 2**attempt, 0.25, left))
         return attempt + 1
 
     async def create(self, session: Session) -> None:
@@ -324,28 +343,37 @@ class RedisLedger:
         await self._write(session, before, len(session.words), [])
 
     async def _write(self, session: Session, before: int, keep: int, records: list[bytes]) -> None:
-        """Queue one write for the next group commit and await it, sent again while its outcome is unknown."""
-        deadline = asyncio.get_running_loop().time() + self.timeout
-        attempt = 0
-        args = [session.epoch, before, keep, len(records), *records]
-        while True:
-            write = _Write(session.id, args)
-            route = self._route(session.id)
-            self._queues.setdefault(route, []).append(write)
-            if route not in self._flushers:  # it starts after the writes ready in this round
-                self._flushers[route] = asyncio.create_task(self._flush(route))
-            result = await write.future
-            if isinstance(result, UNKNOWN_OUTCOME):
-                attempt = await self._pause(deadline, attempt, result)
-                continue
-            break
+        """One write of a session, kept (the session's epoch moves on) or refused with the reason."""
+        result = await self._committed(session.id, [session.epoch, before, keep, len(records), *records])
+        if isinstance(result, bytes) and result.startswith(b"LANDED "):
+            if self.replicas:  # WAIT on this attempt's connection says nothing of the first attempt's write
+                raise StoreUnavailable("a write sent again had landed; its replicas' acknowledgement is unknown")
+            result = int(result.split()[1])
         if isinstance(result, bytes):
             raise _refusal(result.decode(), session.id)
+        if isinstance(result, StoreUnavailable):
+            raise result
         if isinstance(result, BaseException):
             raise StoreUnavailable(str(result) or type(result).__name__)
         if int(result) != len(session.words):
             raise SessionMoved(session.id, f"the store has {result} words, this replica {len(session.words)}")
         session.hold(next_epoch(session.epoch))
+
+    async def _committed(self, session_id: str, args: list[Any]) -> Any:
+        """Queue a write for the next group commit of its route and await its result, sent again
+        while its outcome is unknown, until the timeout."""
+        deadline = asyncio.get_running_loop().time() + self.timeout
+        attempt = 0
+        while True:
+            write = _Write(session_id, args)
+            route = self._route(session_id)
+            self._queues.setdefault(route, []).append(write)
+            if route not in self._flushers:  # it starts after the writes ready in this round
+                self._flushers[route] = asyncio.create_task(self._flush(route))
+            result = await write.future
+            if not isinstance(result, UNKNOWN_OUTCOME):
+                return result
+            attempt = await self._pause(deadline, attempt, result)
 
     def _route(self, session_id: str) -> str:
         """Which queue a session's writes wait in: one Redis, one queue."""
@@ -367,10 +395,30 @@ class RedisLedger:
             del self._flushers[route]
 
     async def _send(self, batch: list[_Write]) -> list[Any]:
-        """The group commit: one call of the write script over every write of the batch."""
+        """The group commit: one call of the write script over every write of the batch, and with
+        --store-replicas a WAIT in the same pipeline, on the connection that wrote."""
         script_keys = [key for write in batch for key in write.keys]
         args = [self.ttl_ms, *(arg for write in batch for arg in write.args)]
-        return list(await self._script("write", script_keys, args))
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.evalsha(SHAS["write"], len(script_keys), *script_keys, *args)
+        if self.replicas:
+            pipe.execute_command("WAIT", self.replicas, int(self.timeout * 1000))
+        replies = await pipe.execute(raise_on_error=False)
+        if isinstance(replies[0], NoScriptError):  # a restarted Redis: nothing ran
+            await self.redis.script_load(SCRIPTS["write"])
+            return [TryAgainError("the write script was loaded again")] * len(batch)
+        if isinstance(replies[0], BaseException):
+            return [replies[0]] * len(batch)
+        return self.acknowledged(list(replies[0]), replies[1] if self.replicas else None)
+
+    def acknowledged(self, results: list[Any], acks: Any) -> list[Any]:
+        """The batch's results, each write that applied refused where fewer replicas than
+        --store-replicas acknowledged it within the timeout (it is in the primary only)."""
+        if acks is None or (isinstance(acks, int) and acks >= self.replicas):
+            return results
+        why = acks if isinstance(acks, BaseException) else f"{acks} of {self.replicas} replica(s) acknowledged it"
+        refused = StoreUnavailable(f"the word is not kept by enough replicas: {why}")
+        return [refused if isinstance(r, int) else r for r in results]
 
     async def delete(self, session_id: str, owner: str | None) -> None:
         """Remove a session from the store (CloseSession on any replica)."""
