@@ -36,8 +36,10 @@ system:
 	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 
 # Redis, two replicas and Envoy on localhost:50051, in the foreground; Ctrl-C stops them all.
+# STORE=redis-cluster: a Redis Cluster of six local nodes (3 primaries, 3 replicas) instead of one Redis.
+STORE ?= redis
 cluster: setup system
-	$(PY) -m deploy.cluster
+	$(PY) -m deploy.cluster --store $(STORE)
 
 test: setup system
 	$(PY) scripts/gen_proto.py --check

@@ -1,7 +1,9 @@
 """A local cluster without Docker: Redis, replicas of the server and Envoy, as real processes.
 
 ``python -m deploy.cluster`` (``make cluster``) starts Redis (AOF on, in runs/cluster/), two
-replicas and Envoy on localhost:50051 in the foreground, and stops all of them on Ctrl-C.
+replicas and Envoy on localhost:50051 in the foreground, and stops all of them on Ctrl-C;
+``--store redis-cluster`` (``make cluster STORE=redis-cluster``) puts a Redis Cluster of six
+local nodes in Redis's place.
 The tests and the scaling benchmark start the same processes through the classes below,
 with unix sockets and free ports.
 
@@ -374,9 +376,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--replicas", type=int, default=2)
     parser.add_argument("--models", default=str(ROOT / "models"))
     parser.add_argument("--directory", default=str(ROOT / "runs" / "cluster"), help="Redis's AOF and Envoy's config")
+    parser.add_argument(
+        "--store",
+        choices=("redis", "redis-cluster"),
+        default="redis",
+        help="one Redis on a unix socket, or a Redis Cluster of six local nodes (3 primaries, 3 replicas)",
+    )
     args = parser.parse_args(argv)
     directory = Path(args.directory)
-    redis = Redis(directory, appendonly=True).start()
+    redis: Redis | RedisCluster
+    if args.store == "redis-cluster":
+        shutil.rmtree(directory / "redis-cluster", ignore_errors=True)  # a cluster is created anew each time
+        redis = RedisCluster(directory / "redis-cluster").start()
+    else:
+        redis = Redis(directory, appendonly=True).start()
     replicas = [Replica(f"replica-{i + 1}", Path(args.models), redis.url, "--drain", "2") for i in range(args.replicas)]
     envoy = None
     try:

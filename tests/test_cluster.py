@@ -162,9 +162,11 @@ def test_a_rolling_restart_under_load_loses_no_session_and_answers_nothing_wrong
     assert len(figures["restart_seconds"]) == 2, figures
 
 
-def test_make_cluster_serves_through_envoy_and_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
-    """`make cluster` is `python -m deploy.cluster`: Redis, two replicas and Envoy in the foreground;
-    a client reaches them through Envoy; Ctrl-C (SIGINT) stops every process it started."""
+@pytest.mark.parametrize("store", ["redis", "redis-cluster"])
+def test_make_cluster_serves_through_envoy_and_stops_everything_on_ctrl_c(tmp_path: Path, store: str) -> None:
+    """`make cluster` is `python -m deploy.cluster`: Redis (or with STORE=redis-cluster a Redis Cluster
+    of six nodes), two replicas and Envoy in the foreground; a client reaches them through Envoy;
+    Ctrl-C (SIGINT) stops every process it started."""
     import re
     import socket
     import subprocess
@@ -174,7 +176,7 @@ def test_make_cluster_serves_through_envoy_and_stops_everything_on_ctrl_c(tmp_pa
 
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "deploy.cluster", "--port", str(port), "--directory", str(tmp_path)],
+        [sys.executable, "-m", "deploy.cluster", "--port", str(port), "--directory", str(tmp_path), "--store", store],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -184,8 +186,10 @@ def test_make_cluster_serves_through_envoy_and_stops_everything_on_ctrl_c(tmp_pa
         assert process.stdout is not None
         line = process.stdout.readline()
         assert f"Envoy on localhost:{port}" in line, line
-        replicas = [int(p) for p in re.findall(r"localhost:(\d+)", line.split("->")[1])]
+        replicas = [int(p) for p in re.findall(r"localhost:(\d+)", line.split("->")[1].split(";")[0])]
         assert len(replicas) == 2
+        stores = [int(p) for p in re.findall(r"127\.0\.0\.1:(\d+)", line.split("Redis at")[1])]
+        assert len(stores) == (6 if store == "redis-cluster" else 0), line
         with Client(f"localhost:{port}") as client:
             assert client.health() == "SERVING"
             with client.session() as session:
@@ -194,11 +198,12 @@ def test_make_cluster_serves_through_envoy_and_stops_everything_on_ctrl_c(tmp_pa
         assert process.wait(60) == 0
     finally:
         process.kill()
-    for taken in [port, *replicas]:  # nothing listens any more
+    for taken in [port, *replicas, *stores]:  # nothing listens any more
         with socket.socket() as s:
             assert s.connect_ex(("127.0.0.1", taken)) != 0, taken
-    assert not (tmp_path / "redis.sock").exists()  # Redis shut down (it removes its socket)
-    assert list(tmp_path.glob("appendonly*"))  # and kept its AOF for the next start
+    if store == "redis":
+        assert not (tmp_path / "redis.sock").exists()  # Redis shut down (it removes its socket)
+    assert list(tmp_path.glob("appendonly*") if store == "redis" else tmp_path.glob("redis-cluster/node-*/appendonly*"))
 
 
 def test_a_page_keeps_its_session_when_its_replica_dies(cluster: Cluster, tiny_models: dict[str, Path]) -> None:
