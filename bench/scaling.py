@@ -7,6 +7,8 @@ Three set-ups, each started fresh per run, on the default models:
 
 - ``memory``: one replica, sessions in memory (today's single process), clients direct;
 - ``redis``:  one replica with ``--state-store`` (Redis, AOF on, unix socket), clients direct;
+- ``cluster``: one replica with ``--state-store redis-cluster://`` (six local nodes: 3 primaries
+  with a replica each, AOF on), clients direct;
 - ``envoy``:  two replicas with the store, clients through Envoy (deploy/envoy.yaml).
 
 In every round each set-up takes its turn with the same loads (bench/load.py's ping-pong
@@ -34,9 +36,9 @@ from redis import StrictRedis
 from bench import texts
 from bench.profile import cpu_seconds
 from bench.servers import ROOT, Server, load, start_service
-from deploy.cluster import Envoy, Redis
+from deploy.cluster import Envoy, Redis, RedisCluster
 
-SETUPS = ("memory", "redis", "envoy")
+SETUPS = ("memory", "redis", "cluster", "envoy")
 TYPISTS = (10_000, 100_000)
 WORDS_PER_TYPIST = 3.0  # words per second while typing
 HEADROOM = 0.7  # plan each core at 70 % busy
@@ -45,15 +47,19 @@ HEADROOM = 0.7  # plan each core at 70 % busy
 class Setup:
     """The processes of one set-up and the address clients use."""
 
-    def __init__(self, name: str, target: str, replicas: list[Server], envoy: Envoy | None, redis: Redis | None):
-        self.name, self.target, self.replicas, self.envoy, self.redis = name, target, replicas, envoy, redis
+    def __init__(
+        self, name: str, target: str, replicas: list[Server], envoy: Envoy | None, store: Redis | RedisCluster | None
+    ):
+        self.name, self.target, self.replicas, self.envoy, self.store = name, target, replicas, envoy, store
 
     def pids(self) -> dict[str, int]:
         pids = {f"replica{i + 1}": r.process.pid for i, r in enumerate(self.replicas)}
         if self.envoy and self.envoy.process:
             pids["envoy"] = self.envoy.process.pid
-        if self.redis and self.redis.process:
-            pids["redis"] = self.redis.process.pid
+        if isinstance(self.store, Redis) and self.store.process:
+            pids["redis"] = self.store.process.pid
+        if isinstance(self.store, RedisCluster):  # every node: its CPU is the store's
+            pids.update({f"redis-node{i + 1}": n.process.pid for i, n in enumerate(self.store.nodes) if n.process})
         return pids
 
     def cpu(self) -> float:  # bench.servers.load reads this around its load
@@ -66,7 +72,7 @@ class Setup:
             replica.stop()
 
 
-def start(name: str, models: str, redis: Redis) -> Setup:
+def start(name: str, models: str, redis: Redis, cluster: RedisCluster) -> Setup:
     store = ["--state-store", redis.url]
     if name == "memory":
         replica = start_service("replica1", models)
@@ -74,6 +80,9 @@ def start(name: str, models: str, redis: Redis) -> Setup:
     if name == "redis":
         replica = start_service("replica1", models, extra=store + ["--replica-name", "replica1"])
         return Setup(name, replica.target, [replica], None, redis)
+    if name == "cluster":
+        replica = start_service("replica1", models, extra=["--state-store", cluster.url, "--replica-name", "replica1"])
+        return Setup(name, replica.target, [replica], None, cluster)
     replicas = [start_service(f"replica{i}", models, extra=store + ["--replica-name", f"replica{i}"]) for i in (1, 2)]
     envoy = Envoy([r.port for r in replicas]).start(healthy=2)
     return Setup(name, envoy.target, replicas, envoy, redis)
@@ -94,7 +103,8 @@ def measure(setup: Setup, streams: int, words: int, texts_file: Path) -> dict[st
 
 def run_once(args: argparse.Namespace, texts_file: Path, directory: Path) -> dict[str, Any]:
     redis = Redis(directory / "redis", appendonly=True).start()
-    setups = {name: start(name, args.models, redis) for name in SETUPS}
+    cluster = RedisCluster(directory / "redis-cluster").start()
+    setups = {name: start(name, args.models, redis, cluster) for name in SETUPS}
     rounds: list[dict[str, Any]] = []
     try:
         for _ in range(args.rounds):
@@ -110,6 +120,7 @@ def run_once(args: argparse.Namespace, texts_file: Path, directory: Path) -> dic
         for setup in setups.values():
             setup.stop()
         redis.stop()
+        cluster.stop()
     return {"rounds": rounds, "redis_keys_left": redis_keys, "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
 
@@ -139,6 +150,13 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "envoy_minus_redis_p50_ms_1": ratios(
             runs, lambda r: r["envoy"]["one_stream"]["p50_ms"] - r["redis"]["one_stream"]["p50_ms"]
         ),
+        "cluster_over_redis_throughput_100": ratios(
+            runs,
+            lambda r: r["cluster"]["streams_100"]["words_per_second"] / r["redis"]["streams_100"]["words_per_second"],
+        ),
+        "cluster_minus_redis_p50_ms_1": ratios(
+            runs, lambda r: r["cluster"]["one_stream"]["p50_ms"] - r["redis"]["one_stream"]["p50_ms"]
+        ),
         "envoy_over_redis_throughput_100": ratios(
             runs,
             lambda r: r["envoy"]["streams_100"]["words_per_second"] / r["redis"]["streams_100"]["words_per_second"],
@@ -161,6 +179,13 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "replica_memory": ratios(runs, lambda r: r["memory"]["streams_100"]["cpu_us_per_word"]["replica1"]),
         "replica_redis": ratios(runs, lambda r: r["redis"]["streams_100"]["cpu_us_per_word"]["replica1"]),
         "redis_one_replica": ratios(runs, lambda r: r["redis"]["streams_100"]["cpu_us_per_word"]["redis"]),
+        "replica_cluster": ratios(runs, lambda r: r["cluster"]["streams_100"]["cpu_us_per_word"]["replica1"]),
+        "cluster_nodes": ratios(
+            runs,
+            lambda r: sum(
+                v for k, v in r["cluster"]["streams_100"]["cpu_us_per_word"].items() if k.startswith("redis")
+            ),
+        ),
     }
     return out
 
@@ -212,12 +237,20 @@ def markdown(result: dict[str, Any]) -> str:
         ("Redis store: throughput at 100 streams, redis / memory", "redis_over_memory_throughput_100", "≥ 0.75"),
         ("Redis store: added p50 at one stream (ms)", "redis_minus_memory_p50_ms_1", "≤ 1.0"),
         ("Envoy: added p50 at one stream (ms)", "envoy_minus_redis_p50_ms_1", "≤ 0.3"),
+        ("Redis Cluster: throughput at 100 streams, cluster / one Redis", "cluster_over_redis_throughput_100", "≥ 0.8"),
+        ("Redis Cluster: added p50 at one stream over one Redis (ms)", "cluster_minus_redis_p50_ms_1", "≤ 0.5"),
         ("two replicas behind Envoy / one replica direct, throughput at 100", "envoy_over_redis_throughput_100", "—"),
     ]
     lines += ["", "| goal | figure | target | met |", "|---|---|---|---|"]
     for text, key, target in goals:
         median = s[key]["median"]
-        met = {"≥ 0.75": median >= 0.75, "≤ 1.0": median <= 1.0, "≤ 0.3": median <= 0.3}.get(target)
+        met = {
+            "≥ 0.75": median >= 0.75,
+            "≤ 1.0": median <= 1.0,
+            "≤ 0.3": median <= 0.3,
+            "≥ 0.8": median >= 0.8,
+            "≤ 0.5": median <= 0.5,
+        }.get(target)
         verdict = "—" if met is None else ("yes" if met else "**no**")
         medians = ", ".join(f"{m:.3f}" for m in s[key]["run_medians"])
         lines.append(f"| {text} | {f(key, digits=3)} (run medians {medians}) | {target} | {verdict} |")

@@ -137,6 +137,8 @@ def test_scaling_bench_measures_every_setup_and_writes_the_doc(tmp_path: Path) -
     assert run["redis_keys_left"] == 0  # every session closed: nothing left in the store
     envoy_cpu = run["rounds"][0]["envoy"]["streams_100"]["cpu_us_per_word"]
     assert set(envoy_cpu) == {"replica1", "replica2", "envoy", "redis"} and all(v > 0 for v in envoy_cpu.values())
+    cluster_cpu = run["rounds"][0]["cluster"]["streams_100"]["cpu_us_per_word"]
+    assert set(cluster_cpu) == {"replica1", *(f"redis-node{i}" for i in range(1, 7))}
     assert set(result["capacity"]) == {"10000", "100000"}
     doc = (tmp_path / "SCALING.md").read_text()
     assert "| Envoy: added p50 at one stream (ms) |" in doc and "| 100,000 | 300,000 |" in doc
