@@ -97,7 +97,7 @@ def test_envoy_config_hashes_on_the_session_id_checks_health_and_validates(tmp_p
     (check,) = config["static_resources"]["clusters"][0]["health_checks"]
     assert check["grpc_health_check"] == {"service_name": "wordstream.v1.Wordstream"} and check["interval"] == "1s"
     # Kubernetes runs a copy (kustomize reads nothing outside deploy/k8s): it must be the same file.
-    assert (ROOT / "deploy/k8s/envoy.yaml").read_bytes() == (ROOT / "deploy/envoy.yaml").read_bytes()
+    assert (ROOT / "deploy/k8s/base/envoy.yaml").read_bytes() == (ROOT / "deploy/envoy.yaml").read_bytes()
     # The TLS variant is the same configuration plus TLS on the listener, nothing else.
     tls = yaml.safe_load((ROOT / "deploy/envoy-tls.yaml").read_text())
     tls["static_resources"]["listeners"][0]["filter_chains"][0].pop("transport_socket")
@@ -148,6 +148,55 @@ def test_kubernetes_manifests_render_and_validate(tmp_path: Path) -> None:
     checked = subprocess.run([str(validate), "--strict", str(path)], capture_output=True, text=True, timeout=120)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert checked.stdout.count("passed") == len(documents), checked.stdout
+
+
+@pytest.mark.slow
+def test_the_kubernetes_redis_cluster_overlay_renders_and_validates(tmp_path: Path) -> None:
+    """deploy/k8s/overlays/redis-cluster: the base with six Redis Cluster pods, their headless
+    Service, a PodDisruptionBudget and the Job that creates the cluster in place of one Redis; the
+    replicas' store names every node."""
+    overlay = ROOT / "deploy/k8s/overlays/redis-cluster"
+    rendered = subprocess.run(["kubectl", "kustomize", str(overlay)], capture_output=True, text=True, timeout=60)
+    assert rendered.returncode == 0, rendered.stderr
+    documents = {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(rendered.stdout)}
+    assert ("StatefulSet", "redis") not in documents and ("Service", "redis") not in documents
+    nodes = documents["StatefulSet", "redis-cluster"]
+    assert nodes["spec"]["replicas"] == 6 and documents["Service", "redis-cluster"]["spec"]["clusterIP"] == "None"
+    assert {("PodDisruptionBudget", "redis-cluster"), ("Job", "redis-cluster-create")} <= set(documents)
+    config = documents["ConfigMap", "redis-cluster"]["data"]["redis.conf"]
+    assert "cluster-preferred-endpoint-type hostname" in config and "cluster-replica-validity-factor 0" in config
+    (container,) = documents["Deployment", "wordstream"]["spec"]["template"]["spec"]["containers"]
+    environment = {e["name"]: e.get("value", "") for e in container["env"]}
+    settings = Settings.from_args([], environ=environment)
+    from wordstream.server.cluster_ledger import seed_nodes
+
+    _, _, seeds = seed_nodes(settings.state_store)
+    assert seeds == [(f"redis-cluster-{i}.redis-cluster", 6379) for i in range(6)]
+    path = tmp_path / "rendered.yaml"
+    path.write_text(rendered.stdout)
+    validate = Path(sys.executable).parent / "kubernetes-validate"
+    checked = subprocess.run([str(validate), "--strict", str(path)], capture_output=True, text=True, timeout=120)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert checked.stdout.count("passed") == len(documents), checked.stdout
+
+
+def test_the_compose_redis_cluster_overlay_names_six_nodes_and_creates_the_cluster() -> None:
+    """docker-compose.redis-cluster.yml: the base's redis becomes node 0 of six cluster nodes, none
+    published; the replicas' store names every node and waits for the cluster to be created."""
+    base = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    overlay = yaml.safe_load((ROOT / "docker-compose.redis-cluster.yml").read_text())["services"]
+    nodes = ["redis"] + [f"redis-{i}" for i in range(1, 6)]
+    assert set(nodes) <= set(overlay) and not any("ports" in overlay[n] for n in nodes)
+    for node in nodes:
+        command = " ".join(overlay[node]["command"])
+        assert "--cluster-enabled yes" in command and f"--cluster-announce-hostname {node}" in command
+    environment = {**base["wordstream"]["environment"], **overlay["wordstream"]["environment"]}
+    settings = Settings.from_args([], environ={k: str(v) for k, v in environment.items()})
+    from wordstream.server.cluster_ledger import seed_nodes
+
+    assert [host for host, _ in seed_nodes(settings.state_store)[2]] == nodes
+    assert overlay["wordstream"]["depends_on"]["redis-cluster-create"]["condition"] == "service_completed_successfully"
+    assert "--cluster-replicas 1" in " ".join(overlay["redis-cluster-create"]["command"])
 
 
 @pytest.mark.slow
