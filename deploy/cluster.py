@@ -236,12 +236,22 @@ class RedisCluster:
                 return next(n for n in self.nodes if n.port == port)
         raise LookupError(f"no node serves slot {slot}")
 
-    def replica_of(self, primary: RedisNode) -> RedisNode:
-        for node in self.live():
-            replication = node.info("replication")
-            if replication.get("role") == "slave" and int(replication.get("master_port", 0)) == primary.port:
-                return node
-        raise LookupError(f"no live replica of {primary.address}")
+    def replica_of(self, primary: RedisNode, timeout: float = 10.0) -> RedisNode:
+        """The live replica in sync with ``primary`` (waiting up to ``timeout`` s for one)."""
+
+        def find() -> RedisNode | None:
+            for node in self.live():
+                replication = node.info("replication")
+                if (
+                    replication.get("role") == "slave"
+                    and int(replication.get("master_port", 0)) == primary.port
+                    and replication.get("master_link_status") == "up"
+                ):
+                    return node
+            return None
+
+        found: RedisNode = wait_for(find, f"a live replica of {primary.address}", timeout)
+        return found
 
     def stop(self) -> None:
         for node in self.nodes:

@@ -116,6 +116,16 @@ def test_envoy_config_hashes_on_the_session_id_checks_health_and_validates(tmp_p
 
 
 @pytest.mark.slow
+def assert_valid(manifests: str, documents: int, tmp_path: Path) -> None:
+    """kubernetes-validate --strict passes every one of the rendered objects."""
+    path = tmp_path / "rendered.yaml"
+    path.write_text(manifests)
+    validate = Path(sys.executable).parent / "kubernetes-validate"
+    checked = subprocess.run([str(validate), "--strict", str(path)], capture_output=True, text=True, timeout=120)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert checked.stdout.count("passed") == documents, checked.stdout
+
+
 def test_kubernetes_manifests_render_and_validate(tmp_path: Path) -> None:
     rendered = subprocess.run(
         ["kubectl", "kustomize", str(ROOT / "deploy/k8s")], capture_output=True, text=True, timeout=60
@@ -142,12 +152,7 @@ def test_kubernetes_manifests_render_and_validate(tmp_path: Path) -> None:
     settings = Settings.from_args([], environ=environment)
     assert settings.state_store == "redis://redis:6379/0" and settings.drain == 2
     assert documents["ConfigMap", "envoy"]["data"]["envoy.yaml"] == (ROOT / "deploy/envoy.yaml").read_text()
-    path = tmp_path / "rendered.yaml"
-    path.write_text(rendered.stdout)
-    validate = Path(sys.executable).parent / "kubernetes-validate"
-    checked = subprocess.run([str(validate), "--strict", str(path)], capture_output=True, text=True, timeout=120)
-    assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert checked.stdout.count("passed") == len(documents), checked.stdout
+    assert_valid(rendered.stdout, len(documents), tmp_path)
 
 
 @pytest.mark.slow
@@ -172,12 +177,7 @@ def test_the_kubernetes_redis_cluster_overlay_renders_and_validates(tmp_path: Pa
 
     _, _, seeds = seed_nodes(settings.state_store)
     assert seeds == [(f"redis-cluster-{i}.redis-cluster", 6379) for i in range(6)]
-    path = tmp_path / "rendered.yaml"
-    path.write_text(rendered.stdout)
-    validate = Path(sys.executable).parent / "kubernetes-validate"
-    checked = subprocess.run([str(validate), "--strict", str(path)], capture_output=True, text=True, timeout=120)
-    assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert checked.stdout.count("passed") == len(documents), checked.stdout
+    assert_valid(rendered.stdout, len(documents), tmp_path)
 
 
 def test_the_compose_redis_cluster_overlay_names_six_nodes_and_creates_the_cluster() -> None:

@@ -24,6 +24,7 @@ HISTORY_MODES = {"delta": pb.HISTORY_MODE_DELTA, "full": pb.HISTORY_MODE_FULL, "
 SESSION_ID_HEADER = "x-session-id"
 REPLICA_HEADER = "x-wordstream-replica"
 REPLAY_CHUNK = 200  # words per paste when replaying a lost session
+REQUEST_ATTEMPTS = 4  # sends of one request, re-attaching between them, before its error is raised
 # How a dropped stream ends: besides UNAVAILABLE, a balancer in front of a replica that died
 # ends the stream with INTERNAL ("Internal error from Core": a reset stream), CANCELLED or UNKNOWN.
 # On a stream these mean "resume", never "give up".
@@ -285,13 +286,15 @@ class AsyncSession:
             self._call = None
 
     async def _request(self, request: pb.StreamRequest, answers: int = 1) -> list[pb.StreamResponse]:
-        """Send a request (re-attaching once if the connection dropped) and read its answers."""
-        for attempt in (1, 2):
+        """Send a request and read its answers; when the stream drops, re-attach and send it again
+        (a few times, within ``reconnect_timeout``: a store failing over twice can refuse twice)."""
+        deadline = asyncio.get_running_loop().time() + self.client.reconnect_timeout
+        for attempt in range(1, REQUEST_ATTEMPTS + 1):
             try:
                 first = await self._exchange(request)
                 return [first] + [await self._read() for _ in range(answers - 1)]
             except errors.Unavailable:
-                if attempt == 2 or self._closed:
+                if attempt == REQUEST_ATTEMPTS or self._closed or asyncio.get_running_loop().time() > deadline:
                     raise
                 await self._recover()
         raise AssertionError("unreachable")

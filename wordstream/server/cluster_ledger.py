@@ -32,7 +32,6 @@ from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError, ResponseError, TryAgainError
 
 from wordstream.modelfile import StepModel
-from wordstream.server.ledger import LedgerRefused
 from wordstream.server.redis_ledger import SCRIPTS, SHAS, RedisLedger, _Write, keys, refused_credentials
 from wordstream.server.sessions import Session
 from wordstream.server.store import SessionStore
@@ -83,10 +82,7 @@ class RedisClusterLedger(RedisLedger):
             await self.redis.initialize()
         except (RedisError, OSError) as e:
             if refused_credentials(e):
-                raise LedgerRefused(
-                    f"the state store at {self.description} refused this server's credentials; check the password "
-                    "(--state-store-password-file, WORDSTREAM_STATE_STORE_PASSWORD or the URL)"
-                ) from None
+                raise self.credentials_refused() from None
             log.warning(
                 "state store unreachable at start",
                 extra={"event": "store_down", "store": self.description, "why": str(e)},

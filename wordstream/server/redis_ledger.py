@@ -237,15 +237,18 @@ class RedisLedger:
             await self.redis.ping()
         except (RedisError, OSError) as e:
             if refused_credentials(e):
-                raise LedgerRefused(
-                    f"the state store at {self.description} refused this server's credentials ({type(e).__name__}); "
-                    "check the password (--state-store-password-file, WORDSTREAM_STATE_STORE_PASSWORD or the URL)"
-                ) from None
+                raise self.credentials_refused() from None
             log.warning("state store unreachable at start", extra={"event": "store_down", "store": self.description})
             return
         if self.replicas:
             info = await self.redis.info("replication")
             self._enough_replicas({self.description: int(info.get("connected_slaves", 0))})
+
+    def credentials_refused(self) -> LedgerRefused:
+        return LedgerRefused(
+            f"the state store at {self.description} refused this server's credentials; check the password "
+            "(--state-store-password-file, WORDSTREAM_STATE_STORE_PASSWORD or the URL)"
+        )
 
     def _enough_replicas(self, found: Mapping[str, int]) -> None:
         """Refuse to start where a primary has fewer replicas than --store-replicas asks to wait for."""
