@@ -174,6 +174,33 @@ def same_origin(websocket: WebSocket, allowed: frozenset[str]) -> bool:
     return origin in allowed or urlsplit(origin).netloc == websocket.headers.get("host", "")
 
 
+async def converse(websocket: WebSocket, conversation: Conversation, max_message_bytes: int) -> None:
+    """One page's socket: every JSON message answered in order (notices first), until it closes;
+    then the session is detached, resumable by its id."""
+    try:
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                break
+            text = message.get("text")
+            try:
+                if text is None:
+                    raise BadMessage("send JSON text, not binary")
+                answer = await conversation.answer(*parse(text, max_message_bytes))
+            except BadMessage as e:
+                answer = error("INVALID_ARGUMENT", str(e))
+            except WordstreamError as e:
+                answer = error(e.code, str(e))
+            for notice in conversation.notices:
+                await websocket.send_json(notice)
+            conversation.notices.clear()
+            await websocket.send_json(answer)
+    except WebSocketDisconnect:
+        pass
+    finally:
+        await conversation.detach()
+
+
 def create_app(
     client_factory: Callable[[], AsyncClient],
     max_message_bytes: int = 64 * 1024,
@@ -213,29 +240,7 @@ def create_app(
             await websocket.close(code=1008, reason="origin not allowed")
             return
         await websocket.accept()
-        conversation = Conversation(clients[0])
-        try:
-            while True:
-                message = await websocket.receive()
-                if message["type"] == "websocket.disconnect":
-                    break
-                text = message.get("text")
-                try:
-                    if text is None:
-                        raise BadMessage("send JSON text, not binary")
-                    answer = await conversation.answer(*parse(text, max_message_bytes))
-                except BadMessage as e:
-                    answer = error("INVALID_ARGUMENT", str(e))
-                except WordstreamError as e:
-                    answer = error(e.code, str(e))
-                for notice in conversation.notices:
-                    await websocket.send_json(notice)
-                conversation.notices.clear()
-                await websocket.send_json(answer)
-        except WebSocketDisconnect:
-            pass
-        finally:
-            await conversation.detach()
+        await converse(websocket, Conversation(clients[0]), max_message_bytes)
 
     return Starlette(
         routes=[

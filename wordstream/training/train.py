@@ -268,6 +268,36 @@ def prefix_distilled(
     return EncodedSplit(data.ids + extra_ids, data.labels + [-1] * len(extra_ids), targets, steps), info
 
 
+def fit_epoch(
+    model: TextClassifier,
+    data: EncodedSplit,
+    config: TrainConfig,
+    rng: random.Random,
+    optimizer: torch.optim.Optimizer,
+    schedule: torch.optim.lr_scheduler.LRScheduler,
+    epoch: int,
+) -> None:
+    """One pass over the training data in shuffled batches, with word dropout and clipping."""
+    model.train()
+    progress = ProgressBar(len(data.ids), "ex", prefix=f"epoch {epoch:2d} ")
+    seen, loss_sum, correct_sum = 0, 0.0, 0
+    for tokens, targets, step_targets in batches(data, config.batch_size, rng):
+        if config.word_dropout:
+            drop = (torch.rand(tokens.shape) < config.word_dropout) & (tokens != PAD_ID)
+            tokens = tokens.masked_fill(drop, UNK_ID)
+        logits, _ = model(tokens, model.init_state(len(tokens)))
+        loss = prefix_loss(logits, tokens, targets, config.step_loss, step_targets)
+        optimizer.zero_grad()
+        loss.backward()  # type: ignore[no-untyped-call]  # torch's own annotation
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip)
+        optimizer.step()
+        schedule.step()
+        lengths = (tokens != PAD_ID).sum(1)
+        correct = int((logits[torch.arange(len(tokens)), lengths - 1].argmax(-1) == targets.argmax(-1)).sum())
+        seen, loss_sum, correct_sum = seen + len(tokens), loss_sum + loss.item() * len(tokens), correct_sum + correct
+        progress.advance(len(tokens), f"loss {loss_sum / seen:.4f} acc {correct_sum / seen:.3f}")
+
+
 def train(
     model: TextClassifier, config: TrainConfig, split: Split, codec: TextCodec, cache: Path
 ) -> tuple[TextClassifier, dict[str, Any]]:
@@ -288,28 +318,7 @@ def train(
     history = []
     start = time.perf_counter()
     for epoch in range(1, config.max_epochs + 1):
-        model.train()
-        progress = ProgressBar(len(train_data.ids), "ex", prefix=f"epoch {epoch:2d} ")
-        seen, loss_sum, correct_sum = 0, 0.0, 0
-        for tokens, targets, step_targets in batches(train_data, config.batch_size, rng):
-            if config.word_dropout:
-                drop = (torch.rand(tokens.shape) < config.word_dropout) & (tokens != PAD_ID)
-                tokens = tokens.masked_fill(drop, UNK_ID)
-            logits, _ = model(tokens, model.init_state(len(tokens)))
-            loss = prefix_loss(logits, tokens, targets, config.step_loss, step_targets)
-            optimizer.zero_grad()
-            loss.backward()  # type: ignore[no-untyped-call]  # torch's own annotation
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip)
-            optimizer.step()
-            schedule.step()
-            lengths = (tokens != PAD_ID).sum(1)
-            correct = int((logits[torch.arange(len(tokens)), lengths - 1].argmax(-1) == targets.argmax(-1)).sum())
-            seen, loss_sum, correct_sum = (
-                seen + len(tokens),
-                loss_sum + loss.item() * len(tokens),
-                correct_sum + correct,
-            )
-            progress.advance(len(tokens), f"loss {loss_sum / seen:.4f} acc {correct_sum / seen:.3f}")
+        fit_epoch(model, train_data, config, rng, optimizer, schedule, epoch)
         valid_acc = final_accuracy(model, valid_data)
         history.append({"epoch": epoch, "valid_accuracy": round(valid_acc, 4)})
         print(f"  valid acc {valid_acc:.4f}", file=sys.stderr)
@@ -366,6 +375,59 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     )
 
 
+def save_checkpoint(
+    model: TextClassifier, config: TrainConfig, codec: TextCodec, labels: Sequence[str], checkpoint: Path
+) -> None:
+    """The state dict and the configuration: plain tensors and JSON-able values, no pickled module."""
+    vocab = codec.vocab
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(
+        {
+            "state_dict": model.state_dict(),
+            "config": config.to_dict(),
+            "vocabulary": list(vocab.tokens),
+            "labels": list(labels),
+            "learned_size": model.learned_size,
+            "lexicon_dim": model.lexicon.shape[1],
+            "pretrained_dim": model.pretrained.shape[1],
+        },
+        checkpoint,
+    )
+
+
+def model_metadata(
+    model: TextClassifier,
+    config: TrainConfig,
+    codec: TextCodec,
+    split: Split,
+    split_tokenizer: Tokenizer,
+    info: dict[str, Any],
+    source: dict[str, Any],
+) -> dict[str, Any]:
+    """The model file's metadata (docs/MODEL-FORMAT.md), before its evaluation is added."""
+    vocab = codec.vocab
+    return {
+        "labels": list(split.labels),
+        **codec.to_metadata(),
+        "model": {
+            "cell": config.cell,
+            "layers": config.layers,
+            "hidden": config.hidden,
+            "embed_dim": config.embed_dim,
+            "vocab_size": len(vocab),
+            "learned_vocab_size": model.learned_size,
+            "lexicon_features": lexicon_features(config),
+            "pretrained": "all-MiniLM-L6-v2 word-piece means, int8 per row" if config.pretrained else None,
+            "parameters": sum(p.numel() for p in model.parameters()),
+        },
+        "training": {**config.to_dict(), **info},
+        "data": source,
+        "data_hash": split.data_hash,
+        "split_tokenizer": split_tokenizer.settings(),
+        "pad_token": PAD,
+    }
+
+
 def train_export_evaluate(
     config: TrainConfig,
     examples: list[Example],
@@ -397,40 +459,8 @@ def train_export_evaluate(
         info["pretrained_parity"] = int8_parity(model, valid, codec.vocab.tokens)
 
     if checkpoint is not None:
-        # The state dict and the configuration: plain tensors and JSON-able values, no pickled module.
-        checkpoint.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(
-            {
-                "state_dict": model.state_dict(),
-                "config": config.to_dict(),
-                "vocabulary": list(vocab.tokens),
-                "labels": list(split.labels),
-                "learned_size": model.learned_size,
-                "lexicon_dim": model.lexicon.shape[1],
-                "pretrained_dim": model.pretrained.shape[1],
-            },
-            checkpoint,
-        )
-    metadata: dict[str, Any] = {
-        "labels": list(split.labels),
-        **codec.to_metadata(),
-        "model": {
-            "cell": config.cell,
-            "layers": config.layers,
-            "hidden": config.hidden,
-            "embed_dim": config.embed_dim,
-            "vocab_size": len(vocab),
-            "learned_vocab_size": model.learned_size,
-            "lexicon_features": lexicon_features(config),
-            "pretrained": "all-MiniLM-L6-v2 word-piece means, int8 per row" if config.pretrained else None,
-            "parameters": sum(p.numel() for p in model.parameters()),
-        },
-        "training": {**config.to_dict(), **info},
-        "data": source,
-        "data_hash": split.data_hash,
-        "split_tokenizer": split_tokenizer.settings(),
-        "pad_token": PAD,
-    }
+        save_checkpoint(model, config, codec, split.labels, checkpoint)
+    metadata = model_metadata(model, config, codec, split, split_tokenizer, info, source)
     export_step_model(model, out, metadata)
     evaluation = evaluate(load_model(out, threads=0), split.test if evaluate_on == "test" else split.valid)
     evaluation["split"] = evaluate_on
