@@ -142,3 +142,24 @@ def test_scaling_bench_measures_every_setup_and_writes_the_doc(tmp_path: Path) -
     assert set(result["capacity"]) == {"10000", "100000"}
     doc = (tmp_path / "SCALING.md").read_text()
     assert "| Envoy: added p50 at one stream (ms) |" in doc and "| 100,000 | 300,000 |" in doc
+
+
+@pytest.mark.slow
+def test_failover_bench_kills_three_primaries_and_loses_nothing(tmp_path: Path) -> None:
+    """`python -m bench.failover`, short: three primary kills under load (shard A, B, A again),
+    the time to the first answer after each, and nothing lost; the doc's marked part rewritten."""
+    import shutil
+
+    from bench import failover
+
+    shutil.copy(Path(__file__).resolve().parent.parent / "docs" / "SCALING.md", tmp_path / "SCALING.md")
+    assert failover.main(["--sessions", "12", "--between", "1", "--out", str(tmp_path)]) == 0
+    (run_file,) = (tmp_path / "bench-runs").glob("failover-*.json")
+    report = json.loads(run_file.read_text())
+    assert [k["kill"] for k in report["kills"]] == ["shard A", "shard B", "shard A again"]
+    assert all(0 < k["first_answer_s"] < 30 for k in report["kills"])
+    assert report["sessions_with_words_lost"] == 0 and report["sessions_with_wrong_outputs"] == 0
+    doc = (tmp_path / "SCALING.md").read_text()
+    assert (
+        "| shard A again |" in doc.split("<!-- bench.failover: begin -->")[1].split("<!-- bench.failover: end -->")[0]
+    )
