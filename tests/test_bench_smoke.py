@@ -163,3 +163,19 @@ def test_failover_bench_kills_three_primaries_and_loses_nothing(tmp_path: Path) 
     assert (
         "| shard A again |" in doc.split("<!-- bench.failover: begin -->")[1].split("<!-- bench.failover: end -->")[0]
     )
+
+
+@pytest.mark.slow
+def test_storage_bench_measures_redis_memory_per_word(tmp_path: Path) -> None:
+    """`python -m bench.storage`, short: Redis's memory per stored word against the raw step bytes."""
+    import shutil
+
+    from bench import storage
+
+    shutil.copy(Path(__file__).resolve().parent.parent / "docs" / "SCALING.md", tmp_path / "SCALING.md")
+    assert storage.main(["--sessions", "5", "--words", "4", "--out", str(tmp_path)]) == 0
+    (run_file,) = (tmp_path / "bench-runs").glob("storage-*.json")
+    report = json.loads(run_file.read_text())
+    assert report["words"] == 20 and report["steps"] >= 20 and report["used_memory_added"] > 0
+    assert abs(report["ratio"] - report["bytes_per_word"] / report["raw_bytes_per_word"]) < 0.01
+    assert "bytes per stored word" in (tmp_path / "SCALING.md").read_text()
