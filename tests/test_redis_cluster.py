@@ -260,3 +260,26 @@ def test_store_replicas_waits_for_a_replica_and_refuses_without_one(
             make_server(state_store=single.url, store_replicas=1)
     finally:
         single.stop()
+
+
+def test_health_is_not_serving_only_when_no_primary_answers(
+    replicas: list[ServerThread], cluster: RedisCluster
+) -> None:
+    """One shard down is not the whole store down: health stays SERVING while any primary answers,
+    and goes NOT_SERVING when none does."""
+    from tests.helpers import poll
+
+    with Client(replicas[0].target) as client:
+        assert client.health() == "SERVING"
+        primaries = [n for n in cluster.live() if n.info("replication").get("role") == "master"]
+        primaries[0].kill()
+        time.sleep(0.5)  # several health checks (every 0.1 s here)
+        assert client.health() == "SERVING"
+        for node in cluster.live():
+            node.pause()  # every node silent: no primary answers
+        try:
+            poll(lambda: client.health() == "NOT_SERVING", "NOT_SERVING with no primary answering")
+        finally:
+            for node in cluster.live():
+                node.resume()
+        poll(lambda: client.health() == "SERVING", "SERVING again", timeout=30)
