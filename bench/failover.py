@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import random
 import statistics
 import tempfile
@@ -34,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from bench import texts
-from bench.servers import ROOT, start_service
+from bench.servers import ROOT, start_service, write_figures
 from deploy.cluster import RedisCluster, RedisNode, wait_for
 from wordstream.client import AsyncClient, AsyncSession
 from wordstream.modelfile import load_model
@@ -159,13 +158,6 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_doc(report: dict[str, Any], path: Path) -> None:
-    begin, end = "<!-- bench.failover: begin -->", "<!-- bench.failover: end -->"
-    head, rest = path.read_text().split(begin, 1)
-    _, tail = rest.split(end, 1)
-    path.write_text(f"{head}{begin}\n{markdown(report)}{end}{tail}")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.failover", description=__doc__.split("\n")[0])
     parser.add_argument("--models", default="models")
@@ -196,11 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(markdown(report), end="")
     if not args.no_write:
-        out = Path(args.out)
-        (out / "bench-runs").mkdir(parents=True, exist_ok=True)
-        stamp = report["when"].replace("-", "").replace(":", "")
-        (out / "bench-runs" / f"failover-{stamp}.json").write_text(json.dumps(report, indent=1))
-        write_doc(report, out / "SCALING.md")
+        write_figures(Path(args.out), "failover", report, markdown(report))
     return 0 if not report["sessions_with_words_lost"] and not report["sessions_with_wrong_outputs"] else 1
 
 

@@ -126,3 +126,15 @@ def load(
         "wall_s": wall,
         "messages": len(latencies),
     }
+
+
+def write_figures(out: Path, bench: str, report: dict[str, Any], text: str) -> None:
+    """Keep a run's figures (``out``/bench-runs/<bench>-<time>.json) and put ``text`` between the
+    ``<!-- bench.<bench>: begin -->`` and ``end`` markers of ``out``/SCALING.md."""
+    (out / "bench-runs").mkdir(parents=True, exist_ok=True)
+    stamp = report["when"].replace("-", "").replace(":", "")
+    (out / "bench-runs" / f"{bench}-{stamp}.json").write_text(json.dumps(report, indent=1))
+    begin, end = f"<!-- bench.{bench}: begin -->", f"<!-- bench.{bench}: end -->"
+    head, rest = (out / "SCALING.md").read_text().split(begin, 1)
+    _, tail = rest.split(end, 1)
+    (out / "SCALING.md").write_text(f"{head}{begin}\n{text}{end}{tail}")

@@ -14,7 +14,6 @@ steps'. The goal (issue 20): at most 1.3 times the raw bytes, and a resume still
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Any
 from redis import StrictRedis
 
 from bench import texts
-from bench.servers import ROOT, start_service
+from bench.servers import ROOT, start_service, write_figures
 from deploy.cluster import Redis
 from wordstream.client import Client
 from wordstream.modelfile import load_model
@@ -93,14 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {**measure(args), "command": "python -m bench.storage" + ("" if argv is None else " " + " ".join(argv))}
     print(markdown(report), end="")
     if not args.no_write:
-        out = Path(args.out)
-        (out / "bench-runs").mkdir(parents=True, exist_ok=True)
-        stamp = report["when"].replace("-", "").replace(":", "")
-        (out / "bench-runs" / f"storage-{stamp}.json").write_text(json.dumps(report, indent=1))
-        begin, end = "<!-- bench.storage: begin -->", "<!-- bench.storage: end -->"
-        head, rest = (out / "SCALING.md").read_text().split(begin, 1)
-        _, tail = rest.split(end, 1)
-        (out / "SCALING.md").write_text(f"{head}{begin}\n{markdown(report)}{end}{tail}")
+        write_figures(Path(args.out), "storage", report, markdown(report))
     return 0
 
 
