@@ -75,7 +75,10 @@ class WordstreamServicer:
         NOT_FOUND            unknown model; unknown, expired or closed (well-formed) session
         FAILED_PRECONDITION  the session is already attached to another stream
         RESOURCE_EXHAUSTED   the server holds its maximum of live sessions
-        UNAVAILABLE          the server is shutting down
+        UNAVAILABLE          the server is shutting down; or, with a state store, the store
+        cannot keep the word within --store-timeout (or with fewer replicas
+        than --store-replicas), or another replica took the session over:
+        nothing unkept was answered; resume the session
         ALREADY_EXISTS       `open` with an x-session-id that is in use
         INVALID_ARGUMENT     `open` with a malformed x-session-id
         Headers: a client may send `x-session-id` (22-64 URL-safe base64 characters, at
