@@ -68,6 +68,16 @@ def _stop(process: subprocess.Popen[Any] | None, sig: int = signal.SIGTERM, time
             process.wait()
 
 
+def answers(client: Any) -> bool:
+    """Whether a redis-py client's server answers a PING now."""
+    import redis
+
+    try:
+        return bool(client.ping())
+    except (redis.RedisError, OSError):
+        return False
+
+
 class Redis:
     """redis-server on a unix socket in ``directory`` (no TCP port), AOF on or off."""
 
@@ -100,11 +110,7 @@ class Redis:
     def ping(self) -> bool:
         import redis
 
-        try:
-            client = redis.Redis(unix_socket_path=str(self.socket), socket_timeout=1, password=self.password)
-            return bool(client.ping())
-        except (redis.RedisError, OSError):
-            return False
+        return answers(redis.Redis(unix_socket_path=str(self.socket), socket_timeout=1, password=self.password))
 
     def stop(self) -> None:
         _stop(self.process)
@@ -154,12 +160,7 @@ class RedisNode:
         return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=1, socket_connect_timeout=1)
 
     def ping(self) -> bool:
-        import redis
-
-        try:
-            return bool(self.client().ping())
-        except (redis.RedisError, OSError):
-            return False
+        return answers(self.client())
 
     def info(self, section: str) -> dict[str, str]:
         return {str(k): str(v) for k, v in self.client().info(section).items()}

@@ -139,16 +139,19 @@ class RedisClusterLedger(RedisLedger):
             raise
         results, acks = (replies[:-1], replies[-1]) if self.replicas else (replies, None)
         out: list[Any] = []
+        unscripted = moved = False
         for result in results:
             if isinstance(result, NoScriptError):  # a promoted replica: nothing ran
+                unscripted = True
                 out.append(TryAgainError("the write script is being loaded on a new primary"))
             elif isinstance(result, ResponseError) and str(result).startswith(("MOVED", "ASK")):
+                moved = True
                 out.append(TryAgainError(f"the slot moved ({result})"))
             else:
                 out.append(result[0] if isinstance(result, list) else result)
-        if any(isinstance(r, NoScriptError) for r in results):
+        if unscripted:
             await self._node(name).script_load(SCRIPTS["write"])
-        if any(isinstance(r, ResponseError) and str(r).startswith(("MOVED", "ASK")) for r in results):
+        if moved:
             await self._refresh()
         return self.acknowledged(out, acks)
 
@@ -179,13 +182,6 @@ class RedisClusterLedger(RedisLedger):
             await self.redis.initialize()
         except (RedisError, OSError) as e:
             log.info("slot map not refreshed", extra={"event": "slots_unrefreshed", "why": str(e)})
-
-    async def _script(self, name: str, script_keys: list[str], args: list[Any]) -> Any:
-        try:
-            return await self.redis.evalsha(SHAS[name], len(script_keys), *script_keys, *args)
-        except NoScriptError:
-            await self.redis.script_load(SCRIPTS[name])  # on every primary
-            return await self.redis.evalsha(SHAS[name], len(script_keys), *script_keys, *args)
 
     async def stop(self, store: SessionStore) -> None:
         for client in self._nodes.values():
