@@ -179,3 +179,26 @@ def test_storage_bench_measures_redis_memory_per_word(tmp_path: Path) -> None:
     assert report["words"] == 20 and report["steps"] >= 20 and report["used_memory_added"] > 0
     assert abs(report["ratio"] - report["bytes_per_word"] / report["raw_bytes_per_word"]) < 0.01
     assert "bytes per stored word" in (tmp_path / "SCALING.md").read_text()
+
+
+@pytest.mark.slow
+def test_groupcommit_bench_measures_per_node_against_per_slot(tmp_path: Path) -> None:
+    """`python -m bench.groupcommit`, short: both groupings write every word (a refused write fails
+    the bench), each round measures both, the verdict names the faster, the doc is rewritten."""
+    import shutil
+
+    from bench import groupcommit
+
+    shutil.copy(Path(__file__).resolve().parent.parent / "docs" / "SCALING.md", tmp_path / "SCALING.md")
+    assert (
+        groupcommit.main(["--runs", "1", "--rounds", "2", "--sessions", "20", "--writes", "5", "--out", str(tmp_path)])
+        == 0
+    )
+    (run_file,) = (tmp_path / "bench-runs").glob("groupcommit-*.json")
+    report = json.loads(run_file.read_text())
+    (run,) = report["raw"]
+    assert len(run["rounds"]) == 2 and all(
+        r[v]["writes"] == 100 for r in run["rounds"] for v in ("per_node", "per_slot")
+    )
+    doc = (tmp_path / "SCALING.md").read_text().split("<!-- bench.groupcommit: begin -->")[1]
+    assert "| writes/s |" in doc and "Faster:" in doc
