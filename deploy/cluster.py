@@ -120,9 +120,12 @@ class RedisNode:
     """One redis-server in cluster mode on 127.0.0.1: its client port and, set explicitly, its bus
     port (the default, port + 10000, overflows for high free ports)."""
 
-    def __init__(self, directory: Path, port: int, bus_port: int, node_timeout_ms: int) -> None:
+    def __init__(
+        self, directory: Path, port: int, bus_port: int, node_timeout_ms: int, password: str | None = None
+    ) -> None:
         self.directory, self.port, self.bus_port = directory, port, bus_port
         self.node_timeout_ms = node_timeout_ms
+        self.password = password  # requirepass and masterauth, in a config file (never on the command line)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -149,7 +152,11 @@ class RedisNode:
             "repl-diskless-sync-delay": 0,  # a new replica syncs at once (the default waits 5 s for company)
             "loglevel": "warning",
         }
-        command = [binary("redis-server")] + [x for k, v in settings.items() for x in (f"--{k}", str(v))]
+        config = self.directory / "redis.conf"
+        config.write_text(f'requirepass "{self.password}"\nmasterauth "{self.password}"\n' if self.password else "")
+        config.chmod(0o600)
+        command = [binary("redis-server"), str(config)]
+        command += [x for k, v in settings.items() for x in (f"--{k}", str(v))]
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
         wait_for(self.ping, f"redis-server on port {self.port} to answer")
         return self
@@ -157,7 +164,9 @@ class RedisNode:
     def client(self) -> Any:
         import redis
 
-        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=1, socket_connect_timeout=1)
+        return redis.Redis(
+            host="127.0.0.1", port=self.port, socket_timeout=1, socket_connect_timeout=1, password=self.password
+        )
 
     def ping(self) -> bool:
         return answers(self.client())
@@ -188,22 +197,28 @@ class RedisCluster:
     default), AOF on, created with ``redis-cli --cluster create``. ``url`` is the server's
     ``--state-store``: every node as a seed."""
 
-    def __init__(self, directory: Path, primaries: int = 3, node_timeout_ms: int = 500) -> None:
+    def __init__(
+        self, directory: Path, primaries: int = 3, node_timeout_ms: int = 500, password: str | None = None
+    ) -> None:
         self.directory = directory
         self.nodes = [
-            RedisNode(directory / f"node-{i}", free_port(), free_port(), node_timeout_ms) for i in range(2 * primaries)
+            RedisNode(directory / f"node-{i}", free_port(), free_port(), node_timeout_ms, password)
+            for i in range(2 * primaries)
         ]
 
     @property
     def url(self) -> str:
+        """The nodes as seeds, without the password (the server takes it from a file or the environment)."""
         return "redis-cluster://" + ",".join(node.address for node in self.nodes)
 
     def start(self) -> RedisCluster:
         for node in self.nodes:
             node.start()
+        password = self.nodes[0].password
         subprocess.run(
             [binary("redis-cli"), "--cluster", "create", *(n.address for n in self.nodes)]
             + ["--cluster-replicas", "1", "--cluster-yes"],
+            env={**os.environ, "REDISCLI_AUTH": password} if password else None,
             check=True,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -374,6 +389,9 @@ class Envoy:
         except OSError:
             return 0
         return len(re.findall(r"^wordstream::[\d.:]+::health_flags::healthy$", text, re.MULTILINE))
+
+    def kill(self) -> None:
+        _stop(self.process, signal.SIGKILL)
 
     def stop(self) -> None:
         _stop(self.process)

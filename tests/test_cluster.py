@@ -150,6 +150,40 @@ def test_store_down_through_envoy_fails_closed_and_recovers(cluster: Cluster, ti
         assert same_steps(session.history, offline_steps(tiny_models["lstm"], WORDS[:4]))
 
 
+def test_envoy_killed_and_restarted_the_sessions_go_on_where_they_were(
+    cluster: Cluster, tiny_models: dict[str, Path]
+) -> None:
+    """Envoy is SIGKILLed under a session's stream: the stream ends; the client reconnects once
+    Envoy is back on its port, lands on the replica that had the session, and nothing is lost."""
+    import threading
+
+    with Client(cluster.envoy.target, reconnect_timeout=20) as client:
+        session = client.session(history="full")
+        session.open()
+        for word in WORDS[:5]:
+            session.push(word)
+        before = session.replica
+        cluster.envoy.kill()
+        failed: list[BaseException] = []
+
+        def type_the_rest() -> None:  # the first word waits for Envoy, then the rest go on
+            try:
+                for word in WORDS[5:]:
+                    session.push(word)
+            except BaseException as e:
+                failed.append(e)
+
+        typing = threading.Thread(target=type_the_rest)
+        typing.start()
+        time.sleep(1.0)
+        cluster.envoy.start(healthy=2)  # from this thread, as a process manager would, by the same port
+        typing.join()
+        assert not failed, failed
+        assert session.words == WORDS and session.replays == 0 and session.replica == before
+        assert same_steps(session.history, offline_steps(tiny_models["lstm"], WORDS))
+        assert same_steps(client.get_session(session.id)["history"], offline_steps(tiny_models["lstm"], WORDS))
+
+
 def test_a_rolling_restart_under_load_loses_no_session_and_answers_nothing_wrong(
     tiny_models: dict[str, Path], tmp_path: Path
 ) -> None:

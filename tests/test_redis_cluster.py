@@ -283,3 +283,118 @@ def test_health_is_not_serving_only_when_no_primary_answers(
             for node in cluster.live():
                 node.resume()
         poll(lambda: client.health() == "SERVING", "SERVING again", timeout=30)
+
+
+def test_a_whole_shard_down_refuses_its_sessions_only_and_they_go_on_when_it_is_back(
+    make_server, cluster: RedisCluster, tiny_models: dict[str, Path]
+) -> None:  # type: ignore[no-untyped-def]
+    """Both nodes of one shard die: its sessions' words are refused (UNAVAILABLE, nothing answered)
+    while the other shards' sessions go on; the shard's nodes restart from their AOF and its
+    sessions go on where they were, nothing lost."""
+    import threading
+
+    import grpc
+
+    from tests.helpers import Stream
+    from wordstream.v1 import wordstream_pb2 as pb
+
+    server: ServerThread = make_server(state_store=cluster.url, store_timeout=1.0, store_check_interval=0.1)
+    with Client(server.target, reconnect_timeout=60) as client:
+        sessions = [client.session(history="none") for _ in range(12)]
+        for session in sessions:
+            session.open()
+            session.push(TEXT[0])
+        home = {s.id: cluster.primary_of(redis_ledger.keys(s.id)[0]) for s in sessions}
+        primary = home[sessions[0].id]
+        down = [s for s in sessions if home[s.id] is primary]
+        up = [s for s in sessions if home[s.id] is not primary]
+        assert up, "every session landed on one shard"
+        probe = Stream(server.target)
+        probe_id = ""
+        while not probe_id:  # a raw stream on the shard that will die, to see its refusal as it is
+            opened = probe.send(open=pb.Open()).session_id
+            if cluster.primary_of(redis_ledger.keys(opened)[0]) is primary:
+                probe_id = opened
+            else:
+                probe.end()
+                probe.channel.close()
+                probe = Stream(server.target)
+        shard = [primary, cluster.replica_of(primary)]
+        for node in shard:
+            node.kill()
+
+        with pytest.raises(grpc.RpcError) as info:
+            probe.word("fine")
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+        for session in up:  # the other shards answer as before
+            started = time.monotonic()
+            session.push(TEXT[1])
+            assert time.monotonic() - started < 1.0
+
+        def back_soon() -> None:
+            time.sleep(1.0)
+            for node in shard:
+                node.start()  # nodes.conf and the AOF bring back the shard and its sessions
+
+        restarting = threading.Thread(target=back_soon)
+        restarting.start()
+        for session in down:  # waits (the client resumes until the shard answers), then goes on
+            session.push(TEXT[1])
+        restarting.join()
+        for session in sessions:
+            session.push(TEXT[2])
+            assert session.words == TEXT[:3]
+        assert all(s.replays == 0 for s in sessions)  # resumed from the store, never replayed
+    check_exact([server], tiny_models["lstm"], {s.id: TEXT[:3] for s in sessions})
+
+
+def test_a_cluster_with_a_password_serves_with_it_and_refuses_a_wrong_one(make_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Every node requires the password (requirepass, masterauth for its replica): the server takes
+    it from the URL or from --state-store-password-file; a wrong one is refused at start, and the
+    refusal shows the URL without the password."""
+    from wordstream.server.ledger import LedgerRefused
+
+    secret = "cluster-S3cret"
+    locked = RedisCluster(tmp_path / "locked", password=secret).start()
+    try:
+        in_url = locked.url.replace("redis-cluster://", f"redis-cluster://:{secret}@")
+        password_file = tmp_path / "password"
+        password_file.write_text(secret + "\n")
+        for server in (
+            make_server(state_store=in_url),
+            make_server(state_store=locked.url, state_store_password_file=str(password_file)),
+        ):
+            with Client(server.target) as client:
+                session = client.session()
+                session.open()
+                session.push("fine")
+                assert client.get_session(session.id)["words"] == 1
+            primary = locked.primary_of(redis_ledger.keys(session.id)[0])
+            assert primary.client().exists(redis_ledger.keys(session.id)[0])
+        wrong = locked.url.replace("redis-cluster://", "redis-cluster://:not-the-Password@")
+        with pytest.raises(LedgerRefused, match="refused this server's credentials") as info:
+            make_server(state_store=wrong)
+        assert "not-the-Password" not in str(info.value) and "redis-cluster://:***@" in str(info.value)
+    finally:
+        locked.stop()
+
+
+def test_a_cluster_unreachable_at_start_serves_not_serving_and_refuses_words(make_server) -> None:  # type: ignore[no-untyped-def]
+    """No seed node answers: the server starts (health NOT_SERVING, as with one Redis down) and a
+    new session is refused UNAVAILABLE within --store-timeout, instead of the server failing."""
+    import grpc
+
+    from deploy.cluster import free_port
+    from tests.helpers import Stream
+    from wordstream.v1 import wordstream_pb2 as pb
+
+    server: ServerThread = make_server(
+        state_store=f"redis-cluster://127.0.0.1:{free_port()}", store_timeout=0.5, store_check_interval=0.1
+    )
+    with Client(server.target) as client:
+        assert client.health() == "NOT_SERVING"
+    started = time.monotonic()
+    with pytest.raises(grpc.RpcError) as info:
+        Stream(server.target).send(open=pb.Open())
+    assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert time.monotonic() - started < 5

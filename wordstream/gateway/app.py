@@ -21,6 +21,13 @@ label, probabilities, state, history length, the word's steps), ``{"rewound": {"
 lost a session and the client replayed it into a new one, ``{"replayed": {"from",
 "session_id", "words"}}`` comes before the answer. Bad JSON, unknown kinds and messages
 over ``max_message_bytes`` get an error answer; the socket stays open.
+
+Nothing the store lost stays lost. Between the gateway and the server, the Python client holds
+the words it sent and, on a resume, sends again what the store no longer has (its held words'
+digest against the server's, ``words_sha256``). Between the page and the gateway, the page's
+text box is the log: on ``{"resume": id}`` it receives the session's words themselves
+(``opened.words``, ``opened.history``), and its sync rewinds to the longest prefix common to
+them and its text and sends the rest again, which is the same check on the words, not a digest.
 """
 
 from __future__ import annotations

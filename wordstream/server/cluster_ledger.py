@@ -29,10 +29,18 @@ import redis.asyncio as redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import NoScriptError, RedisError, ResponseError, TryAgainError
+from redis.exceptions import NoScriptError, ResponseError, TryAgainError
 
 from wordstream.modelfile import StepModel
-from wordstream.server.redis_ledger import SCRIPTS, SHAS, RedisLedger, _Write, keys, refused_credentials
+from wordstream.server.redis_ledger import (
+    SCRIPTS,
+    SHAS,
+    STORE_ERRORS,
+    RedisLedger,
+    _Write,
+    keys,
+    refused_credentials,
+)
 from wordstream.server.sessions import Session
 from wordstream.server.store import SessionStore
 
@@ -80,7 +88,7 @@ class RedisClusterLedger(RedisLedger):
     async def start(self, store: SessionStore, models: Mapping[str, StepModel]) -> None:
         try:
             await self.redis.initialize()
-        except (RedisError, OSError) as e:
+        except STORE_ERRORS as e:
             if refused_credentials(e):
                 raise self.credentials_refused() from None
             log.warning(
@@ -99,13 +107,13 @@ class RedisClusterLedger(RedisLedger):
         """Whether any primary answers: a shard failing over is not the whole store down."""
         try:
             primaries = self.redis.get_primaries()
-        except (RedisError, OSError, AttributeError):
+        except (*STORE_ERRORS, AttributeError):
             return False
         for node in primaries:
             try:
                 if await asyncio.wait_for(self.redis.execute_command("PING", target_nodes=node), 1.0):
                     return True
-            except (RedisError, OSError, TimeoutError):
+            except (*STORE_ERRORS, TimeoutError):
                 continue
         return False
 
@@ -117,7 +125,7 @@ class RedisClusterLedger(RedisLedger):
         try:
             node: ClusterNode = self.redis.get_node_from_key(key)
             return str(node.name)
-        except (RedisError, OSError, AttributeError, IndexError, KeyError):
+        except (*STORE_ERRORS, AttributeError, IndexError, KeyError):
             return ""
 
     async def _send(self, batch: list[_Write]) -> list[Any]:
@@ -134,7 +142,7 @@ class RedisClusterLedger(RedisLedger):
             pipe.execute_command("WAIT", self.replicas, int(self.timeout * 1000))
         try:
             replies = await pipe.execute(raise_on_error=False)
-        except (RedisError, OSError):
+        except STORE_ERRORS:
             await self._refresh()  # the node may be gone: where do its slots live now?
             raise
         results, acks = (replies[:-1], replies[-1]) if self.replicas else (replies, None)
@@ -180,7 +188,7 @@ class RedisClusterLedger(RedisLedger):
         self._refreshed = now
         try:
             await self.redis.initialize()
-        except (RedisError, OSError) as e:
+        except STORE_ERRORS as e:
             log.info("slot map not refreshed", extra={"event": "slots_unrefreshed", "why": str(e)})
 
     async def stop(self, store: SessionStore) -> None:

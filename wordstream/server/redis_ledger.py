@@ -51,6 +51,7 @@ from redis.exceptions import (
     ClusterDownError,
     NoScriptError,
     ReadOnlyError,
+    RedisClusterException,
     RedisError,
     ResponseError,
     TryAgainError,
@@ -78,7 +79,18 @@ log = logging.getLogger("wordstream.ledger")
 # Errors after which a call may or may not have run: sent again until the deadline. (READONLY:
 # the node was a primary when routed to and is a replica now; CLUSTERDOWN, TRYAGAIN: a failover
 # or a slot move in progress; MASTERDOWN and LOADING are connection errors in redis-py.)
-UNKNOWN_OUTCOME = (RedisConnectionError, RedisTimeoutError, OSError, ClusterDownError, TryAgainError, ReadOnlyError)
+# RedisClusterException: no node of the cluster could be reached (nothing was sent).
+UNKNOWN_OUTCOME = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    OSError,
+    ClusterDownError,
+    TryAgainError,
+    ReadOnlyError,
+    RedisClusterException,
+)
+# Whatever a call to the store can raise (redis-py's cluster client has errors outside RedisError).
+STORE_ERRORS = (RedisError, RedisClusterException, OSError)
 
 # KEYS: meta, words. ARGV: ttl ms, model, fingerprint, mode, owner, epoch. 1 created (or this
 # very create landed before), 0 the id is in use.
@@ -235,7 +247,7 @@ class RedisLedger:
         (health is NOT_SERVING until it answers)."""
         try:
             await self.redis.ping()
-        except (RedisError, OSError) as e:
+        except STORE_ERRORS as e:
             if refused_credentials(e):
                 raise self.credentials_refused() from None
             log.warning("state store unreachable at start", extra={"event": "store_down", "store": self.description})
@@ -266,7 +278,7 @@ class RedisLedger:
     async def healthy(self) -> bool:
         try:
             return bool(await self.redis.ping())
-        except (RedisError, OSError):
+        except STORE_ERRORS:
             return False
 
     async def _script(self, name: str, script_keys: list[str], args: list[Any]) -> Any:
@@ -389,7 +401,7 @@ class RedisLedger:
                 batch, self._queues[route] = self._queues[route], []
                 try:
                     results = await self._send(batch)
-                except (RedisError, OSError) as e:
+                except STORE_ERRORS as e:
                     results = [e] * len(batch)
                 for write, result in zip(batch, results):
                     if not write.future.done():
@@ -464,7 +476,7 @@ def refused_credentials(error: BaseException) -> bool:
     while error is not None:
         text = str(error)
         if isinstance(error, AuthenticationError) or any(
-            w in text for w in ("WRONGPASS", "NOAUTH", "invalid password")
+            w in text for w in ("WRONGPASS", "NOAUTH", "invalid password", "invalid username-password pair")
         ):
             return True
         error = error.__cause__ or error.__context__  # type: ignore[assignment]
