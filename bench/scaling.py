@@ -3,12 +3,14 @@
     python -m bench.scaling                       # 3 runs x 3 rounds; writes docs/bench-runs/scaling-*.json
     python -m bench.scaling --runs 1 --rounds 1 --words 20 --single-words 50   # the smoke test's variant
 
-Three set-ups, each started fresh per run, on the default models:
+Five set-ups, each started fresh per run, on the default models:
 
 - ``memory``: one replica, sessions in memory (today's single process), clients direct;
 - ``redis``:  one replica with ``--state-store`` (Redis, AOF on, unix socket), clients direct;
 - ``cluster``: one replica with ``--state-store redis-cluster://`` (six local nodes: 3 primaries
   with a replica each, AOF on), clients direct;
+- ``cluster-wait``: the same with ``--store-replicas 1`` (a word answered once a replica of its
+  primary acknowledged it: WAIT in the write's pipeline), clients direct;
 - ``envoy``:  two replicas with the store, clients through Envoy (deploy/envoy.yaml).
 
 In every round each set-up takes its turn with the same loads (bench/load.py's ping-pong
@@ -22,7 +24,6 @@ round; the report gives their median and range over rounds and each run's median
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import statistics
 import sys
@@ -35,10 +36,10 @@ from redis import StrictRedis
 
 from bench import texts
 from bench.profile import cpu_seconds
-from bench.servers import ROOT, Server, load, start_service
+from bench.servers import ROOT, Server, load, start_service, write_figures
 from deploy.cluster import Envoy, Redis, RedisCluster
 
-SETUPS = ("memory", "redis", "cluster", "envoy")
+SETUPS = ("memory", "redis", "cluster", "cluster-wait", "envoy")
 TYPISTS = (10_000, 100_000)
 WORDS_PER_TYPIST = 3.0  # words per second while typing
 HEADROOM = 0.7  # plan each core at 70 % busy
@@ -80,8 +81,10 @@ def start(name: str, models: str, redis: Redis, cluster: RedisCluster) -> Setup:
     if name == "redis":
         replica = start_service("replica1", models, extra=store + ["--replica-name", "replica1"])
         return Setup(name, replica.target, [replica], None, redis)
-    if name == "cluster":
-        replica = start_service("replica1", models, extra=["--state-store", cluster.url, "--replica-name", "replica1"])
+    if name in ("cluster", "cluster-wait"):
+        wait = ["--store-replicas", "1"] if name == "cluster-wait" else []
+        extra = ["--state-store", cluster.url, "--replica-name", "replica1", *wait]
+        replica = start_service("replica1", models, extra=extra)
         return Setup(name, replica.target, [replica], None, cluster)
     replicas = [start_service(f"replica{i}", models, extra=store + ["--replica-name", f"replica{i}"]) for i in (1, 2)]
     envoy = Envoy([r.port for r in replicas]).start(healthy=2)
@@ -156,6 +159,15 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
         ),
         "cluster_minus_redis_p50_ms_1": ratios(
             runs, lambda r: r["cluster"]["one_stream"]["p50_ms"] - r["redis"]["one_stream"]["p50_ms"]
+        ),
+        "cluster_wait_over_cluster_throughput_100": ratios(
+            runs,
+            lambda r: (
+                r["cluster-wait"]["streams_100"]["words_per_second"] / r["cluster"]["streams_100"]["words_per_second"]
+            ),
+        ),
+        "cluster_wait_minus_cluster_p50_ms_1": ratios(
+            runs, lambda r: r["cluster-wait"]["one_stream"]["p50_ms"] - r["cluster"]["one_stream"]["p50_ms"]
         ),
         "envoy_over_redis_throughput_100": ratios(
             runs,
@@ -239,6 +251,16 @@ def markdown(result: dict[str, Any]) -> str:
         ("Envoy: added p50 at one stream (ms)", "envoy_minus_redis_p50_ms_1", "≤ 0.3"),
         ("Redis Cluster: throughput at 100 streams, cluster / one Redis", "cluster_over_redis_throughput_100", "≥ 0.8"),
         ("Redis Cluster: added p50 at one stream over one Redis (ms)", "cluster_minus_redis_p50_ms_1", "≤ 0.5"),
+        (
+            "--store-replicas 1: throughput at 100 streams, with WAIT / without",
+            "cluster_wait_over_cluster_throughput_100",
+            "—",
+        ),
+        (
+            "--store-replicas 1: added p50 at one stream over the cluster (ms)",
+            "cluster_wait_minus_cluster_p50_ms_1",
+            "—",
+        ),
         ("two replicas behind Envoy / one replica direct, throughput at 100", "envoy_over_redis_throughput_100", "—"),
     ]
     lines += ["", "| goal | figure | target | met |", "|---|---|---|---|"]
@@ -275,15 +297,6 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_doc(result: dict[str, Any], path: Path) -> None:
-    """Replace the generated part of docs/SCALING.md (between its markers)."""
-    begin, end = "<!-- bench.scaling: begin -->", "<!-- bench.scaling: end -->"
-    text = path.read_text()
-    head, rest = text.split(begin, 1)
-    _, tail = rest.split(end, 1)
-    path.write_text(f"{head}{begin}\n{markdown(result)}{end}{tail}")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.scaling", description=__doc__.split("\n")[0])
     parser.add_argument("--models", default="models")
@@ -312,11 +325,7 @@ def main(argv: list[str] | None = None) -> int:
         "raw": runs,
     }
     if not args.no_write:
-        out = Path(args.out)
-        (out / "bench-runs").mkdir(parents=True, exist_ok=True)
-        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        (out / "bench-runs" / f"scaling-{stamp}.json").write_text(json.dumps(result, indent=1))
-        write_doc(result, out / "SCALING.md")
+        write_figures(Path(args.out), "scaling", result, markdown(result))
     print(markdown(result))
     return 0
 

@@ -128,13 +128,24 @@ def load(
     }
 
 
+def kept_name(bench: str, report: dict[str, Any]) -> str:
+    """The name a run's figures are kept under in bench-runs/."""
+    return f"{bench}-{report['when'].replace('-', '').replace(':', '')}.json"
+
+
+def section(bench: str, report: dict[str, Any], text: str) -> str:
+    """What goes between a bench's markers in SCALING.md: its text, then a link to the kept run
+    (tests/test_docs.py renders the text again from that file and compares)."""
+    name = kept_name(bench, report)
+    return f"{text}\nEvery figure, every round and process: [bench-runs/{name}](bench-runs/{name}).\n"
+
+
 def write_figures(out: Path, bench: str, report: dict[str, Any], text: str) -> None:
-    """Keep a run's figures (``out``/bench-runs/<bench>-<time>.json) and put ``text`` between the
-    ``<!-- bench.<bench>: begin -->`` and ``end`` markers of ``out``/SCALING.md."""
+    """Keep a run's figures (``out``/bench-runs/<bench>-<time>.json) and put ``section(...)``
+    between the ``<!-- bench.<bench>: begin -->`` and ``end`` markers of ``out``/SCALING.md."""
     (out / "bench-runs").mkdir(parents=True, exist_ok=True)
-    stamp = report["when"].replace("-", "").replace(":", "")
-    (out / "bench-runs" / f"{bench}-{stamp}.json").write_text(json.dumps(report, indent=1))
+    (out / "bench-runs" / kept_name(bench, report)).write_text(json.dumps(report, indent=1))
     begin, end = f"<!-- bench.{bench}: begin -->", f"<!-- bench.{bench}: end -->"
     head, rest = (out / "SCALING.md").read_text().split(begin, 1)
     _, tail = rest.split(end, 1)
-    (out / "SCALING.md").write_text(f"{head}{begin}\n{text}{end}{tail}")
+    (out / "SCALING.md").write_text(f"{head}{begin}\n{section(bench, report, text)}{end}{tail}")

@@ -45,3 +45,29 @@ def test_every_file_a_doc_links_exists(doc: str) -> None:
     base = (ROOT / doc).parent
     links = [link.split("#")[0] for link in re.findall(r"\]\(([^)]+)\)", text) if "://" not in link]
     assert [link for link in links if link and not (base / link).exists()] == []
+
+
+@pytest.mark.parametrize("bench", ["scaling", "failover", "groupcommit", "storage"])
+def test_scaling_figures_are_what_their_kept_run_renders(bench: str) -> None:
+    """Each generated part of docs/SCALING.md is its bench's rendering of the run it links: a
+    figure edited by hand, or a run kept without its text, fails here."""
+    import importlib
+    import json
+
+    from bench.servers import section
+
+    text = (ROOT / "docs" / "SCALING.md").read_text()
+    part = text.split(f"<!-- bench.{bench}: begin -->\n", 1)[1].split(f"<!-- bench.{bench}: end -->", 1)[0]
+    (name,) = re.findall(rf"\(bench-runs/({bench}-\w+\.json)\)", part)
+    report = json.loads((ROOT / "docs" / "bench-runs" / name).read_text())
+    markdown = importlib.import_module(f"bench.{bench}").markdown
+    assert part == section(bench, report, markdown(report))
+
+
+def test_every_kept_bench_run_is_linked_from_a_doc() -> None:
+    """docs/bench-runs holds the runs the docs name, no others."""
+    linked = set()
+    for doc in DOCS:
+        linked |= set(re.findall(r"bench-runs/([\w.-]+\.json)", (ROOT / doc).read_text()))
+    kept = {p.name for p in (ROOT / "docs" / "bench-runs").glob("*.json")}
+    assert kept - linked == set(), sorted(kept - linked)
