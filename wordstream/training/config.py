@@ -39,12 +39,12 @@ class TrainConfig:
     max_tokens: int = 100
     """Training texts are cut to this many tokens (the longest in the default corpus has about 80)."""
     lexicon: bool = True
-    """Join fixed affect-lexicon features to each word vector (wordstream/training/lexicon.py)."""
+    """Join fixed affect-lexicon features to each word vector (wordstream/training/features/lexicon.py)."""
     chat: bool = True
     """Read chat: the tokenizer's chat rules (emoticons, elongations, <url>, <user>, hashtags),
     and the VADER and AFINN lexicons as features, their words in the vocabulary."""
     pretrained: bool = True
-    """Join a frozen MiniLM word vector (wordstream/training/pretrained.py, int8) to each word vector;
+    """Join a frozen MiniLM word vector (wordstream/training/features/pretrained.py, int8) to each word vector;
     MiniLM's whole words join the vocabulary."""
     pretrained_words: int = 12000
     """How many of MiniLM's whole words (in its vocabulary's order) join the vocabulary: the file-size budget."""

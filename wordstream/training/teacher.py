@@ -29,7 +29,7 @@ from torch import nn
 
 from wordstream.shared import ProgressBar
 from wordstream.training.data import rotten_tomatoes_path
-from wordstream.training.pretrained import minilm, minilm_dir
+from wordstream.training.features.pretrained import minilm, minilm_dir
 
 DEFAULT_CACHE = Path("runs/teacher")  # relative to the working directory; train --cache-dir chooses another
 MAX_PIECES = 128  # the teacher reads at most this many word pieces of a text

@@ -31,7 +31,7 @@ from wordstream.textcodec.vocab import PAD
 from wordstream.training.config import DRY_RUN, TrainConfig
 from wordstream.training.data import DataError, Example, Split, load_file, load_rotten_tomatoes, split_examples
 from wordstream.training.evaluate import evaluate
-from wordstream.training.lexicon import (
+from wordstream.training.features.lexicon import (
     CHAT_FEATURES,
     FEATURES,
     chat_features,
@@ -40,9 +40,9 @@ from wordstream.training.lexicon import (
     load_chat_lexicon,
     load_lexicon,
 )
+from wordstream.training.features.pretrained import minilm_words, quantize, word_vectors
 from wordstream.training.model import TextClassifier
 from wordstream.training.onnx_export import export_step_model, set_metadata
-from wordstream.training.pretrained import minilm_words, quantize, word_vectors
 from wordstream.training.teacher import DEFAULT_CACHE
 
 DRY_RUN_EXAMPLES = 600
