@@ -10,9 +10,9 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import numpy as np
@@ -21,6 +21,9 @@ import pytest
 from wordstream.modelfile import load_model
 from wordstream.v1 import wordstream_pb2 as pb
 from wordstream.v1 import wordstream_pb2_grpc as pb_grpc
+
+if TYPE_CHECKING:
+    from deploy.cluster import RedisCluster
 
 POSITIVE = ["good", "great", "superb", "lovely", "fun", "moving", "smart", "warm"]
 NEGATIVE = ["bad", "awful", "dull", "boring", "messy", "flat", "silly", "cold"]
@@ -368,3 +371,23 @@ class ReplyDroppingProxy:
             forwarding.cancel()
             writer.close()
             up_writer.close()
+
+
+def lose_the_tail(cluster: RedisCluster, session_id: str, typing: Callable[[], None]) -> None:
+    """What ``typing`` writes reaches the shard's primary only (its replica is paused and the
+    primary has dropped the replication link, so nothing waits in the replica's socket either);
+    then the primary dies and the stale replica takes over: the store has lost those writes."""
+    from deploy.cluster import wait_for
+    from wordstream.server import redis_ledger
+
+    primary = cluster.primary_of(redis_ledger.keys(session_id)[0])
+    replica = cluster.replica_of(primary)
+    replica.pause()
+    primary.client().execute_command("CLIENT", "KILL", "TYPE", "replica")
+    try:
+        typing()
+    finally:
+        primary.kill()
+        replica.resume()
+    replica.client().execute_command("CLUSTER", "FAILOVER", "TAKEOVER")
+    wait_for(cluster.ready, "the stale replica to serve the shard")

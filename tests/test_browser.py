@@ -28,24 +28,33 @@ def chromium() -> str:
     return path
 
 
-@pytest.fixture
-def stack(tiny_models: dict[str, Path]) -> Iterator[tuple[str, str]]:
-    """(gateway URL, server target): a server process and a gateway process in front of it."""
-    server, port = start_server_process(tiny_models["lstm"].parent, "--default-model", "tiny-lstm")
+def start_gateway(server: str, port: int = 0) -> tuple[subprocess.Popen[str], int]:
+    """``python -m wordstream.gateway`` in front of ``server``; the process and its real port."""
     gateway = subprocess.Popen(
-        [sys.executable, "-m", "wordstream.gateway", "--host", "127.0.0.1", "--port", "0"]
-        + ["--server", f"localhost:{port}"],
+        [sys.executable, "-m", "wordstream.gateway", "--host", "127.0.0.1", "--port", str(port)] + ["--server", server],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         text=True,
     )
-    try:
-        line = gateway.stdout.readline() if gateway.stdout else ""
-        match = re.search(r"http://localhost:(\d+)/", line)
-        assert match, f"the gateway did not start: {line!r}"
-        yield f"http://127.0.0.1:{match.group(1)}/", f"localhost:{port}"
-    finally:
+    line = gateway.stdout.readline() if gateway.stdout else ""
+    match = re.search(r"http://localhost:(\d+)/", line)
+    if not match:
         gateway.kill()
+        raise RuntimeError(f"the gateway did not start: {line!r}")
+    return gateway, int(match.group(1))
+
+
+@pytest.fixture
+def stack(tiny_models: dict[str, Path]) -> Iterator[tuple[str, str]]:
+    """(gateway URL, server target): a server process and a gateway process in front of it."""
+    server, port = start_server_process(tiny_models["lstm"].parent, "--default-model", "tiny-lstm")
+    try:
+        gateway, gateway_port = start_gateway(f"localhost:{port}")
+        try:
+            yield f"http://127.0.0.1:{gateway_port}/", f"localhost:{port}"
+        finally:
+            gateway.kill()
+    finally:
         server.kill()
 
 
@@ -103,3 +112,55 @@ def test_typing_in_the_page_labels_every_word_rewinds_on_backspace_and_resumes_a
     with Client(target) as client:
         record = client.get_session(session_id)
     assert record["words"] == len(words) and record["history"][-1].word == "superb"
+
+
+def test_a_page_sends_again_what_a_failed_over_store_lost(
+    page: Page, tiny_models: dict[str, Path], tmp_path: Path
+) -> None:
+    """The page's text box is the log: a Redis Cluster failover loses the last two words the page
+    typed (they reached the old primary only), and the gateway goes down with them. The page
+    reconnects to the gateway (back on its port), resumes, gets the six words the store kept,
+    and sends the two after them again: the session ends as an uninterrupted run."""
+    from deploy.cluster import RedisCluster
+    from tests.helpers import lose_the_tail, offline_steps, poll, same_steps
+
+    cluster = RedisCluster(tmp_path / "redis-cluster").start()
+    server, port = start_server_process(
+        tiny_models["lstm"].parent, "--default-model", "tiny-lstm", "--state-store", cluster.url
+    )
+    gateway, gateway_port = start_gateway(f"localhost:{port}")
+    try:
+        page.goto(f"http://127.0.0.1:{gateway_port}/")
+        expect(page.get_by_test_id("status")).to_have_text("connected")
+        box = page.get_by_test_id("typing-input")
+        box.click()
+        box.press_sequentially("the film is a great story ", delay=15)
+        expect(page.get_by_test_id("word-count")).to_have_text("6")
+        session_id = page.evaluate("localStorage.getItem('wordstream.session')")
+
+        def typing() -> None:  # these two reach the old primary only
+            box.press_sequentially("but dull ", delay=15)
+            expect(page.get_by_test_id("word-count")).to_have_text("8")
+            gateway.kill()
+            gateway.wait()
+
+        lose_the_tail(cluster, session_id, typing)
+        with Client(f"localhost:{port}") as client:
+            assert client.get_session(session_id)["words"] == 6  # the store lost the tail
+        expect(page.get_by_test_id("status")).not_to_have_text("connected")
+        restarted, _ = start_gateway(f"localhost:{port}", port=gateway_port)
+        try:
+            expect(page.get_by_test_id("status")).to_have_text("connected", timeout=15_000)
+            words = "the film is a great story but dull".split()
+            with Client(f"localhost:{port}") as client:
+                poll(lambda: client.get_session(session_id)["words"] == 8, "the page to send the lost words again")
+                record = client.get_session(session_id)
+            expect(page.get_by_test_id("word-count")).to_have_text("8")
+            assert record["words"] == 8 and [s.word for s in record["history"]][-2:] == ["but", "dull"]
+            assert same_steps(record["history"], offline_steps(tiny_models["lstm"], words))
+        finally:
+            restarted.kill()
+    finally:
+        gateway.kill()
+        server.kill()
+        cluster.stop()

@@ -8,14 +8,14 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from deploy.cluster import RedisCluster, wait_for
-from tests.helpers import TEXT, ServerThread, offline_steps, same_steps
+from tests.helpers import TEXT, ServerThread, lose_the_tail, offline_steps, same_steps
 from wordstream.client import AsyncClient, AsyncSession, Client
 from wordstream.server import redis_ledger
 
@@ -128,23 +128,6 @@ def test_a_primary_killed_under_load_loses_no_word(
     assert p99 < 1.0
     first_answers = [t + d - kill for i, pairs in latencies.items() if affected[i] for t, d in pairs if t >= kill]
     print(f"kill -> first answered word on the killed shard: {min(first_answers):.2f} s")
-
-
-def lose_the_tail(cluster: RedisCluster, session_id: str, typing: Callable[[], None]) -> None:
-    """What ``typing`` writes reaches the shard's primary only (its replica is paused and the
-    primary has dropped the replication link, so nothing waits in the replica's socket either);
-    then the primary dies and the stale replica takes over: the store has lost those writes."""
-    primary = cluster.primary_of(redis_ledger.keys(session_id)[0])
-    replica = cluster.replica_of(primary)
-    replica.pause()
-    primary.client().execute_command("CLIENT", "KILL", "TYPE", "replica")
-    try:
-        typing()
-    finally:
-        primary.kill()
-        replica.resume()
-    replica.client().execute_command("CLUSTER", "FAILOVER", "TAKEOVER")
-    wait_for(cluster.ready, "the stale replica to serve the shard")
 
 
 @pytest.mark.parametrize("rewind", [False, True], ids=["lost-words", "lost-rewind"])

@@ -54,6 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", ws_max_size=16 * 2**20)
     server = uvicorn.Server(config)
     sockets = [config.bind_socket()]
+    sockets[0].listen(config.backlog)  # connections wait in the backlog from now: the line below means ready
     port = sockets[0].getsockname()[1]
     print(f"wordstream gateway: http://localhost:{port}/ -> {args.server}", flush=True)
     server.run(sockets=sockets)
