@@ -55,7 +55,7 @@ quick:
 
 # The three default models, from the default corpus, with the default configuration.
 models: setup
-	for cell in $(CELLS); do $(PY) -m wordstream.training.train --cell $$cell --out models/sentiment-$$cell.onnx --checkpoint runs/sentiment-$$cell.pt || exit 1; done
+	for cell in $(CELLS); do $(PY) -m wordstream.training.train --cell $$cell --evaluate-split test --out models/sentiment-$$cell.onnx --checkpoint runs/sentiment-$$cell.pt || exit 1; done
 
 # Every benchmark side by side, 3 full runs; writes docs/BENCHMARKS.md, docs/bench-*.png, docs/bench-runs/*.json.
 bench: setup

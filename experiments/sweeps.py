@@ -3,7 +3,8 @@
     python -m experiments ablations   # LSTM variants x 3 seeds, validation split only
     python -m experiments shipped     # each cell x 3 seeds x (random, film) split, test once each
     python -m experiments devsets     # kept models of the shipped sweeps on data/*-dev.csv
-    python -m experiments table       # the tables of docs/MODELS.md, from the results file
+    python -m experiments table       # the tables of README.md and docs/MODELS.md, from the results file
+    python -m experiments table --write   # ... rewritten between their markers (tables.py)
 
 Every run appends one JSON line to ``experiments/experiments.jsonl`` (kept in the repository), and a
 run already there is not repeated, so an interrupted sweep picks up where it stopped. Seeds
@@ -17,12 +18,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from experiments import tables
+from experiments.tables import SHIPPED
 from wordstream.textcodec import Tokenizer
 from wordstream.training.config import CELLS, SPLITS, TrainConfig
 from wordstream.training.data import load_rotten_tomatoes, split_examples
@@ -145,9 +147,6 @@ def ablation_plan(
     ]
 
 
-SHIPPED = "shipped-tuned"  # the current default's sweep; "shipped-distill", "shipped-chat", "shipped": earlier defaults
-
-
 def shipped_plan(seeds: Sequence[int], splits: Sequence[str]) -> list[tuple[str, str, TrainConfig, str]]:
     return [
         (SHIPPED, "default", TrainConfig(cell=cell, seed=seed, split=split), "test")
@@ -178,83 +177,6 @@ def record_baselines(results: Path, splits: Sequence[str]) -> None:
         }
         with open(results, "a") as f:
             f.write(json.dumps(entry) + "\n")
-
-
-def mean_sd(values: list[float]) -> str:
-    if len(values) < 2:
-        return f"{values[0]:.4f} (1 run)" if values else "not run"
-    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
-
-
-def tables(entries: list[dict[str, Any]]) -> str:
-    """Markdown: the ablation table (validation) and the shipped tables (test), mean ± sd over seeds,
-    each with the figures on data/chat-dev.csv and VADER's beside them."""
-    vader = {e["split"]: e for e in entries if e["sweep"] == "vader"}
-    lines = ["### Ablations (LSTM, validation split, mean ± sd over seeds)", ""]
-    lines += [
-        "| variant | seeds | accuracy | macro-F1 | after 25 % | after 50 % | after 75 % | chat-dev macro-F1 |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for name, (_, meaning) in VARIANTS.items():
-        runs = [e for e in entries if e["sweep"] == "ablation" and e["variant"] == name]
-        if not runs:
-            continue
-        row = [meaning, str(len(runs))]
-        row += [mean_sd([e["evaluation"][k] for e in runs]) for k in ("accuracy", "macro_f1")]
-        row += [mean_sd([e["evaluation"]["typing"][p] for e in runs]) for p in ("25%", "50%", "75%")]
-        row.append(mean_sd([e["chat_dev"]["macro_f1"] for e in runs if "chat_dev" in e]))
-        lines.append("| " + " | ".join(row) + " |")
-    if "random" in vader:
-        v = vader["random"]
-        lines.append(
-            f"| VADER ({VADER_RULE}) | - | {v['valid']['accuracy']:.4f} | {v['valid']['macro_f1']:.4f} | | | "
-            f"| {v['chat_dev']['macro_f1']:.4f} |"
-        )
-    for sweep_name, title in (
-        (SHIPPED, "the default since issue 14"),
-        ("shipped-distill", "chat, MiniLM vectors, a logistic-regression teacher"),
-        ("shipped-chat", "chat and MiniLM vectors, no teacher"),
-        ("shipped", "the first default"),
-    ):
-        for split_name in SPLITS:
-            base = next((e for e in entries if e["sweep"] == "baseline" and e["split"] == split_name), None)
-            runs = [e for e in entries if e["sweep"] == sweep_name and e["split"] == split_name]
-            if not runs:
-                continue
-            lines += ["", f"### Test split, {split_name} split: {title} (mean ± sd over seeds)", ""]
-            lines += [
-                "| model | seeds | test accuracy | macro-F1 | after 25 % | after 50 % | after 75 % "
-                "| validation accuracy (best epoch) | chat-dev macro-F1 |",
-                "|---|---|---|---|---|---|---|---|---|",
-            ]
-            for cell in ("lstm", "gru", "rnn"):
-                cell_runs = [e for e in runs if e["cell"] == cell]
-                if not cell_runs:
-                    continue
-                row = [f"{cell}", str(len(cell_runs))]
-                row += [mean_sd([e["evaluation"][k] for e in cell_runs]) for k in ("accuracy", "macro_f1")]
-                row += [mean_sd([e["evaluation"]["typing"][p] for e in cell_runs]) for p in ("25%", "50%", "75%")]
-                row.append(mean_sd([e["valid_accuracy_best_epoch"] for e in cell_runs]))
-                row.append(mean_sd([e["chat_dev"]["macro_f1"] for e in cell_runs if "chat_dev" in e]))
-                lines.append("| " + " | ".join(row) + " |")
-            if split_name in vader:
-                v = vader[split_name]
-                lines.append(
-                    f"| VADER | - | {v['test']['accuracy']:.4f} | {v['test']['macro_f1']:.4f} | | | | "
-                    f"| {v['chat_dev']['macro_f1']:.4f} |"
-                )
-            if base is not None:
-                test = base["test"]
-                lines.append(
-                    f"| majority label | - | {test['majority']:.4f} | | | | | | |\n"
-                    f"| the film's majority label in training | - | {test['film_prior']:.4f} | | | | | | |"
-                )
-                lines.append("")
-                lines.append(
-                    f"Split sizes {base['sizes']}; {100 * test['films_seen_in_training']:.1f} % of the test texts "
-                    "are about a film that has texts in training."
-                )
-    return "\n".join(lines) + "\n"
 
 
 def record_vader(results: Path, splits: Sequence[str]) -> None:
@@ -312,23 +234,6 @@ def record_devsets(results: Path, models_dir: Path, sweeps: Sequence[str], varia
             f.write(json.dumps(entry) + "\n")
 
 
-def devset_table(entries: list[dict[str, Any]]) -> str:
-    """Macro-F1 on each development set, mean ± sd over the seeds of each sweep and cell."""
-    rows = [e for e in entries if e["sweep"] == "devsets"]
-    lines = ["| model | seeds | " + " | ".join(f"{name}-dev macro-F1" for name in DEV_SETS) + " |"]
-    lines.append("|---|---|" + "---|" * len(DEV_SETS))
-    for variant in dict.fromkeys(e["variant"] for e in rows):
-        for cell in dict.fromkeys(e["cell"] for e in rows if e["variant"] == variant):
-            runs = [e for e in rows if e["variant"] == variant and e["cell"] == cell]
-            label = f"VADER ({VADER_RULE})" if variant == "vader" else f"{cell} ({variant})"
-            cells = [
-                f"{runs[0][n]['macro_f1']:.4f}" if variant == "vader" else mean_sd([e[n]["macro_f1"] for e in runs])
-                for n in DEV_SETS
-            ]
-            lines.append(f"| {label} | {'-' if variant == 'vader' else len(runs)} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m experiments", description=__doc__.split("\n")[0])
     parser.add_argument("what", choices=("ablations", "shipped", "devsets", "table"))
@@ -340,6 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--splits", nargs="+", default=list(SPLITS), choices=SPLITS)
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--models-dir", type=Path, default=Path("runs/experiments"))
+    parser.add_argument("--write", action="store_true", help="table: rewrite the marked tables of the docs")
     args = parser.parse_args(argv)
     args.models_dir.mkdir(parents=True, exist_ok=True)
     args.results.parent.mkdir(parents=True, exist_ok=True)
@@ -351,9 +257,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         sweep(shipped_plan(args.seeds, args.splits), args.results, args.models_dir)
     elif args.what == "devsets":
         record_devsets(args.results, args.models_dir, [SHIPPED, "shipped"], args.variants or ())
-        print(devset_table(read_results(args.results)), end="")
+    rendered = tables.blocks(read_results(args.results), VARIANTS)
+    if args.what == "table" and args.write:
+        print("\n".join(f"rewrote {name}" for name in tables.write(rendered)))
         return 0
-    print(tables(read_results(args.results)), end="")
+    for name, table in rendered.items():
+        print(f"<!-- {name} -->\n{table}")
     return 0
 
 

@@ -71,3 +71,18 @@ def test_every_kept_bench_run_is_linked_from_a_doc() -> None:
         linked |= set(re.findall(r"bench-runs/([\w.-]+\.json)", (ROOT / doc).read_text()))
     kept = {p.name for p in (ROOT / "docs" / "bench-runs").glob("*.json")}
     assert kept - linked == set(), sorted(kept - linked)
+
+
+@pytest.mark.parametrize("doc", ["README.md", "docs/MODELS.md"])
+def test_model_tables_are_what_the_results_render(doc: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every marked table of the doc is `python -m experiments table --write`'s rendering of
+    experiments/experiments.jsonl and the shipped files: a figure edited by hand fails here."""
+    from experiments import tables
+    from experiments.sweeps import VARIANTS, read_results
+
+    monkeypatch.chdir(ROOT)  # the results and the models are found from the repository's root
+    rendered = tables.blocks(read_results(), VARIANTS)
+    found = tables.sections((ROOT / doc).read_text())
+    assert found, f"{doc} has no marked tables"
+    for name, table in found.items():
+        assert table == rendered[name], f"{doc}: table {name} differs from `python -m experiments table --write`"

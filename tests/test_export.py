@@ -150,12 +150,43 @@ def test_vader_beside_the_model_on_the_same_texts(tmp_path: Path, capsys: pytest
     assert "exactly 0 counts as positive" in vader["rule"]
 
 
+def test_evaluate_scores_the_validation_part_unless_told_test(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without --data, evaluate scores the model's own validation part and says so; the test part
+    only with an explicit --split test, named in the output."""
+    import json
+
+    from wordstream.textcodec import Tokenizer
+    from wordstream.training.data import load_file, split_examples
+    from wordstream.training.evaluate import main as evaluate_main
+    from wordstream.training.onnx_export import set_metadata
+
+    rows = [(f"{'good ' * (i % 3)}film {i}", "positive" if i % 3 else "negative") for i in range(200)]
+    data = write_csv(tmp_path / "data.csv", rows)
+    split = split_examples(load_file(data), Tokenizer(), seed=13, labels=("negative", "positive"))
+    model = counting_model(tmp_path / "counting.onnx", data={"source": str(data), "text_column": "text"})
+    meta = load_model(model).metadata
+    meta.update({"training": {"seed": 13}, "data_hash": split.data_hash})
+    meta["data"]["label_column"] = "label"
+    set_metadata(model, meta)
+    for flags, part, name, size in (
+        ([], "valid", "validation", len(split.valid)),
+        (["--split", "test"], "test", "TEST", len(split.test)),
+    ):
+        assert evaluate_main([str(model), *flags]) == 0
+        out = capsys.readouterr()
+        result = json.loads(out.out.splitlines()[-1])
+        assert result["split"] == part and result["n"] == size
+        assert f"scoring the model's {name} split" in out.err
+
+
 def test_evaluate_reads_the_models_own_test_split(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A model whose metadata names its data: evaluate rebuilds the test part (a tenth) and scores
     it; the expected accuracy comes from the counting rule applied directly to those texts."""
     from wordstream.textcodec import Tokenizer
     from wordstream.training.data import load_file, split_examples
-    from wordstream.training.evaluate import model_test_split
+    from wordstream.training.evaluate import model_split
 
     rows = [
         (f"{'good ' * (i % 3)}{'bad ' * (i % 2)}film number {i}", "positive" if i % 4 else "negative")
@@ -167,7 +198,7 @@ def test_evaluate_reads_the_models_own_test_split(tmp_path: Path, capsys: pytest
     model = counting_model(tmp_path / "counting.onnx", data=source)
     meta = load_model(model).metadata
     meta.update({"training": {"seed": 13}, "data_hash": split.data_hash})
-    test = model_test_split(meta)
+    test = model_split(meta, "test")
     assert len(test) == 20 and not {e.text for e in test} & {e.text for e in split.train}
 
     def rule(text: str) -> str:

@@ -1,6 +1,6 @@
 """Labelled texts: the default corpus, user files, de-duplication, the split and its hash.
 
-Torch-free, so that ``export.evaluate`` can rebuild a model's own test split with only
+Torch-free, so that ``wordstream.training.evaluate`` can rebuild a model's own parts with only
 ONNX Runtime installed.
 """
 

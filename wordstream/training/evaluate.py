@@ -175,8 +175,12 @@ def _majority(counts: Counter[str], tie: str) -> str:
     return tie if tie in best else best[0]
 
 
-def model_test_split(metadata: dict[str, Any]) -> list[Example]:
-    """The model's own test split, rebuilt from its metadata and checked against its data hash."""
+SPLIT_NAMES = {"valid": "validation", "test": "TEST"}
+
+
+def model_split(metadata: dict[str, Any], part: str = "valid") -> list[Example]:
+    """The model's own validation or test part ("valid", "test"), rebuilt from its metadata and
+    checked against its data hash."""
     from wordstream.textcodec import Tokenizer
 
     data = metadata["data"]
@@ -194,7 +198,7 @@ def model_test_split(metadata: dict[str, Any]) -> list[Example]:
     )
     if split.data_hash != metadata["data_hash"]:
         raise DataError(f"{data['source']}: the data has changed since training (hash differs); pass --data FILE")
-    return split.test
+    return split.test if part == "test" else split.valid
 
 
 def plot_typing(result: dict[str, Any], path: str | Path, title: str) -> None:
@@ -216,7 +220,14 @@ def plot_typing(result: dict[str, Any], path: str | Path, title: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m wordstream.training.evaluate", description=__doc__.split("\n")[0])
     parser.add_argument("model", help="an exported .onnx step model")
-    parser.add_argument("--data", help="a labelled CSV, TSV or JSONL file (default: the model's own test split)")
+    parser.add_argument("--data", help="a labelled CSV, TSV or JSONL file (default: the model's own --split)")
+    parser.add_argument(
+        "--split",
+        choices=("valid", "test"),
+        default="valid",
+        help="which part of the model's own data to score without --data (default: valid; test only to report "
+        "a shipped model, once)",
+    )
     parser.add_argument("--text-column", default="text")
     parser.add_argument("--label-column", default="label")
     parser.add_argument("--plot", help="draw the accuracy-while-typing curve to this PNG")
@@ -228,8 +239,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.data:
             examples = load_file(args.data, args.text_column, args.label_column)
         else:
-            examples = model_test_split(runner.metadata)
+            examples = model_split(runner.metadata, args.split)
+            print(f"scoring the model's {SPLIT_NAMES[args.split]} split", file=sys.stderr)
         result = evaluate(runner, examples)
+        if not args.data:
+            result["split"] = args.split
         if args.vader:
             result["vader"] = vader_baseline(examples, runner.labels)
     except (DataError, ModelError, OSError, KeyError, ValueError) as e:

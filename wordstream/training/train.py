@@ -371,7 +371,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if checkpoint is None and not args.dry_run:
         checkpoint = Path(args.out).with_suffix(".pt")
     return train_export_evaluate(
-        config, examples, source, labels, Path(args.out), checkpoint, "test", Path(args.cache_dir)
+        config, examples, source, labels, Path(args.out), checkpoint, args.evaluate_split, Path(args.cache_dir)
     )
 
 
@@ -462,6 +462,9 @@ def train_export_evaluate(
         save_checkpoint(model, config, codec, split.labels, checkpoint)
     metadata = model_metadata(model, config, codec, split, split_tokenizer, info, source)
     export_step_model(model, out, metadata)
+    print(
+        f"scoring the exported model on the {'TEST' if evaluate_on == 'test' else 'validation'} split", file=sys.stderr
+    )
     evaluation = evaluate(load_model(out, threads=0), split.test if evaluate_on == "test" else split.valid)
     evaluation["split"] = evaluate_on
     metadata["evaluation"] = evaluation
@@ -484,6 +487,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-bad", action="store_true", help="skip bad rows of --data (with a count) instead of failing")
     p.add_argument("--checkpoint", help="where to write the checkpoint (default: next to --out, .pt)")
     p.add_argument("--dry-run", action="store_true", help="a tiny model on a small sample, in seconds")
+    p.add_argument(
+        "--evaluate-split",
+        choices=("valid", "test"),
+        default="valid",
+        help="the part the exported model is scored on (default: valid; test only for a model that is shipped: "
+        "--split chooses how the data is divided, random or by film)",
+    )
     p.add_argument(
         "--cache-dir",
         default=str(DEFAULT_CACHE),
