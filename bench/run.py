@@ -342,11 +342,11 @@ def model_level(model_path: Path, words: list[str], repeats: int, rounds: int) -
         meta = model.metadata
         # Timing does not depend on the weights' values: the same architecture, initialised afresh.
         net = TextClassifier(
-            TrainConfig.from_dict(meta["training"]),
+            TrainConfig.from_dict(meta.training),
             len(model.codec.vocab),
             len(model.labels),
-            meta["model"].get("learned_vocab_size"),
-            len(meta["model"].get("lexicon_features", [])),
+            meta.learned_vocab_size,
+            len(meta.lexicon_features),
         ).eval()
         step = StepGraph(net)
         for batch in (1, 64):

@@ -25,6 +25,7 @@ from typing import Any
 
 from experiments import tables
 from experiments.tables import SHIPPED
+from wordstream.modelfile.metadata import DataSource
 from wordstream.textcodec import Tokenizer
 from wordstream.training.config import CELLS, SPLITS, TrainConfig
 from wordstream.training.data import load_rotten_tomatoes, split_examples
@@ -33,7 +34,6 @@ from wordstream.training.evaluate import VADER_RULE, baselines, vader_baseline
 # Paths are relative to the working directory: run these from the repository's root.
 RESULTS = Path("experiments/experiments.jsonl")
 SEEDS = (13, 14, 15)
-SOURCE = {"source": "rotten_tomatoes"}
 LABELS = ("negative", "positive")
 
 # name -> TrainConfig overrides, and what the row means in the docs.
@@ -100,7 +100,7 @@ def train_one(sweep: str, variant: str, config: TrainConfig, evaluate_on: str, o
 
     name = f"{sweep}-{variant}-{config.cell}-{config.split}-{config.seed}"
     result = train_export_evaluate(
-        config, load_rotten_tomatoes(), dict(SOURCE), LABELS, out_dir / f"{name}.onnx", None, evaluate_on
+        config, load_rotten_tomatoes(), DataSource(), LABELS, out_dir / f"{name}.onnx", None, evaluate_on
     )
     from wordstream.modelfile import load_model
     from wordstream.training.data import load_file

@@ -84,17 +84,22 @@ def test_split(entries: Entries, sweep: str, split: str) -> str:
         row.append(mean_sd([e["valid_accuracy_best_epoch"] for e in found]))
         row.append(mean_sd([e["chat_dev"]["macro_f1"] for e in found if "chat_dev" in e]))
         lines.append("| " + " | ".join(row) + " |")
-    v, base = one(entries, "vader", split), one(entries, "baseline", split)
-    test = base["test"]
-    lines += [
-        f"| VADER | - | {v['test']['accuracy']:.4f} | {v['test']['macro_f1']:.4f} | | | | "
-        f"| {v['chat_dev']['macro_f1']:.4f} |",
-        f"| majority label | - | {test['majority']:.4f} | | | | | | |",
-        f"| the film's majority label in training | - | {test['film_prior']:.4f} | | | | | | |",
-        "",
-        f"Split sizes {base['sizes']}; {100 * test['films_seen_in_training']:.1f} % of the test texts "
-        "are about a film that has texts in training.",
-    ]
+    v = next((e for e in entries if e["sweep"] == "vader" and e["split"] == split), None)
+    if v is not None:
+        lines.append(
+            f"| VADER | - | {v['test']['accuracy']:.4f} | {v['test']['macro_f1']:.4f} | | | | "
+            f"| {v['chat_dev']['macro_f1']:.4f} |"
+        )
+    base = next((e for e in entries if e["sweep"] == "baseline" and e["split"] == split), None)
+    if base is not None:
+        test = base["test"]
+        lines += [
+            f"| majority label | - | {test['majority']:.4f} | | | | | | |",
+            f"| the film's majority label in training | - | {test['film_prior']:.4f} | | | | | | |",
+            "",
+            f"Split sizes {base['sizes']}; {100 * test['films_seen_in_training']:.1f} % of the test texts "
+            "are about a film that has texts in training.",
+        ]
     return "\n".join(lines) + "\n"
 
 

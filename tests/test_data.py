@@ -182,12 +182,14 @@ def test_the_film_split_trains_from_the_default_corpus(tmp_path: Path, capsys: p
     from wordstream.modelfile import load_model
 
     meta = load_model(out).metadata
-    assert meta["training"]["split"] == "film" and meta["training"]["split_seed"] == 13
-    assert result["evaluation"]["split"] == "test"
+    assert meta.split_by == "film" and meta.split_seed == 13
+    assert result["evaluation"]["split"] == "valid"  # the test part only when asked (--evaluate-split test)
+    assert meta.evaluation.split == "valid"
 
 
 def test_experiment_tables_give_mean_and_sd_over_seeds() -> None:
-    from experiments.sweeps import tables
+    from experiments.sweeps import VARIANTS
+    from experiments.tables import ablations, test_split
 
     def run(sweep: str, variant: str, split: str, seed: int, accuracy: float) -> dict[str, object]:
         typing = {"25%": 0.5, "50%": 0.6, "75%": 0.7, "100%": accuracy}
@@ -202,10 +204,11 @@ def test_experiment_tables_give_mean_and_sd_over_seeds() -> None:
     entries += [run("shipped-chat", "default", "random", s, 0.75) for s in (13, 14, 15)]
     entries.append({"sweep": "vader", "split": "random", "valid": {"accuracy": 0.6, "macro_f1": 0.55},
                     "test": {"accuracy": 0.62, "macro_f1": 0.58}, "chat_dev": {"macro_f1": 0.88}})  # fmt: skip
-    text = tables(entries)
+    text = ablations(entries, VARIANTS)
     assert "| the first default (film-review words only) | 3 | 0.8000 ± 0.1000 |" in text
-    assert "| lstm | 3 | 0.7500 ± 0.0000 |" in text and "film split" not in text
     assert "| 0.7000 ± 0.1000 |" in text  # the chat-dev figure beside the validation ones
+    text = test_split(entries, "shipped-chat", "random")
+    assert "| lstm | 3 | 0.7500 ± 0.0000 |" in text and "| gru | 0 | not run |" in text
     assert "| VADER | - | 0.6200 | 0.5800 | | | | | 0.8800 |" in text
 
 
@@ -224,7 +227,8 @@ def test_the_development_sets_are_balanced_labelled_text() -> None:
 def test_devsets_reads_every_kept_model_once_with_vader_beside(tmp_path: Path, tiny_models: dict[str, Path]) -> None:
     import shutil
 
-    from experiments.sweeps import DEV_SETS, devset_table, read_results, record_devsets
+    from experiments.sweeps import DEV_SETS, read_results, record_devsets
+    from experiments.tables import devsets
 
     kept = tmp_path / "models"
     kept.mkdir()
@@ -243,6 +247,6 @@ def test_devsets_reads_every_kept_model_once_with_vader_beside(tmp_path: Path, t
     for entry in entries:
         assert {name: entry[name]["n"] for name in DEV_SETS} == sizes
         assert all(0.0 <= entry[name]["macro_f1"] <= 1.0 for name in DEV_SETS)
-    table = devset_table(entries)
+    table = devsets(entries)
     assert f"| lstm (shipped-tuned) | 1 | {entries[1]['chat']['macro_f1']:.4f} (1 run) |" in table
     assert f"| - | {entries[0]['chat']['macro_f1']:.4f} | {entries[0]['review']['macro_f1']:.4f} |" in table

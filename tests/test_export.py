@@ -65,7 +65,7 @@ def test_onnx_steps_match_pytorch_full_sequence(tiny_models: dict[str, Path], ce
     # Words the affect lexicons know but the synthetic training texts never had: their ids lie past
     # the learned embeddings (they share <unk>'s vector and differ by their lexicon features).
     texts += ["a magnificent dreadful film", "the wonderful plot is tedious and dreadful", "superb but tedious"]
-    learned = runner.metadata["model"]["learned_vocab_size"]
+    learned = runner.metadata.learned_vocab_size
     lexicon_only = {i for text in texts for i in runner.codec.encode_ids(text) if i >= learned}
     assert len(lexicon_only) >= 4, "the parity texts must reach lexicon-only ids"
     worst = 0.0
@@ -166,9 +166,8 @@ def test_evaluate_scores_the_validation_part_unless_told_test(
     data = write_csv(tmp_path / "data.csv", rows)
     split = split_examples(load_file(data), Tokenizer(), seed=13, labels=("negative", "positive"))
     model = counting_model(tmp_path / "counting.onnx", data={"source": str(data), "text_column": "text"})
-    meta = load_model(model).metadata
+    meta = load_model(model).metadata.to_dict()
     meta.update({"training": {"seed": 13}, "data_hash": split.data_hash})
-    meta["data"]["label_column"] = "label"
     set_metadata(model, meta)
     for flags, part, name, size in (
         ([], "valid", "validation", len(split.valid)),
@@ -196,8 +195,7 @@ def test_evaluate_reads_the_models_own_test_split(tmp_path: Path, capsys: pytest
     split = split_examples(load_file(data), Tokenizer(), seed=13, labels=("negative", "positive"))
     source = {"source": str(data), "text_column": "text", "label_column": "label"}
     model = counting_model(tmp_path / "counting.onnx", data=source)
-    meta = load_model(model).metadata
-    meta.update({"training": {"seed": 13}, "data_hash": split.data_hash})
+    meta = dataclasses.replace(load_model(model).metadata, training={"seed": 13}, data_hash=split.data_hash)
     test = model_split(meta, "test")
     assert len(test) == 20 and not {e.text for e in test} & {e.text for e in split.train}
 
@@ -232,9 +230,9 @@ def test_a_chat_model_with_pretrained_vectors_exports_and_matches_pytorch(tmp_pa
     flags = ["--cell", "lstm", "--out", str(out), "--data", str(data), "--dry-run", "--chat", "true"]
     assert train_main([*flags, "--pretrained", "true", "--checkpoint", str(out.with_suffix(".pt"))]) == 0
     runner = load_model(out)
-    assert runner.metadata["tokenizer"]["chat"] is True
-    assert runner.metadata["model"]["lexicon_features"][-3:] == ["vader", "afinn", "chat_known"]
-    parity = runner.metadata["training"]["pretrained_parity"]
+    assert runner.metadata.tokenizer["chat"] is True
+    assert runner.metadata.lexicon_features[-3:] == ["vader", "afinn", "chat_known"]
+    parity = runner.metadata.training["pretrained_parity"]
     assert parity["max_abs_diff"] < 1e-3 and parity["final_label_agreement"] >= 0.99, parity
     # Chat words the synthetic texts never had are in the vocabulary (lexicons, MiniLM), as units.
     for word, tokens in (("lol", ["lol"]), (":-)", [":-)"]), ("soooo", ["soo"]), ("#SoGood", ["so", "good"])):
@@ -258,9 +256,19 @@ def test_the_default_models_fit_the_file_size_budget() -> None:
         assert path.stat().st_size <= 16 * 2**20, (path.name, path.stat().st_size)
 
 
+def test_the_shipped_files_read_unchanged_into_the_typed_metadata() -> None:
+    """The shipped files were written before ModelMetadata: they read as they are, their figures
+    named as the test part's (read once, for shipping), their data the default corpus."""
+    for path in sorted((Path(__file__).resolve().parent.parent / "models").glob("*.onnx")):
+        meta = load_model(path).metadata
+        assert meta.evaluation.split == "test" and meta.evaluation.n == 1276, path.name
+        assert meta.data.is_default_corpus and meta.split_by == "random" and len(meta.data_hash) == 64
+        assert meta.cell in path.name and meta.labels == ("negative", "positive")
+
+
 def test_the_default_models_training_metadata_reads_back_as_their_configuration() -> None:
     for path in sorted((Path(__file__).resolve().parent.parent / "models").glob("*.onnx")):
-        training = load_model(path).metadata["training"]
+        training = load_model(path).metadata.training
         config = TrainConfig.from_dict(training).to_dict()
         assert config == {name: training[name] for name in config}, path.name
 
@@ -283,7 +291,7 @@ def test_distillation_from_a_minilm_teacher(tmp_path: Path) -> None:
     flags = ["--cell", "gru", "--out", str(out), "--data", str(data), "--dry-run", "--distill", "0.5"]
     flags += ["--cache-dir", str(cache)]
     assert train_main([*flags, "--teacher", "lr", "--unlabelled", "50", "--pretrained", "false"]) == 0
-    training = load_model(out).metadata["training"]
+    training = load_model(out).metadata.training
     assert training["distill"] == 0.5 and training["unlabelled"] == 50 and training["teacher_l2"] in (1e-4, 1e-3, 1e-2)
     assert 0.5 <= training["teacher_valid_accuracy"] <= 1.0
 
@@ -311,7 +319,7 @@ def test_distillation_from_a_fine_tuned_teacher_that_reads_prefixes(tmp_path: Pa
     flags = ["--cell", "lstm", "--out", str(out), "--data", str(data), "--dry-run", "--pretrained", "false"]
     flags += ["--cache-dir", str(cache)]
     assert train_main([*flags, "--distill", "0.5", "--teacher", "tuned"]) == 0
-    training = load_model(out).metadata["training"]
+    training = load_model(out).metadata.training
     assert training["teacher"] == "tuned" and training["teacher_model"] == "all-MiniLM-L6-v2 fine-tuned, 2 folds"
     assert TrainConfig.from_dict(training).teacher == "tuned"  # the metadata reads back as the configuration
     assert list(training["teacher_valid_typing"]) == ["20%", "40%", "60%", "80%", "100%"]

@@ -290,6 +290,7 @@ def test_list_models(server: ServerThread) -> None:
     assert lstm.cell == "lstm" and list(lstm.state_names) == ["h", "c"] and lstm.layers == 2
     assert list(lstm.labels) == ["negative", "positive"] and lstm.vocabulary_size > 10
     assert 0 < lstm.evaluation.accuracy <= 1 and set(lstm.evaluation.typing) == {"25%", "50%", "75%", "100%"}
+    assert lstm.evaluation.split == "valid"  # trained with the defaults: scored on its validation part
 
 
 def test_health_and_reflection(server: ServerThread) -> None:

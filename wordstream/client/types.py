@@ -107,5 +107,6 @@ def model_info(message: pb.ModelInfo) -> ModelInfo:
             "macro_f1": evaluation.macro_f1,
             "n": evaluation.n,
             "typing": dict(sorted(evaluation.typing.items(), key=lambda kv: float(kv[0].rstrip("%")))),
+            "split": evaluation.split,
         },
     )

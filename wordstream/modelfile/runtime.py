@@ -14,7 +14,6 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -30,6 +29,7 @@ from wordstream.modelfile.contract import (
     state_in,
     state_out,
 )
+from wordstream.modelfile.metadata import Evaluation, ModelMetadata
 from wordstream.textcodec import Encoded, TextCodec
 
 StateBatch = dict[str, np.ndarray]  # state name -> (layers, batch, hidden) float32
@@ -53,7 +53,7 @@ class StepModel:
     codec: TextCodec = field(repr=False)
     labels: tuple[str, ...]
     states: tuple[StateSpec, ...]
-    metadata: dict[str, Any] = field(repr=False)
+    metadata: ModelMetadata = field(repr=False)
     fingerprint: str = ""  # SHA-256 of the file: saved sessions are restored only onto the same model
 
     def __post_init__(self) -> None:
@@ -66,11 +66,11 @@ class StepModel:
 
     @property
     def cell(self) -> str:
-        return str(self.metadata["model"].get("cell", "unknown"))
+        return self.metadata.cell
 
     @property
-    def evaluation(self) -> dict[str, Any]:
-        return dict(self.metadata.get("evaluation") or {})
+    def evaluation(self) -> Evaluation:
+        return self.metadata.evaluation
 
     def initial_state(self, batch: int = 1) -> StateBatch:
         return {s.name: np.zeros((s.layers, batch, s.hidden), np.float32) for s in self.states}
@@ -120,21 +120,22 @@ def load_model(path: Path, threads: int = 1) -> StepModel:
 
     raw = session.get_modelmeta().custom_metadata_map
     try:
-        metadata = {key: json.loads(value) for key, value in raw.items()}
+        values = {key: json.loads(value) for key, value in raw.items()}
     except json.JSONDecodeError as e:
         raise fail(f"metadata value is not JSON ({e.msg})") from None
-    missing = [key for key in REQUIRED_METADATA if key not in metadata]
+    missing = [key for key in REQUIRED_METADATA if key not in values]
     if missing:
         raise fail(f"metadata lacks {', '.join(missing)}")
-    check_format(path, metadata)
-    labels = tuple(metadata["labels"])
+    check_format(path, values)
+    try:
+        metadata = ModelMetadata.from_dict(values)
+        codec = TextCodec.from_metadata(metadata.tokenizer, metadata.vocabulary)
+    except (ValueError, TypeError, AttributeError) as e:
+        raise fail(f"bad metadata ({type(e).__name__}: {e})") from None
+    labels = metadata.labels
     label_dim = outputs[PROBS].shape[1]
     if isinstance(label_dim, int) and label_dim != len(labels):
         raise fail(f"probs has {label_dim} columns but the metadata names {len(labels)} labels")
-    try:
-        codec = TextCodec.from_metadata(metadata["tokenizer"], metadata["vocabulary"])
-    except (ValueError, TypeError) as e:
-        raise fail(f"bad tokenizer or vocabulary metadata ({e})") from None
     fingerprint = hashlib.sha256(path.read_bytes()).hexdigest()
     model = StepModel(path.stem, path, session, codec, labels, tuple(states), metadata, fingerprint)
     _smoke(model)

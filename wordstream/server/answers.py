@@ -221,10 +221,11 @@ def model_info(model: StepModel) -> pb.ModelInfo:
         vocabulary_size=len(model.codec.vocab),
         state_names=model.state_names,
         evaluation=pb.Evaluation(
-            accuracy=evaluation.get("accuracy", 0.0),
-            macro_f1=evaluation.get("macro_f1", 0.0),
-            n=evaluation.get("n", 0),
-            typing=evaluation.get("typing", {}),
+            accuracy=evaluation.accuracy,
+            macro_f1=evaluation.macro_f1,
+            n=evaluation.n,
+            typing=evaluation.typing,
+            split=evaluation.split,
         ),
     )
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from wordstream.modelfile import ModelError, StepModel, load_model
+from wordstream.modelfile import ModelError, ModelMetadata, StepModel, load_model
 from wordstream.shared import macro_f1
 from wordstream.textcodec import PAD_ID, TextCodec
 from wordstream.training.data import DataError, Example, load_file, load_rotten_tomatoes, split_examples
@@ -178,26 +178,25 @@ def _majority(counts: Counter[str], tie: str) -> str:
 SPLIT_NAMES = {"valid": "validation", "test": "TEST"}
 
 
-def model_split(metadata: dict[str, Any], part: str = "valid") -> list[Example]:
+def model_split(metadata: ModelMetadata, part: str = "valid") -> list[Example]:
     """The model's own validation or test part ("valid", "test"), rebuilt from its metadata and
     checked against its data hash."""
     from wordstream.textcodec import Tokenizer
 
-    data = metadata["data"]
-    if data["source"] == "rotten_tomatoes":
+    data = metadata.data
+    if data.is_default_corpus:
         examples = load_rotten_tomatoes()
     else:
-        examples = load_file(data["source"], data["text_column"], data["label_column"], data.get("skip_bad", False))
-    training = metadata["training"]
+        examples = load_file(data.source, data.text_column, data.label_column, data.skip_bad)
     split = split_examples(
         examples,
-        Tokenizer.from_settings(metadata.get("split_tokenizer", metadata["tokenizer"])),
-        seed=training.get("split_seed", training["seed"]),  # models made before split_seed split with seed
-        labels=tuple(metadata["labels"]),
-        by=training.get("split", "random"),
+        Tokenizer.from_settings(metadata.split_tokenizer),
+        seed=metadata.split_seed,
+        labels=metadata.labels,
+        by=metadata.split_by,
     )
-    if split.data_hash != metadata["data_hash"]:
-        raise DataError(f"{data['source']}: the data has changed since training (hash differs); pass --data FILE")
+    if split.data_hash != metadata.data_hash:
+        raise DataError(f"{data.source}: the data has changed since training (hash differs); pass --data FILE")
     return split.test if part == "test" else split.valid
 
 

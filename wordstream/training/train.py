@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from wordstream.modelfile import load_model
+from wordstream.modelfile.metadata import DataSource, Evaluation, ModelMetadata
 from wordstream.shared import ProgressBar, parse_bool
 from wordstream.textcodec import PAD_ID, UNK_ID, TextCodec, Tokenizer, Vocabulary
 from wordstream.textcodec.vocab import PAD
@@ -344,14 +345,12 @@ def train(
     return model, info
 
 
-def load_examples(args: argparse.Namespace) -> tuple[list[Example], dict[str, Any], tuple[str, ...] | None]:
+def load_examples(args: argparse.Namespace) -> tuple[list[Example], DataSource, tuple[str, ...] | None]:
     """The examples, where they came from (for the metadata) and the fixed label order, if any."""
     if args.data:
-        source = {"source": str(args.data), "text_column": args.text_column, "label_column": args.label_column}
-        if args.skip_bad:
-            source["skip_bad"] = True
+        source = DataSource(str(args.data), args.text_column, args.label_column, args.skip_bad)
         return load_file(args.data, args.text_column, args.label_column, args.skip_bad), source, None
-    return load_rotten_tomatoes(), {"source": "rotten_tomatoes"}, ("negative", "positive")
+    return load_rotten_tomatoes(), DataSource(), ("negative", "positive")
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -366,7 +365,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     examples, source, labels = load_examples(args)
     if args.dry_run:
         examples = random.Random(config.seed).sample(examples, min(DRY_RUN_EXAMPLES, len(examples)))
-        source["dry_run_sample"] = DRY_RUN_EXAMPLES
+        source = dataclasses.replace(source, extra={**source.extra, "dry_run_sample": DRY_RUN_EXAMPLES})
     checkpoint = Path(args.checkpoint) if args.checkpoint else None
     if checkpoint is None and not args.dry_run:
         checkpoint = Path(args.out).with_suffix(".pt")
@@ -402,14 +401,15 @@ def model_metadata(
     split: Split,
     split_tokenizer: Tokenizer,
     info: dict[str, Any],
-    source: dict[str, Any],
-) -> dict[str, Any]:
+    source: DataSource,
+) -> ModelMetadata:
     """The model file's metadata (docs/MODEL-FORMAT.md), before its evaluation is added."""
     vocab = codec.vocab
-    return {
-        "labels": list(split.labels),
-        **codec.to_metadata(),
-        "model": {
+    return ModelMetadata(
+        labels=tuple(split.labels),
+        tokenizer=codec.tokenizer.settings(),
+        vocabulary=list(vocab.tokens),
+        model={
             "cell": config.cell,
             "layers": config.layers,
             "hidden": config.hidden,
@@ -420,18 +420,18 @@ def model_metadata(
             "pretrained": "all-MiniLM-L6-v2 word-piece means, int8 per row" if config.pretrained else None,
             "parameters": sum(p.numel() for p in model.parameters()),
         },
-        "training": {**config.to_dict(), **info},
-        "data": source,
-        "data_hash": split.data_hash,
-        "split_tokenizer": split_tokenizer.settings(),
-        "pad_token": PAD,
-    }
+        training={**config.to_dict(), **info},
+        data=source,
+        data_hash=split.data_hash,
+        split_tokenizer=split_tokenizer.settings(),
+        pad_token=PAD,
+    )
 
 
 def train_export_evaluate(
     config: TrainConfig,
     examples: list[Example],
-    source: dict[str, Any],
+    source: DataSource,
     labels: tuple[str, ...] | None,
     out: Path,
     checkpoint: Path | None,
@@ -461,14 +461,12 @@ def train_export_evaluate(
     if checkpoint is not None:
         save_checkpoint(model, config, codec, split.labels, checkpoint)
     metadata = model_metadata(model, config, codec, split, split_tokenizer, info, source)
-    export_step_model(model, out, metadata)
-    print(
-        f"scoring the exported model on the {'TEST' if evaluate_on == 'test' else 'validation'} split", file=sys.stderr
-    )
-    evaluation = evaluate(load_model(out, threads=0), split.test if evaluate_on == "test" else split.valid)
+    export_step_model(model, out, metadata.to_dict())
+    scored, name = (split.test, "TEST") if evaluate_on == "test" else (split.valid, "validation")
+    print(f"scoring the exported model on the {name} split", file=sys.stderr)
+    evaluation = evaluate(load_model(out, threads=0), scored)
     evaluation["split"] = evaluate_on
-    metadata["evaluation"] = evaluation
-    set_metadata(out, metadata)
+    set_metadata(out, dataclasses.replace(metadata, evaluation=Evaluation.from_dict(evaluation)).to_dict())
     return {
         "model": str(out),
         "evaluation": evaluation,

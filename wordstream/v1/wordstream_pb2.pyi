@@ -273,7 +273,7 @@ class ModelInfo(_message.Message):
     def __init__(self, name: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., cell: _Optional[str] = ..., layers: _Optional[int] = ..., hidden: _Optional[int] = ..., vocabulary_size: _Optional[int] = ..., state_names: _Optional[_Iterable[str]] = ..., evaluation: _Optional[_Union[Evaluation, _Mapping]] = ...) -> None: ...
 
 class Evaluation(_message.Message):
-    __slots__ = ("accuracy", "macro_f1", "n", "typing")
+    __slots__ = ("accuracy", "macro_f1", "n", "typing", "split")
     class TypingEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -285,11 +285,13 @@ class Evaluation(_message.Message):
     MACRO_F1_FIELD_NUMBER: _ClassVar[int]
     N_FIELD_NUMBER: _ClassVar[int]
     TYPING_FIELD_NUMBER: _ClassVar[int]
+    SPLIT_FIELD_NUMBER: _ClassVar[int]
     accuracy: float
     macro_f1: float
     n: int
     typing: _containers.ScalarMap[str, float]
-    def __init__(self, accuracy: _Optional[float] = ..., macro_f1: _Optional[float] = ..., n: _Optional[int] = ..., typing: _Optional[_Mapping[str, float]] = ...) -> None: ...
+    split: str
+    def __init__(self, accuracy: _Optional[float] = ..., macro_f1: _Optional[float] = ..., n: _Optional[int] = ..., typing: _Optional[_Mapping[str, float]] = ..., split: _Optional[str] = ...) -> None: ...
 
 class CloseSessionRequest(_message.Message):
     __slots__ = ("session_id",)
