@@ -86,3 +86,22 @@ def test_model_tables_are_what_the_results_render(doc: str, monkeypatch: pytest.
     assert found, f"{doc} has no marked tables"
     for name, table in found.items():
         assert table == rendered[name], f"{doc}: table {name} differs from `python -m experiments table --write`"
+
+
+def test_every_status_the_server_returns_is_named_in_the_proto_and_the_readme() -> None:
+    """The status table (wordstream/server/status.py), the token check's UNAUTHENTICATED and the
+    fault barrier's INTERNAL: each code is named in the proto's rpc comments and in the README's
+    API section, and so are the state store's UNAVAILABLE cases."""
+    from wordstream.server.status import STATUS
+
+    codes = {code.name for code in STATUS.values()} | {"UNAUTHENTICATED", "INTERNAL"}
+    proto = (ROOT / "proto" / "wordstream" / "v1" / "wordstream.proto").read_text()
+    service = proto.split("service Wordstream {", 1)[1].split("\n}", 1)[0]
+    readme = (ROOT / "README.md").read_text()
+    api = readme.split("## The API", 1)[1].split("\n## ", 1)[0]
+    for where, text in (("the proto's rpc comments", service), ("the README's API section", api)):
+        assert [c for c in sorted(codes) if c not in text] == [], where
+        assert "store" in text and ("took the session over" in text or "taken over" in text), where
+    for source in ("auth.py", "transport.py"):  # the codes raised outside the table are the two above
+        raised = set(re.findall(r"StatusCode\.([A-Z_]+)", (ROOT / "wordstream" / "server" / source).read_text()))
+        assert raised <= codes, (source, raised - codes)

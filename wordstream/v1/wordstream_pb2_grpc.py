@@ -81,6 +81,9 @@ class WordstreamServicer:
         nothing unkept was answered; resume the session
         ALREADY_EXISTS       `open` with an x-session-id that is in use
         INVALID_ARGUMENT     `open` with a malformed x-session-id
+        On every rpc: UNAUTHENTICATED when the server has tokens (--token-file) and the call
+        carries none of them; INTERNAL for a fault of the server's own (logged; the message
+        names nothing inside).
         Headers: a client may send `x-session-id` (22-64 URL-safe base64 characters, at
         least 128 random bits) on `open`, and the server adopts it as the session's id; it
         sends the same header on `resume` and on GetSession/CloseSession. Every answer's
@@ -95,7 +98,8 @@ class WordstreamServicer:
     def GetSession(self, request, context):
         """The whole history of a session, or the steps [start, end). NOT_FOUND for an
         unknown session, OUT_OF_RANGE for a range outside the history, INVALID_ARGUMENT for a
-        malformed session id (22-64 URL-safe base64 characters).
+        malformed session id (22-64 URL-safe base64 characters), UNAVAILABLE when a state store
+        cannot be read within --store-timeout.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -110,7 +114,8 @@ class WordstreamServicer:
 
     def CloseSession(self, request, context):
         """Ends a session and frees it. NOT_FOUND for an unknown session, INVALID_ARGUMENT for a
-        malformed session id.
+        malformed session id, UNAVAILABLE when a state store cannot be reached within
+        --store-timeout.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
