@@ -4,7 +4,8 @@
 
 Every ratio is computed per round (the servers took turns within a round, so a round's
 sides saw the same moments of the machine), then summarised over all rounds of all runs:
-the median, the range, and each run's median. A target is met when the median meets it.
+the median, the range, and each run's median. A target is met only when the median of all
+rounds meets it and so does the median of every run.
 Every target has a row; one that a run could not measure says "not measured" and why.
 """
 
@@ -114,13 +115,18 @@ def ratios(runs: list[Run]) -> dict[str, dict[str, Any]]:
             continue
         values = [v for run in per_run for v in run]
         median = statistics.median(values)
-        met = None if not t.op else (median <= t.target if t.op == "<=" else median >= t.target)
+        run_medians = [statistics.median(v) for v in per_run]
+
+        def meets(value: float, t: Target = t) -> bool:
+            return value <= t.target if t.op == "<=" else value >= t.target
+
+        met = None if not t.op else meets(median) and all(meets(m) for m in run_medians)
         out[t.name] = {
             "median": median,
             "min": min(values),
             "max": max(values),
             "rounds": len(values),
-            "per_run": [statistics.median(v) for v in per_run],
+            "per_run": run_medians,
             "target": goal,
             "met": met,
         }
