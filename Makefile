@@ -45,7 +45,7 @@ test: setup system
 	$(PY) scripts/gen_proto.py --check
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m mypy --strict -p wordstream.textcodec -p wordstream.modelfile -p wordstream.training -p wordstream.server -p wordstream.client -p wordstream.shared -p wordstream.gateway -p deploy -p experiments
+	$(PY) -m mypy --strict -p wordstream.textcodec -p wordstream.modelfile -p wordstream.training -p wordstream.server -p wordstream.client -p wordstream.shared -p wordstream.gateway -p deploy -p experiments -p bench -p tests
 	$(PY) -m pytest -q
 
 # The inner loop (after make setup): the tests that start no process of their own (no Redis,

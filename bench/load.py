@@ -19,7 +19,7 @@ import resource
 import secrets
 import sys
 import time
-from typing import Any
+from typing import Any, cast
 
 import grpc
 
@@ -62,9 +62,8 @@ class ServiceStream:
         self.words, self.start = words, words.offset(number)
 
     async def open(self) -> None:
-        await self.call.write(
-            pb.StreamRequest(open=pb.Open(model=self.model, history=self.history)).SerializeToString()
-        )
+        history = cast("pb.HistoryMode", self.history)
+        await self.call.write(pb.StreamRequest(open=pb.Open(model=self.model, history=history)).SerializeToString())
         answer = pb.StreamResponse.FromString(await self.call.read())
         if not answer.HasField("opened"):
             raise RuntimeError(f"unexpected answer: {answer}")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import platform
@@ -56,7 +57,9 @@ def in_rounds(servers: list[Server], rounds: int, measure: Callable[[Server], di
     ]
 
 
-async def open_filled(stub: pb_grpc.WordstreamStub, words: list[str], history: int = pb.HISTORY_MODE_DELTA) -> Any:
+async def open_filled(
+    stub: pb_grpc.WordstreamStub, words: list[str], history: pb.HistoryMode = pb.HISTORY_MODE_DELTA
+) -> Any:
     """A new session's stream that has read ``words`` in one paste (their answers read too)."""
     call = stub.Stream()
     await call.write(pb.StreamRequest(open=pb.Open(history=history)))
@@ -329,9 +332,9 @@ def model_level(model_path: Path, words: list[str], repeats: int, rounds: int) -
     work: dict[str, tuple[Callable[[], Any], int]] = {}  # name -> (callable, samples per round)
     for batch in (1, 64):
         tokens, state = np.resize(np.array(ids, np.int64), batch), model.initial_state(batch)
-        work[f"ort_step_b{batch}_us"] = (lambda t=tokens, s=state: model.run(t, s), repeats * 2)
+        work[f"ort_step_b{batch}_us"] = (functools.partial(model.run, tokens, state), repeats * 2)
     for n in (10, 100, 500):
-        work[f"ort_sequence_{n}_us"] = (lambda p=[ids[:n]]: sequence.run(p), max(3, repeats // (1 + n // 100)))
+        work[f"ort_sequence_{n}_us"] = (functools.partial(sequence.run, [ids[:n]]), max(3, repeats // (1 + n // 100)))
     out: dict[str, Any] = {}
     try:
         import torch
@@ -356,7 +359,7 @@ def model_level(model_path: Path, words: list[str], repeats: int, rounds: int) -
         step = StepGraph(net)
         for batch in (1, 64):
             tokens_t, state_t = torch.from_numpy(np.resize(np.array(ids, np.int64), batch)), net.init_state(batch)
-            work[f"torch_step_b{batch}_us"] = (lambda t=tokens_t, s=state_t: step(t, *s), repeats * 2)
+            work[f"torch_step_b{batch}_us"] = (functools.partial(step, tokens_t, *state_t), repeats * 2)
 
     # What a model call on a worker thread would add: one round trip from the event loop to a
     # thread and back, doing nothing (server/batching.py runs model calls on the loop instead).
@@ -422,8 +425,11 @@ def run_once(args: argparse.Namespace, texts_file: Path) -> dict[str, Any]:
 
         def run_load(server: Server, streams: int, per_stream: int, processes: int, **extra: Any) -> dict[str, Any]:
             if server is echo:
-                return load(server, "echo", streams, per_stream, processes, **sizes, **extra)
+                return load(server, "echo", streams, per_stream, processes, False, **sizes, **extra)
             return load(server, "service", streams, per_stream, processes, texts=texts_file, **extra)
+
+        def concurrent_load(streams: int, per_stream: int, processes: int, server: Server) -> dict[str, Any]:
+            return run_load(server, streams, per_stream, processes)
 
         rounds = 1 if smoke else 3
         results["one_stream"] = {
@@ -436,7 +442,7 @@ def run_once(args: argparse.Namespace, texts_file: Path) -> dict[str, Any]:
             per_stream = max(5, min(400, (300 if smoke else 10000) // c)) if c < 1000 else 40
             processes = 1 if c < 100 else 2
             results["concurrency"][str(c)] = {
-                "rounds": in_rounds(servers, rounds, lambda s, c=c, n=per_stream, p=processes: run_load(s, c, n, p))
+                "rounds": in_rounds(servers, rounds, functools.partial(concurrent_load, c, per_stream, processes))
             }
         # Cost per word against session length: one long session's every word (the plot), and
         # step 10 against step 1,000 measured in turns (the ratio).

@@ -1,10 +1,11 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import CELLS, ServerThread, train_tiny
+from tests.helpers import CELLS, MakeServer, ServerThread, train_tiny
 
 
 @pytest.fixture(scope="session")
@@ -15,7 +16,7 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture
-def make_server(tiny_models: dict[str, Path]):  # type: ignore[no-untyped-def]
+def make_server(tiny_models: dict[str, Path]) -> Iterator[MakeServer]:
     """Start servers with settings overrides; all are stopped after the test."""
     from wordstream.server.config import Settings
 
@@ -29,7 +30,7 @@ def make_server(tiny_models: dict[str, Path]):  # type: ignore[no-untyped-def]
             "default_model": "tiny-lstm",
             **overrides,
         }
-        server = ServerThread(Settings(**values))  # type: ignore[arg-type]
+        server = ServerThread(Settings(**values))  # type: ignore[arg-type]  # overrides of any field
         started.append(server)
         return server
 
@@ -39,5 +40,5 @@ def make_server(tiny_models: dict[str, Path]):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def server(make_server):  # type: ignore[no-untyped-def]
+def server(make_server: MakeServer) -> ServerThread:
     return make_server()

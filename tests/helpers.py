@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import logging
 import os
 import queue
 import random
@@ -10,9 +11,9 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 import numpy as np
@@ -24,6 +25,10 @@ from wordstream.v1 import wordstream_pb2_grpc as pb_grpc
 
 if TYPE_CHECKING:
     from deploy.cluster import RedisCluster
+    from wordstream.client.types import Output, WordResult
+    from wordstream.server.config import Settings
+
+T = TypeVar("T")
 
 POSITIVE = ["good", "great", "superb", "lovely", "fun", "moving", "smart", "warm"]
 NEGATIVE = ["bad", "awful", "dull", "boring", "messy", "flat", "silly", "cold"]
@@ -123,7 +128,7 @@ def start_server_process(
     return process, int(match.group(1))
 
 
-def poll(check, what: str, timeout: float = 20.0, every: float = 0.02):  # type: ignore[no-untyped-def]
+def poll(check: Callable[[], T], what: str, timeout: float = 20.0, every: float = 0.02) -> T:
     """The first true value of ``check()`` within ``timeout`` seconds; an assertion naming ``what`` otherwise."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -209,7 +214,7 @@ CELLS = ("rnn", "lstm", "gru")
 class ServerThread:
     """A real server (server.app.start) on port 0, on an event loop in a background thread."""
 
-    def __init__(self, settings: object) -> None:
+    def __init__(self, settings: Settings) -> None:
         import asyncio
         import threading
 
@@ -223,7 +228,7 @@ class ServerThread:
         self.target = f"localhost:{self.port}"
         self.service = self.running.service
 
-    def call(self, coroutine):  # type: ignore[no-untyped-def]
+    def call(self, coroutine: Coroutine[Any, Any, T]) -> T:
         import asyncio
 
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout=60)
@@ -233,6 +238,20 @@ class ServerThread:
             self.call(self.running.stop(grace))
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(timeout=10)
+
+
+MakeServer = Callable[..., ServerThread]
+
+
+def extra(record: logging.LogRecord, key: str) -> str:
+    """A field the server logged with ``extra=`` (LogRecord attributes that its type does not name)."""
+    return str(record.__dict__.get(key, ""))
+
+
+def output_of(result: WordResult) -> Output:
+    """A word's output (every word the tests send has tokens, so it has one)."""
+    assert result.output is not None, result
+    return result.output  # the make_server fixture: Settings overrides -> a started server
 
 
 TEXT = "the film is great! but the plot is dull and boring... superb cast".split()
@@ -267,7 +286,9 @@ class Stream:
         self.channel.close()
 
 
-def open_stream(target: str, model: str = "", history: int = pb.HISTORY_MODE_DELTA) -> tuple[Stream, pb.StreamResponse]:
+def open_stream(
+    target: str, model: str = "", history: pb.HistoryMode = pb.HISTORY_MODE_DELTA
+) -> tuple[Stream, pb.StreamResponse]:
     stream = Stream(target)
     return stream, stream.send(open=pb.Open(model=model, history=history))
 
@@ -278,7 +299,8 @@ def offline_prefix_probs(model_path: Path, words: list[str]) -> list[np.ndarray]
     results = []
     for n in range(1, len(words) + 1):
         ids = [i for w in words[:n] for i in runner.codec.encode_ids(w)]
-        state, probs = runner.initial_state(1), None
+        state = runner.initial_state(1)
+        probs = np.zeros((1, len(runner.labels)), np.float32)
         for token in ids:
             probs, state = runner.run(np.array([token], np.int64), state)
         results.append(probs[0])

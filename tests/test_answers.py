@@ -22,7 +22,7 @@ def reference(stream: Stream, session_id: str, seq: int, mode: int, word_index: 
     """The answer built from protobuf objects out of GetSession (which does not use the hand encoding)."""
     full = stream.stub.GetSession(pb.GetSessionRequest(session_id=session_id, end=steps.stop))
     own = full.history[steps.start : steps.stop]
-    shown = {pb.HISTORY_MODE_FULL: full.history, pb.HISTORY_MODE_DELTA: own}.get(mode, [])
+    shown = full.history if mode == pb.HISTORY_MODE_FULL else own if mode == pb.HISTORY_MODE_DELTA else []
     word = pb.WordResult(
         word_index=word_index,
         word=own[0].word,
@@ -39,7 +39,7 @@ def reference(stream: Stream, session_id: str, seq: int, mode: int, word_index: 
 @pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("mode", [pb.HISTORY_MODE_DELTA, pb.HISTORY_MODE_FULL, pb.HISTORY_MODE_NONE])
 def test_word_answers_equal_the_messages_the_protobuf_library_builds(
-    server: ServerThread, cell: str, mode: int
+    server: ServerThread, cell: str, mode: pb.HistoryMode
 ) -> None:
     stream, opened = open_stream(server.target, model=f"tiny-{cell}", history=mode)
     session_id = opened.session_id

@@ -10,7 +10,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from tests.helpers import ServerThread, Stream, expect_abort, open_stream, poll
+from tests.helpers import MakeServer, ServerThread, Stream, expect_abort, open_stream, poll
 from wordstream.v1 import wordstream_pb2 as pb
 from wordstream.v1 import wordstream_pb2_grpc as pb_grpc
 
@@ -84,6 +84,7 @@ def test_invalid_utf8_and_malformed_protobuf_on_the_wire(server: ServerThread) -
             return None
 
     answers = poll(exchange, "the session to be resumable")
+    assert answers is not None
     kinds = [a.WhichOneof("kind") for a in answers]
     assert kinds == ["opened", "error", "error", "word"]
     for answer in answers[1:3]:
@@ -147,7 +148,7 @@ def test_a_default_model_that_does_not_load_stops_the_server(tiny_models: dict[s
     assert "(tiny-gru)" in result.stderr
 
 
-def test_unknown_expired_and_closed_sessions(make_server) -> None:  # type: ignore[no-untyped-def]
+def test_unknown_expired_and_closed_sessions(make_server: MakeServer) -> None:
     server: ServerThread = make_server(idle_timeout=0.2, reap_interval=0.05)
     stream, opened = open_stream(server.target)
     stream.word("fine")
@@ -223,7 +224,7 @@ def test_a_second_stream_leaves_the_busy_session_intact(server: ServerThread) ->
     stream.end()
 
 
-def test_a_session_at_its_step_limit_and_a_full_server(make_server) -> None:  # type: ignore[no-untyped-def]
+def test_a_session_at_its_step_limit_and_a_full_server(make_server: MakeServer) -> None:
     server: ServerThread = make_server(max_steps=2, max_sessions=1)
     stream, opened = open_stream(server.target)
     stream.word("fine!")

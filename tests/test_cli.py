@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ServerThread
+from tests.helpers import MakeServer, ServerThread
 
 pytestmark = pytest.mark.slow  # each test runs the CLI as a process of its own
 
@@ -148,7 +148,7 @@ def test_type_view_through_a_pseudo_terminal(server: ServerThread) -> None:
         os.close(main)
 
 
-def test_every_subcommand_reaches_a_server_with_tokens_and_tls(make_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_every_subcommand_reaches_a_server_with_tokens_and_tls(make_server: MakeServer, tmp_path: Path) -> None:
     from tests.helpers import self_signed_certificate
     from wordstream.client.cli import parser
 
@@ -169,9 +169,9 @@ def test_every_subcommand_reaches_a_server_with_tokens_and_tls(make_server, tmp_
         kept.open()
         kept.push("fine")
         session = kept.id
-    for args in (("models",), ("health",), ("history", session), ("score", "-")):
-        result = cli(server, *args, *secured, stdin="a fine film\n")
-        assert result.returncode == 0 and result.stdout, (args, result.stderr)
+    for command in (("models",), ("health",), ("history", session), ("score", "-")):
+        result = cli(server, *command, *secured, stdin="a fine film\n")
+        assert result.returncode == 0 and result.stdout, (command, result.stderr)
     env_secured = cli(
         server,
         "models",

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from tests.helpers import ServerThread
-from wordstream.client import AsyncClient, Client, InvalidRequest, LimitReached, NotFound, Unavailable
+from tests.helpers import MakeServer, ServerThread, output_of
+from wordstream.client import AsyncClient, AsyncSession, Client, InvalidRequest, LimitReached, NotFound, Unavailable
 
 WORDS = "the plot is dull but the cast is great!".split()
 
@@ -18,8 +18,8 @@ def test_push_rewind_and_history_equals_get_session(server: ServerThread) -> Non
         results = [session.push(word) for word in WORDS]
         assert [r.word for r in results] == WORDS
         assert results[-1].tokens[-1].text == "!" and len(results[-1].steps) == 2
-        assert set(results[0].output.probabilities) == {"negative", "positive"}
-        assert abs(sum(results[0].output.probabilities.values()) - 1) < 1e-5
+        assert set(output_of(results[0]).probabilities) == {"negative", "positive"}
+        assert abs(sum(output_of(results[0]).probabilities.values()) - 1) < 1e-5
         assert session.history == client.get_session(session.id)["history"]
         session.rewind(3)
         assert session.words == WORDS[:-3]
@@ -61,7 +61,7 @@ def test_errors_are_client_exceptions(server: ServerThread) -> None:
             assert session.push("film").word_index == 1  # the session survived both
 
 
-def test_limit_reached(make_server) -> None:  # type: ignore[no-untyped-def]
+def test_limit_reached(make_server: MakeServer) -> None:
     server = make_server(max_steps=2)
     with Client(server.target) as client, client.session() as session:
         session.push("a")
@@ -82,11 +82,11 @@ def test_reattach_after_a_dropped_connection(server: ServerThread) -> None:
         assert result.word_index == 4 and session.history[:-1] == before
 
 
-async def _drop(inner) -> None:  # type: ignore[no-untyped-def]
+async def _drop(inner: AsyncSession) -> None:
     inner._call.cancel()
 
 
-def test_replay_after_the_server_lost_the_session(make_server) -> None:  # type: ignore[no-untyped-def]
+def test_replay_after_the_server_lost_the_session(make_server: MakeServer) -> None:
     first = make_server()
     replays: list[tuple[str, str, int]] = []
     with Client(first.target) as client, client.session(on_replay=lambda *a: replays.append(a)) as session:
@@ -113,7 +113,7 @@ def test_async_client(server: ServerThread) -> None:
 
             async def one(text: str) -> list[str]:
                 async with client.session(model="tiny-gru") as session:
-                    labels = [(await session.push(word)).output.label for word in text.split()]
+                    labels = [output_of(await session.push(word)).label for word in text.split()]
                     assert await session.history() == (await client.get_session(session.id))["history"]
                     return labels
 

@@ -19,7 +19,7 @@ import pytest
 
 from deploy.cluster import Envoy, Redis, Replica
 from tests.helpers import TEXT, offline_steps, poll, same_steps
-from wordstream.client import Client, errors
+from wordstream.client import Client, Session, errors
 from wordstream.v1 import wordstream_pb2 as pb
 from wordstream.v1 import wordstream_pb2_grpc as pb_grpc
 
@@ -107,16 +107,18 @@ def test_a_draining_replica_gets_no_new_sessions_and_its_sessions_move_with_noth
     cluster: Cluster, tiny_models: dict[str, Path]
 ) -> None:
     with Client(cluster.envoy.target, reconnect_timeout=20) as client:
-        sessions = []
+        sessions: list[Session] = []
         while len({s.replica for s in sessions}) < 2 or len(sessions) < 6:
             session = client.session(history="full")
             session.open()
             session.push(WORDS[0])
             sessions.append(session)
         draining = sessions[0].replica
-        cluster.replicas[draining].process.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+        process = cluster.replicas[draining].process
+        assert process is not None
+        process.send_signal(signal.SIGTERM)
         poll(lambda: cluster.healthy() == 1, "Envoy to see the drain", timeout=5)
-        assert cluster.replicas[draining].process.poll() is None  # still serving: the drain lasts 2 s
+        assert process.poll() is None  # still serving: the drain lasts 2 s
         for _ in range(10):  # new sessions avoid it
             fresh = client.session(history="none")
             fresh.open()
@@ -124,7 +126,7 @@ def test_a_draining_replica_gets_no_new_sessions_and_its_sessions_move_with_noth
         for session in sessions:  # its sessions carry on (after the grace, on the other replica)
             for word in WORDS[1:8]:
                 session.push(word)
-        assert cluster.replicas[draining].process.wait(15) == 0
+        assert process.wait(15) == 0
         for session in sessions:
             session.push(WORDS[8])
             assert session.replays == 0 and session.replica != draining

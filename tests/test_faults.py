@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ServerThread, Stream, poll, start_server_process
-from wordstream.client import Client
+from tests.helpers import MakeServer, ServerThread, Stream, poll, start_server_process
+from wordstream.client import Client, Session
 from wordstream.v1 import wordstream_pb2 as pb
 
 pytestmark = pytest.mark.slow  # client and server processes, killed
@@ -33,7 +33,7 @@ while True:
 """
 
 
-def test_a_killed_client_leaves_resumable_sessions_that_expire_without_a_leak(make_server) -> None:  # type: ignore[no-untyped-def]
+def test_a_killed_client_leaves_resumable_sessions_that_expire_without_a_leak(make_server: MakeServer) -> None:
     server: ServerThread = make_server(idle_timeout=1.5, reap_interval=0.1)
     bank = server.service.store.bank(server.service.models["tiny-lstm"])
     in_use_before = bank.in_use
@@ -126,7 +126,7 @@ def test_a_resumed_session_is_replayed_after_a_restart_with_its_own_words(tiny_m
             second.kill()
 
 
-def poll_open(session, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+def poll_open(session: Session, timeout: float = 10.0) -> None:
     """Open (resume) ``session``, retrying while the server has not yet noticed the old stream's end."""
     from wordstream.client import SessionBusy
 

@@ -5,6 +5,7 @@ recomputation over the words it accepted."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import grpc
 import numpy as np
@@ -44,7 +45,7 @@ class Client:
         self.session_id = opened.session_id
         self.words: list[str] = []
 
-    def apply(self, op: str, arg: object) -> None:
+    def apply(self, op: str, arg: Any) -> None:
         if op == "drop":
             self.stream.responses.cancel()
             self.stream.end()
@@ -60,7 +61,7 @@ class Client:
                     return None
 
             answer = poll(resume, "the dropped session to be resumable", every=0.0)
-            assert answer.opened.position.words == len(self.words)
+            assert answer is not None and answer.opened.position.words == len(self.words)
             return
         if op == "word":
             answers = [self.stream.send(word=arg)]
@@ -84,7 +85,9 @@ class Client:
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(OPS, max_size=12))
-def test_random_streams_keep_sessions_exact(server: ServerThread, tiny_models: dict[str, Path], ops: list) -> None:
+def test_random_streams_keep_sessions_exact(
+    server: ServerThread, tiny_models: dict[str, Path], ops: list[tuple[str, Any]]
+) -> None:
     client = Client(server.target)
     for op, arg in ops:
         client.apply(op, arg)

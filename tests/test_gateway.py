@@ -10,7 +10,7 @@ import pytest
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-from tests.helpers import TEXT, ServerThread, offline_prefix_probs, offline_steps
+from tests.helpers import TEXT, MakeServer, ServerThread, offline_prefix_probs, offline_steps
 from wordstream.client import AsyncClient
 from wordstream.gateway.app import create_app
 
@@ -123,7 +123,9 @@ def test_a_page_that_reconnects_resumes_its_session_by_id(server: ServerThread, 
             assert np.allclose(probs(answer), offline_prefix_probs(tiny_models["lstm"], TEXT[:4])[-1], atol=1e-5)
 
 
-def test_a_server_restart_under_an_open_socket_loses_no_word(make_server, tiny_models: dict[str, Path]) -> None:  # type: ignore[no-untyped-def]
+def test_a_server_restart_under_an_open_socket_loses_no_word(
+    make_server: MakeServer, tiny_models: dict[str, Path]
+) -> None:
     """No --state-dir: the restarted server has lost the session; the gateway's client replays it
     into a new one, says so, and the next answer is what an uninterrupted session gives."""
     first: ServerThread = make_server()

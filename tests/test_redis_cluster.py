@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from deploy.cluster import RedisCluster, wait_for
-from tests.helpers import TEXT, ServerThread, lose_the_tail, offline_steps, same_steps
+from tests.helpers import TEXT, MakeServer, ServerThread, lose_the_tail, offline_steps, same_steps
 from wordstream.client import AsyncClient, AsyncSession, Client
 from wordstream.server import redis_ledger
 
@@ -32,7 +32,7 @@ def cluster(tmp_path: Path) -> Iterator[RedisCluster]:
 
 
 @pytest.fixture
-def replicas(make_server, cluster: RedisCluster) -> list[ServerThread]:  # type: ignore[no-untyped-def]
+def replicas(make_server: MakeServer, cluster: RedisCluster) -> list[ServerThread]:
     return [
         make_server(state_store=cluster.url, replica_name=name, reap_interval=0.2, store_check_interval=0.1)
         for name in ("a", "b")
@@ -212,8 +212,8 @@ def test_the_same_shard_fails_over_twice_under_load(
 
 
 def test_store_replicas_waits_for_a_replica_and_refuses_without_one(
-    make_server, cluster: RedisCluster, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    make_server: MakeServer, cluster: RedisCluster, tmp_path: Path
+) -> None:
     """--store-replicas 1: a word is answered once a replica of its primary has it; with that
     replica paused the word is refused (UNAVAILABLE), not answered. A store without replicas is
     refused at start."""
@@ -269,8 +269,8 @@ def test_health_is_not_serving_only_when_no_primary_answers(
 
 
 def test_a_whole_shard_down_refuses_its_sessions_only_and_they_go_on_when_it_is_back(
-    make_server, cluster: RedisCluster, tiny_models: dict[str, Path]
-) -> None:  # type: ignore[no-untyped-def]
+    make_server: MakeServer, cluster: RedisCluster, tiny_models: dict[str, Path]
+) -> None:
     """Both nodes of one shard die: its sessions' words are refused (UNAVAILABLE, nothing answered)
     while the other shards' sessions go on; the shard's nodes restart from their AOF and its
     sessions go on where they were, nothing lost."""
@@ -331,7 +331,9 @@ def test_a_whole_shard_down_refuses_its_sessions_only_and_they_go_on_when_it_is_
     check_exact([server], tiny_models["lstm"], {s.id: TEXT[:3] for s in sessions})
 
 
-def test_a_cluster_with_a_password_serves_with_it_and_refuses_a_wrong_one(make_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_cluster_with_a_password_serves_with_it_and_refuses_a_wrong_one(
+    make_server: MakeServer, tmp_path: Path
+) -> None:
     """Every node requires the password (requirepass, masterauth for its replica): the server takes
     it from the URL or from --state-store-password-file; a wrong one is refused at start, and the
     refusal shows the URL without the password."""
@@ -362,7 +364,7 @@ def test_a_cluster_with_a_password_serves_with_it_and_refuses_a_wrong_one(make_s
         locked.stop()
 
 
-def test_a_cluster_unreachable_at_start_serves_not_serving_and_refuses_words(make_server) -> None:  # type: ignore[no-untyped-def]
+def test_a_cluster_unreachable_at_start_serves_not_serving_and_refuses_words(make_server: MakeServer) -> None:
     """No seed node answers: the server starts (health NOT_SERVING, as with one Redis down) and a
     new session is refused UNAVAILABLE within --store-timeout, instead of the server failing."""
     import grpc

@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 import shutil
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
 
-from tests.helpers import TEXT, ServerThread, Stream, open_stream, self_signed_certificate
+from tests.helpers import TEXT, MakeServer, ServerThread, Stream, extra, open_stream, self_signed_certificate
 from wordstream.client import Client, NotFound, Unauthenticated
 from wordstream.server import persistence
 from wordstream.v1 import wordstream_pb2 as pb
@@ -22,7 +23,7 @@ def history(target: str, session_id: str, token: str | None = None) -> list[pb.S
     return list(stub.GetSession(pb.GetSessionRequest(session_id=session_id), metadata=metadata).history)
 
 
-def test_graceful_restart_keeps_every_session(make_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_graceful_restart_keeps_every_session(make_server: MakeServer, tmp_path: Path) -> None:
     state = tmp_path / "state"
     first: ServerThread = make_server(state_dir=str(state))
     ids, before = [], {}
@@ -66,8 +67,8 @@ def test_graceful_restart_keeps_every_session(make_server, tmp_path: Path) -> No
     ],
 )
 def test_a_corrupt_state_file_is_refused_and_kept_aside(
-    make_server, tmp_path: Path, caplog: pytest.LogCaptureFixture, content: bytes, message: str
-) -> None:  # type: ignore[no-untyped-def]
+    make_server: MakeServer, tmp_path: Path, caplog: pytest.LogCaptureFixture, content: bytes, message: str
+) -> None:
     state = tmp_path / "state"
     state.mkdir()
     (state / persistence.FILE_NAME).write_bytes(content)
@@ -76,13 +77,13 @@ def test_a_corrupt_state_file_is_refused_and_kept_aside(
     assert len(server.service.store) == 0
     rejected = list(state.glob("*.rejected"))
     assert len(rejected) == 1 and rejected[0].read_bytes() == content
-    assert any(message in r.error for r in caplog.records)  # type: ignore[attr-defined]
+    assert any(message in extra(r, "error") for r in caplog.records)
     stream, _ = open_stream(server.target)  # and the server serves
     assert stream.word("fine").word.word == "fine"
     stream.end()
 
 
-def state_file(path: Path, first: dict[str, object], *sessions: dict[str, object], end: int | None = None) -> Path:
+def state_file(path: Path, first: dict[str, Any], *sessions: dict[str, Any], end: int | None = None) -> Path:
     """A state file whose every record has a valid checksum, with the headers given (no arrays)."""
     with open(path, "wb") as f:
         f.write(persistence.MAGIC)
@@ -115,7 +116,7 @@ def test_a_foreign_or_newer_file_is_refused(tmp_path: Path) -> None:
     ],
 )
 def test_every_field_of_a_session_record_is_checked(tmp_path: Path, change: dict[str, object], fault: str) -> None:
-    good = {
+    good: dict[str, Any] = {
         "id": "a" * 32,
         "model": "m",
         "fingerprint": "f",
@@ -130,7 +131,7 @@ def test_every_field_of_a_session_record_is_checked(tmp_path: Path, change: dict
     assert len(faults) == 1 and fault in faults[0] and "bbbbbbbb" in faults[0], faults
 
 
-def saved_sessions(make_server, state: Path, count: int) -> tuple[list[str], dict[str, list[pb.Step]]]:  # type: ignore[no-untyped-def]
+def saved_sessions(make_server: MakeServer, state: Path, count: int) -> tuple[list[str], dict[str, list[pb.Step]]]:
     """``count`` sessions of three words each, saved to ``state`` by a graceful stop."""
     first: ServerThread = make_server(state_dir=str(state))
     ids, histories = [], {}
@@ -145,13 +146,13 @@ def saved_sessions(make_server, state: Path, count: int) -> tuple[list[str], dic
     return ids, histories
 
 
-def test_the_state_file_is_private(make_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_the_state_file_is_private(make_server: MakeServer, tmp_path: Path) -> None:
     state = tmp_path / "state"
     saved_sessions(make_server, state, 1)
     assert (state / persistence.FILE_NAME).stat().st_mode & 0o777 == 0o600
 
 
-def test_one_damaged_session_costs_that_session_only(make_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_one_damaged_session_costs_that_session_only(make_server: MakeServer, tmp_path: Path) -> None:
     state = tmp_path / "state"
     ids, histories = saved_sessions(make_server, state, 3)
     path = state / persistence.FILE_NAME
@@ -166,7 +167,7 @@ def test_one_damaged_session_costs_that_session_only(make_server, tmp_path: Path
     assert len(list(state.glob("*.rejected"))) == 1  # kept for a person to look at
 
 
-def test_a_truncated_file_restores_the_sessions_before_the_cut(make_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_truncated_file_restores_the_sessions_before_the_cut(make_server: MakeServer, tmp_path: Path) -> None:
     state = tmp_path / "state"
     ids, histories = saved_sessions(make_server, state, 3)
     path = state / persistence.FILE_NAME
@@ -177,7 +178,7 @@ def test_a_truncated_file_restores_the_sessions_before_the_cut(make_server, tmp_
     assert history(second.target, ids[1]) == histories[ids[1]]
 
 
-def test_a_malformed_but_checksum_valid_file_does_not_stop_the_server(make_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_malformed_but_checksum_valid_file_does_not_stop_the_server(make_server: MakeServer, tmp_path: Path) -> None:
     state = tmp_path / "state"
     state.mkdir()
     state_file(state / persistence.FILE_NAME, FILE_RECORD, {"id": "x" * 32}, ["not", "a", "dict"])  # type: ignore[arg-type]
@@ -190,8 +191,8 @@ def test_a_malformed_but_checksum_valid_file_does_not_stop_the_server(make_serve
 
 
 def test_sessions_of_a_changed_model_are_not_restored(
-    make_server, tmp_path: Path, tiny_models: dict[str, Path]
-) -> None:  # type: ignore[no-untyped-def]
+    make_server: MakeServer, tmp_path: Path, tiny_models: dict[str, Path]
+) -> None:
     models = tmp_path / "models"
     models.mkdir()
     for cell in ("lstm", "gru"):
@@ -213,7 +214,7 @@ def test_sessions_of_a_changed_model_are_not_restored(
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
 
 
-def test_bearer_tokens_and_session_ownership(make_server) -> None:  # type: ignore[no-untyped-def]
+def test_bearer_tokens_and_session_ownership(make_server: MakeServer) -> None:
     server: ServerThread = make_server(tokens="alpha-token,beta-token")
     channel = grpc.insecure_channel(server.target)
     stub = pb_grpc.WordstreamStub(channel)
@@ -246,7 +247,7 @@ def test_bearer_tokens_and_session_ownership(make_server) -> None:  # type: igno
 
 
 @pytest.mark.slow
-def test_tls(make_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_tls(make_server: MakeServer, tmp_path: Path) -> None:
     key, cert = self_signed_certificate(tmp_path)
     server: ServerThread = make_server(tls_cert=str(cert), tls_key=str(key))
     with Client(server.target, root_certificates=cert.read_bytes()) as client, client.session() as session:
@@ -255,7 +256,7 @@ def test_tls(make_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-de
         pb_grpc.WordstreamStub(grpc.insecure_channel(server.target)).ListModels(pb.ListModelsRequest(), timeout=3)
 
 
-def test_streams_per_connection_are_limited(make_server) -> None:  # type: ignore[no-untyped-def]
+def test_streams_per_connection_are_limited(make_server: MakeServer) -> None:
     import queue
 
     server: ServerThread = make_server(max_streams_per_connection=2)
@@ -284,8 +285,8 @@ def test_streams_per_connection_are_limited(make_server) -> None:  # type: ignor
 
 
 def test_refused_tokens_and_cross_token_attempts_are_logged_without_the_token(
-    make_server, caplog: pytest.LogCaptureFixture
-) -> None:  # type: ignore[no-untyped-def]
+    make_server: MakeServer, caplog: pytest.LogCaptureFixture
+) -> None:
     server: ServerThread = make_server(tokens="alpha-token,beta-token")
     stub = pb_grpc.WordstreamStub(grpc.insecure_channel(server.target))
     with Client(server.target, token="alpha-token") as alpha, alpha.session() as session:
@@ -300,10 +301,10 @@ def test_refused_tokens_and_cross_token_attempts_are_logged_without_the_token(
                 beta.get_session(session.id)
     refused = [r for r in caplog.records if getattr(r, "event", "") == "unauthenticated"]
     assert 1 <= len(refused) <= 10, len(refused)
-    assert {r.method for r in refused} == {"/wordstream.v1.Wordstream/ListModels"}  # type: ignore[attr-defined]
-    assert all(r.peer.startswith(("ipv4:", "ipv6:")) for r in refused)  # type: ignore[attr-defined]
+    assert {extra(r, "method") for r in refused} == {"/wordstream.v1.Wordstream/ListModels"}
+    assert all(extra(r, "peer").startswith(("ipv4:", "ipv6:")) for r in refused)
     cross = [r for r in caplog.records if getattr(r, "event", "") == "not_owner"]
-    assert len(cross) == 1 and cross[0].method == "GetSession" and cross[0].session == session.id  # type: ignore[attr-defined]
+    assert len(cross) == 1 and extra(cross[0], "method") == "GetSession" and extra(cross[0], "session") == session.id
     for record in caplog.records:
         text = record.getMessage() + repr(vars(record))
         assert "alpha-token" not in text and "beta-token" not in text and "wrong-token" not in text

@@ -16,6 +16,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from tests.helpers import (
     CELLS,
     TEXT,
+    MakeServer,
     ServerThread,
     Stream,
     expect_abort,
@@ -58,7 +59,7 @@ def test_a_word_with_several_tokens_is_several_steps(server: ServerThread) -> No
 
 
 @pytest.mark.parametrize("mode", [pb.HISTORY_MODE_DELTA, pb.HISTORY_MODE_FULL, pb.HISTORY_MODE_NONE])
-def test_history_equals_the_steps_taken_in_every_mode(server: ServerThread, mode: int) -> None:
+def test_history_equals_the_steps_taken_in_every_mode(server: ServerThread, mode: pb.HistoryMode) -> None:
     stream, opened = open_stream(server.target, history=mode)
     rebuilt: list[pb.Step] = []
     for word in TEXT:
@@ -84,7 +85,7 @@ def test_history_equals_the_steps_taken_in_every_mode(server: ServerThread, mode
 
 def test_history_records_the_state_after_every_step(server: ServerThread) -> None:
     stream, opened = open_stream(server.target)
-    last = None
+    last = pb.WordResult()
     for word in TEXT[:4]:
         last = stream.word(word).word
     full = stream.stub.GetSession(pb.GetSessionRequest(session_id=opened.session_id))
@@ -206,7 +207,7 @@ def test_resume_after_a_dropped_stream(server: ServerThread) -> None:
     deadline = time.monotonic() + 10
     while True:  # the server notices the cancelled stream and detaches the session
         again = Stream(server.target)
-        resumed = again.requests.put(pb.StreamRequest(resume=pb.Resume(session_id=opened.session_id)))
+        again.requests.put(pb.StreamRequest(resume=pb.Resume(session_id=opened.session_id)))
         try:
             resumed = next(again.responses)
             break
@@ -224,7 +225,7 @@ def test_resume_after_a_dropped_stream(server: ServerThread) -> None:
     fresh.end()
 
 
-def test_idle_sessions_expire_and_attached_ones_do_not(make_server) -> None:  # type: ignore[no-untyped-def]
+def test_idle_sessions_expire_and_attached_ones_do_not(make_server: MakeServer) -> None:
     server = make_server(idle_timeout=0.3, reap_interval=0.05)
     kept, kept_opened = open_stream(server.target)
     left, left_opened = open_stream(server.target)
@@ -256,7 +257,7 @@ def test_close_ends_the_session(server: ServerThread) -> None:
     stream.end()
 
 
-def test_limits(make_server) -> None:  # type: ignore[no-untyped-def]
+def test_limits(make_server: MakeServer) -> None:
     server = make_server(max_sessions=2, max_steps=3, max_word_chars=5)
     a, _ = open_stream(server.target)
     assert a.word("fine!").word.history.length == 2
@@ -272,7 +273,7 @@ def test_limits(make_server) -> None:  # type: ignore[no-untyped-def]
     b.end()
 
 
-def test_history_byte_limits(make_server, tiny_models: dict[str, Path]) -> None:  # type: ignore[no-untyped-def]
+def test_history_byte_limits(make_server: MakeServer, tiny_models: dict[str, Path]) -> None:
     server = make_server(max_session_bytes=300)  # the 2-layer tiny LSTM: 180 bytes a step
     stream, _ = open_stream(server.target)
     assert stream.word("a").word.history.length == 1
@@ -306,7 +307,7 @@ def test_health_and_reflection(server: ServerThread) -> None:
     assert {"wordstream.v1.Wordstream", "grpc.health.v1.Health"} <= services
 
 
-def test_graceful_shutdown_answers_words_in_flight(make_server) -> None:  # type: ignore[no-untyped-def]
+def test_graceful_shutdown_answers_words_in_flight(make_server: MakeServer) -> None:
     server = make_server()
     stream, _ = open_stream(server.target)
     stream.requests.put(pb.StreamRequest(seq=7, paste=pb.Paste(words=TEXT)))
@@ -382,7 +383,7 @@ def test_sigterm_drains_then_refuses_then_saves(tiny_models: dict[str, Path], tm
             return None
 
         error = poll(refused, "new streams to be refused")
-        assert error.code() == grpc.StatusCode.UNAVAILABLE, error
+        assert error is not None and error.code() == grpc.StatusCode.UNAVAILABLE, error
         assert attached.word("late").word.history.length == 3  # a word in flight is answered
         assert process.wait(timeout=20) == 0
         sessions, faults = persistence.read(state / persistence.FILE_NAME)
@@ -391,7 +392,7 @@ def test_sigterm_drains_then_refuses_then_saves(tiny_models: dict[str, Path], tm
         process.kill()
 
 
-def test_total_history_bytes_limit(make_server) -> None:  # type: ignore[no-untyped-def]
+def test_total_history_bytes_limit(make_server: MakeServer) -> None:
     server = make_server(max_total_bytes=600)  # the 2-layer tiny LSTM: 8 + 4 + 2*4 + 2*2*10*4 = 180 bytes a step
     a, _ = open_stream(server.target)
     b, _ = open_stream(server.target)
@@ -406,7 +407,7 @@ def test_total_history_bytes_limit(make_server) -> None:  # type: ignore[no-unty
 
 
 @pytest.mark.parametrize("mode", [pb.HISTORY_MODE_DELTA, pb.HISTORY_MODE_FULL, pb.HISTORY_MODE_NONE])
-def test_each_word_of_a_paste_is_answered_as_if_typed(server: ServerThread, mode: int) -> None:
+def test_each_word_of_a_paste_is_answered_as_if_typed(server: ServerThread, mode: pb.HistoryMode) -> None:
     pasting, _ = open_stream(server.target, history=mode)
     pasting.seq += 1
     pasting.requests.put(pb.StreamRequest(seq=pasting.seq, paste=pb.Paste(words=["fine", "film!", "dull"])))
@@ -423,7 +424,7 @@ def test_each_word_of_a_paste_is_answered_as_if_typed(server: ServerThread, mode
     typing.end()
 
 
-def test_the_client_chooses_the_session_id_and_every_answer_names_the_replica(make_server) -> None:  # type: ignore[no-untyped-def]
+def test_the_client_chooses_the_session_id_and_every_answer_names_the_replica(make_server: MakeServer) -> None:
     """x-session-id on open: a well-formed id is adopted, one in use is ALREADY_EXISTS, a malformed one
     INVALID_ARGUMENT; without it the server makes one. x-wordstream-replica names --replica-name."""
     server: ServerThread = make_server(replica_name="replica-a")

@@ -6,14 +6,16 @@ import logging
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from tests.helpers import ServerThread
+from tests.helpers import MakeServer, ServerThread, extra
 from wordstream.modelfile import ModelError, load_model
 from wordstream.server.config import Settings
 from wordstream.server.inference import load_models
@@ -23,7 +25,7 @@ from wordstream.v1 import wordstream_pb2_grpc as pb_grpc
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def graph_model(path: Path, inputs: list, outputs: list, nodes: list, axes: int | None = None) -> Path:
+def graph_model(path: Path, inputs: list[Any], outputs: list[Any], nodes: list[Any], axes: int | None = None) -> Path:
     """A small ONNX graph; ``axes`` adds the int64 initializer "axes" that Squeeze/Unsqueeze read."""
     initializers = [] if axes is None else [helper.make_tensor("axes", TensorProto.INT64, [1], [axes])]
     graph = helper.make_graph(nodes, "g", inputs, outputs, initializer=initializers)
@@ -114,7 +116,7 @@ def test_a_bad_file_is_skipped_and_the_others_serve(
     with caplog.at_level(logging.ERROR, logger="wordstream.models"):
         models = load_models(tmp_path)
     assert list(models) == ["good"]
-    assert any("bad.onnx: not a loadable ONNX model" in r.error for r in caplog.records)  # type: ignore[attr-defined]
+    assert any("bad.onnx: not a loadable ONNX model" in extra(r, "error") for r in caplog.records)
     with pytest.raises(ModelError, match="models directory not found"):
         load_models(tmp_path / "nowhere")
 
@@ -131,7 +133,7 @@ def test_settings_from_flags_and_environment() -> None:
         Settings.from_args(["--port", "many"], environ={})
 
 
-def test_message_size_limit(make_server) -> None:  # type: ignore[no-untyped-def]
+def test_message_size_limit(make_server: MakeServer) -> None:
     server: ServerThread = make_server(max_message_bytes=2000)
     stub = pb_grpc.WordstreamStub(grpc.insecure_channel(server.target))
     requests = iter([pb.StreamRequest(open=pb.Open()), pb.StreamRequest(paste=pb.Paste(words=["word"] * 1000))])
@@ -184,6 +186,8 @@ def test_session_ids_are_long_and_random(server: ServerThread) -> None:
 
 def test_loop_histogram_exports_what_prometheus_client_would() -> None:
     from prometheus_client import CollectorRegistry, Histogram, generate_latest
+    from prometheus_client.metrics_core import Metric
+    from prometheus_client.registry import Collector
 
     from wordstream.server.metrics import LoopHistogram
 
@@ -198,12 +202,12 @@ def test_loop_histogram_exports_what_prometheus_client_would() -> None:
     for value in values[2:]:
         ours.observe(value)
 
-    class Ours:
-        def collect(self):  # type: ignore[no-untyped-def]
+    class Ours(Collector):
+        def collect(self) -> Iterator[Metric]:
             yield ours.family()
 
     registry = CollectorRegistry()
-    registry.register(Ours())  # type: ignore[arg-type]
+    registry.register(Ours())
     expected = [line for line in generate_latest(reference_registry).decode().splitlines() if "_created" not in line]
     assert generate_latest(registry).decode().splitlines() == expected
     assert ours.count == len(values)
@@ -244,7 +248,7 @@ def test_history_slack_is_small_whether_typed_or_pasted(tiny_models: dict[str, P
     assert typed.owns_exact_buffers()  # no view into a larger buffer
 
 
-async def _two_pastes_at_once(server: ServerThread) -> list[object]:
+async def _two_pastes_at_once(server: ServerThread) -> list[Any]:
     import asyncio
 
     from wordstream.server.history import HistoryMode
@@ -252,10 +256,12 @@ async def _two_pastes_at_once(server: ServerThread) -> list[object]:
     service = server.service
     a, b = await service.open("", HistoryMode.NONE), await service.open("", HistoryMode.NONE)
     words = ["fine"] * 3
-    return await asyncio.gather(service.push_words(a, words), service.push_words(b, words), return_exceptions=True)
+    return list(
+        await asyncio.gather(service.push_words(a, words), service.push_words(b, words), return_exceptions=True)
+    )
 
 
-def test_the_total_history_limit_holds_for_pastes_side_by_side(make_server) -> None:  # type: ignore[no-untyped-def]
+def test_the_total_history_limit_holds_for_pastes_side_by_side(make_server: MakeServer) -> None:
     """The check and the reservation of one paste happen together: a second paste that starts while
     the first is still in the model cannot take the same room."""
     from wordstream.server.errors import SessionLimit

@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from deploy.cluster import Redis
-from tests.helpers import TEXT, ServerThread, Stream, offline_steps, poll, same_steps
+from tests.helpers import TEXT, MakeServer, ServerThread, Stream, offline_steps, poll, same_steps
 from wordstream.client import Client, errors
 from wordstream.server import redis_ledger
 from wordstream.v1 import wordstream_pb2 as pb
@@ -30,7 +30,7 @@ def store(tmp_path: Path) -> Iterator[Redis]:
 
 
 @pytest.fixture
-def replicas(make_server, store: Redis):  # type: ignore[no-untyped-def]
+def replicas(make_server: MakeServer, store: Redis) -> list[ServerThread]:
     """Two replicas (a, b) sharing the store."""
     return [
         make_server(state_store=store.url, replica_name=name, reap_interval=0.2, store_check_interval=0.1)
@@ -151,8 +151,8 @@ def test_store_down_refuses_words_goes_not_serving_and_recovers(
 
 
 def test_a_write_whose_reply_was_lost_is_sent_again_and_not_applied_twice(
-    make_server, store: Redis, tiny_models: dict[str, Path]
-) -> None:  # type: ignore[no-untyped-def]
+    make_server: MakeServer, store: Redis, tiny_models: dict[str, Path]
+) -> None:
     """The first attempt lands, its reply never arrives (the connection dies): the write is sent
     again on a new connection, the script sees its own write landed, and the word is stored once."""
     from tests.helpers import ReplyDroppingProxy

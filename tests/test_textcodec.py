@@ -40,7 +40,7 @@ def test_tokens_are_nonempty_and_whitespace_free(text: str) -> None:
         assert token and not any(ch.isspace() for ch in token)
 
 
-@given(st.lists(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=12), max_size=8))
+@given(st.lists(st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=12), max_size=8))
 def test_words_tokenize_like_the_whole_text(words: list[str]) -> None:
     # The server tokenizes word by word; training tokenizes whole texts. They must agree.
     text = " ".join(words)
