@@ -14,7 +14,9 @@ COPY models ./models
 
 USER wordstream
 EXPOSE 50051
-ENV WORDSTREAM_PORT=50051 WORDSTREAM_MODELS=/app/models WORDSTREAM_STATE_DIR=/app/state
+# Inside a container the server listens on every interface of the container's own network; the
+# host publishes only what compose or k8s says (loopback by default: docker-compose.yml).
+ENV WORDSTREAM_HOST=[::] WORDSTREAM_PORT=50051 WORDSTREAM_MODELS=/app/models WORDSTREAM_STATE_DIR=/app/state
 HEALTHCHECK --interval=10s --timeout=5s --start-period=20s --retries=3 \
     CMD ["python", "-m", "wordstream.client", "health", "--server", "localhost:50051"]
 CMD ["python", "-m", "wordstream.server"]

@@ -295,3 +295,35 @@ def test_accounted_bytes_follow_every_operation(server: ServerThread) -> None:
     stream.send(close=pb.Close())
     assert store.total_bytes == sum(s.history_bytes for s in store.sessions())
     other.end()
+
+
+def listening() -> list[tuple[str, int]]:
+    """(address as the kernel writes it in hex, port) of every listening TCP socket."""
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            if state == "0A":  # LISTEN
+                address, port = local.split(":")
+                found.append((address, int(port, 16)))
+    return found
+
+
+def test_every_listener_defaults_to_loopback(tiny_models: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server, its metrics endpoint and the gateway listen on loopback unless told otherwise:
+    the defaults, and the sockets a server started with them really holds (read from /proc/net)."""
+    from wordstream.gateway.__main__ import parser as gateway_parser
+
+    monkeypatch.delenv("WORDSTREAM_HOST", raising=False)
+    assert gateway_parser().parse_args([]).host == "127.0.0.1"
+    settings = Settings(port=0, metrics_port=0, models=str(tiny_models["lstm"].parent), default_model="tiny-lstm")
+    assert (settings.host, settings.metrics_host) == ("localhost", "localhost")
+    server = ServerThread(settings)
+    try:
+        ports = {server.port, server.running.metrics_port}
+        found = [(address, port) for address, port in listening() if port in ports]
+        loopback = ("0100007F", "00000000000000000000000001000000", "0000000000000000FFFF00000100007F")
+        assert found and all(address in loopback for address, _ in found), found
+        assert {port for _, port in found} == ports
+    finally:
+        server.stop()

@@ -1,4 +1,4 @@
-"""python -m wordstream.gateway [--host 0.0.0.0] [--port 8080] [--server localhost:50051] [--token ...] [--tls ...]
+"""python -m wordstream.gateway [--host 127.0.0.1] [--port 8080] [--server localhost:50051] [--token ...] [--tls ...]
 
 Every flag also as a WORDSTREAM_* variable: WORDSTREAM_HOST, WORDSTREAM_PORT, WORDSTREAM_SERVER,
 WORDSTREAM_TOKEN, WORDSTREAM_TLS, WORDSTREAM_ROOT_CERTIFICATES, WORDSTREAM_TLS_SERVER_NAME,
@@ -26,7 +26,11 @@ def parser() -> argparse.ArgumentParser:
         prog="python -m wordstream.gateway",
         description="The WebSocket gateway and the live typing page, in front of a Wordstream server.",
     )
-    p.add_argument("--host", default=os.environ.get("WORDSTREAM_HOST", "0.0.0.0"), help="address to listen on")
+    p.add_argument(
+        "--host",
+        default=os.environ.get("WORDSTREAM_HOST", "127.0.0.1"),
+        help="address to listen on (default loopback; 0.0.0.0 for every interface, as in a container)",
+    )
     p.add_argument("--port", type=int, default=int(os.environ.get("WORDSTREAM_PORT", "8080")), help="0: a free port")
     p.add_argument(
         "--max-message-bytes",

@@ -148,7 +148,9 @@ async def start(settings: Settings) -> Running:
         raise OSError(f"cannot bind {settings.host}:{settings.port}")
     await server.start()
     reaper = asyncio.create_task(service.reap_forever(), name="reaper")
-    metrics_port = service.metrics.serve(settings.metrics_port) if settings.metrics_port >= 0 else None
+    metrics_port = (
+        service.metrics.serve(settings.metrics_port, settings.metrics_host) if settings.metrics_port >= 0 else None
+    )
     running = Running(server, port, service, health_servicer, reaper, metrics_port)
     running.set_serving(await ledger.healthy())
     if ledger.watched:

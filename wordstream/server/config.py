@@ -16,8 +16,8 @@ from wordstream.shared import parse_bool
 
 @dataclass(frozen=True)
 class Settings:
-    host: str = "[::]"
-    """Address to listen on (all interfaces by default)."""
+    host: str = "localhost"
+    """Address to listen on: loopback by default; "[::]" (or 0.0.0.0) for every interface, as in a container."""
     port: int = 50051
     """Port to listen on; 0 picks a free one (tests)."""
     models: str = "models"
@@ -50,6 +50,8 @@ class Settings:
     """Seconds a step may wait for others to join its batch; 0: it runs as soon as a call can start."""
     metrics_port: int = -1
     """Port of the Prometheus endpoint; -1 turns it off, 0 picks a free port."""
+    metrics_host: str = "localhost"
+    """Address of the Prometheus endpoint: loopback by default; 0.0.0.0 for a scraper outside the host."""
     drain: float = 0.0
     """Seconds health reports NOT_SERVING on SIGTERM/SIGINT while everything is still served (behind a balancer: 2)."""
     grace: float = 5.0

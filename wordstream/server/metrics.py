@@ -88,7 +88,7 @@ class Metrics:
     def track_sessions(self, count: Callable[[], int]) -> None:
         self.live_sessions.set_function(count)
 
-    def serve(self, port: int, host: str = "0.0.0.0") -> int:
+    def serve(self, port: int, host: str = "localhost") -> int:
         """Start the HTTP endpoint; returns its port (port 0 picks a free one)."""
         self._server, _ = start_http_server(port, addr=host, registry=self.registry)
         return int(self._server.server_port)
