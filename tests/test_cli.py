@@ -183,3 +183,22 @@ def test_every_subcommand_reaches_a_server_with_tokens_and_tls(make_server: Make
     assert no_token.returncode == 1 and no_token.stderr.startswith("Unauthenticated: missing bearer token")
     plaintext = cli(server, "models", "--token", "cli-token")
     assert plaintext.returncode == 1 and plaintext.stderr.startswith("Unavailable:"), plaintext.stderr
+
+
+def test_the_cli_refuses_a_token_to_a_plaintext_remote_target_unless_told(tmp_path: Path) -> None:
+    """`--token` to a plaintext target off this machine: refused, saying why and what to do;
+    `--insecure-token` (or WORDSTREAM_INSECURE_TOKEN=1) sends it (here to a port where nothing
+    listens: 0.0.0.0 is not loopback by name, and the connection is refused at once)."""
+    import os
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "wordstream.client", "health", "--server", "0.0.0.0:1", "--token", "t"]
+    env = {k: v for k, v in os.environ.items() if k != "WORDSTREAM_INSECURE_TOKEN"}
+    refused = subprocess.run(command, capture_output=True, text=True, timeout=60, env=env)
+    assert refused.returncode == 1 and "refusing to send a bearer token in plaintext" in refused.stderr
+    assert "--insecure-token" in refused.stderr
+    for extra, extra_env in ((["--insecure-token"], {}), ([], {"WORDSTREAM_INSECURE_TOKEN": "1"})):
+        told = subprocess.run(command + extra, capture_output=True, text=True, timeout=90, env={**env, **extra_env})
+        assert told.returncode == 1 and "refusing to send a bearer token" not in told.stderr, told.stderr
+        assert "Unavailable" in told.stderr, told.stderr  # sent, and nothing listens there

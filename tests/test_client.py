@@ -122,3 +122,23 @@ def test_async_client(server: ServerThread) -> None:
             assert all(r[:2] == results[0] for r in results)  # same prefix, same outputs
 
     asyncio.run(scenario())
+
+
+def test_a_token_is_not_sent_in_plaintext_beyond_this_machine() -> None:
+    """A bearer token over a plaintext channel: fine to loopback (localhost, 127.0.0.0/8, ::1, a
+    unix socket), refused elsewhere with a message that says what to do, unless the caller says so."""
+    from wordstream.client import InsecureToken
+    from wordstream.client._async import is_loopback
+
+    for target in ("localhost:50051", "127.0.0.1:1", "127.8.9.10:50051", "[::1]:50051", "unix:/tmp/ws.sock"):
+        assert is_loopback(target), target
+        Client(target, token="t").close()
+    for target in ("10.0.0.5:50051", "wordstream.example:443", "[2001:db8::1]:50051", "dns:///envoy:50051"):
+        assert not is_loopback(target), target
+        with pytest.raises(InsecureToken, match="refusing to send a bearer token in plaintext to .*--insecure-token"):
+            Client(target, token="t")
+        with pytest.raises(InsecureToken):
+            AsyncClient(target, token="t")
+        Client(target, token="t", insecure_token=True).close()  # the caller said so
+        Client(target, token="t", tls=True).close()  # TLS: the token is encrypted
+        Client(target).close()  # no token: nothing to leak

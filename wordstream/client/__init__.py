@@ -6,6 +6,7 @@ It needs only grpcio and the generated stubs (no ONNX Runtime, no torch).
 from wordstream.client._async import AsyncClient, AsyncSession
 from wordstream.client._sync import Client, Session
 from wordstream.client.errors import (
+    InsecureToken,
     InvalidRequest,
     LimitReached,
     NotFound,
@@ -22,6 +23,7 @@ __all__ = [
     "AsyncSession",
     "Client",
     "Session",
+    "InsecureToken",
     "InvalidRequest",
     "LimitReached",
     "NotFound",

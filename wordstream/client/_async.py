@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import ipaddress
 import logging
 import secrets
 from collections.abc import Callable, Sequence
@@ -57,6 +58,31 @@ def new_session_id() -> str:
     return secrets.token_urlsafe(24)
 
 
+def is_loopback(target: str) -> bool:
+    """Whether a gRPC target stays on this machine: a unix socket, localhost, 127.0.0.0/8 or ::1."""
+    if target.startswith(("unix:", "unix-abstract:")):
+        return True
+    rest = target.split(":///", 1)[1] if ":///" in target else target.removeprefix("ipv4:").removeprefix("ipv6:")
+    host = rest.rsplit(":", 1)[0] if rest.count(":") == 1 or rest.startswith("[") else rest
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name other than localhost may resolve anywhere
+
+
+def check_token_transport(target: str, token: str | None, tls: bool, insecure_token: bool) -> None:
+    """Refuse to send a bearer token over plaintext beyond this machine unless told it is fine."""
+    if token and not tls and not insecure_token and not is_loopback(target):
+        raise errors.InsecureToken(
+            f"refusing to send a bearer token in plaintext to {target}: connect with TLS (--tls, "
+            "--root-certificates), or, on a private network, say so with --insecure-token "
+            "(WORDSTREAM_INSECURE_TOKEN=1, Client(..., insecure_token=True))"
+        )
+
+
 def channel_options(max_message_bytes: int) -> list[tuple[str, Any]]:
     return [
         ("grpc.max_receive_message_length", max_message_bytes),
@@ -86,7 +112,9 @@ class AsyncClient:
         timeout: float = 30.0,
         max_message_bytes: int = 64 * 2**20,
         reconnect_timeout: float = 15.0,
+        insecure_token: bool = False,
     ) -> None:
+        check_token_transport(target, token, tls or root_certificates is not None, insecure_token)
         self.target = target
         self.timeout = timeout
         self.reconnect_timeout = reconnect_timeout

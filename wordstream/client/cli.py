@@ -61,6 +61,7 @@ def connection(args: argparse.Namespace) -> dict[str, Any]:
         "tls": args.tls,
         "root_certificates": roots,
         "tls_server_name": args.tls_server_name or None,
+        "insecure_token": args.insecure_token,
     }
 
 
@@ -151,6 +152,13 @@ def add_connection_flags(parser: argparse.ArgumentParser) -> None:
         default=os.environ.get("WORDSTREAM_TLS_SERVER_NAME", ""),
         metavar="NAME",
         help="the name the server's certificate must carry, when it is not the host of --server",
+    )
+    parser.add_argument(
+        "--insecure-token",
+        action="store_true",
+        default=_env_flag("WORDSTREAM_INSECURE_TOKEN"),
+        help="send --token over plaintext to a server that is not on this machine (a private network only; "
+        "or WORDSTREAM_INSECURE_TOKEN=1); without it such a target is refused",
     )
 
 

@@ -52,6 +52,12 @@ class ServerError(WordstreamError):
     code = "INTERNAL"
 
 
+class InsecureToken(WordstreamError, ValueError):
+    """A bearer token would cross a network in plaintext: refused before any connection."""
+
+    code = "INSECURE_TOKEN"
+
+
 _BY_CODE: dict[str, type[WordstreamError]] = {
     "INVALID_ARGUMENT": InvalidRequest,
     "OUT_OF_RANGE": InvalidRequest,
