@@ -4,17 +4,14 @@ a real server process. Set WORDSTREAM_SCREENSHOT=docs/gateway.png to refresh the
 from __future__ import annotations
 
 import os
-import re
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
-from tests.helpers import start_server_process
+from tests.helpers import start_gateway, start_server_process
 from wordstream.client import Client
 
 pytestmark = pytest.mark.slow
@@ -26,22 +23,6 @@ def chromium() -> str:
     path = shutil.which("chromium") or shutil.which("chromium-browser")
     assert path, "Debian's chromium is not installed (`make test` installs it: apt-get install chromium)"
     return path
-
-
-def start_gateway(server: str, port: int = 0) -> tuple[subprocess.Popen[str], int]:
-    """``python -m wordstream.gateway`` in front of ``server``; the process and its real port."""
-    gateway = subprocess.Popen(
-        [sys.executable, "-m", "wordstream.gateway", "--host", "127.0.0.1", "--port", str(port)] + ["--server", server],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    line = gateway.stdout.readline() if gateway.stdout else ""
-    match = re.search(r"http://localhost:(\d+)/", line)
-    if not match:
-        gateway.kill()
-        raise RuntimeError(f"the gateway did not start: {line!r}")
-    return gateway, int(match.group(1))
 
 
 @pytest.fixture
@@ -164,3 +145,18 @@ def test_a_page_sends_again_what_a_failed_over_store_lost(
         gateway.kill()
         server.kill()
         cluster.stop()
+
+
+def test_a_paste_of_a_hundred_words_goes_through_the_word_rate_cap(stack: tuple[str, str], page: Page) -> None:
+    """The gateway caps words per socket (30 a second, bursts of 200): a pasted paragraph of 100
+    words is sent by the page at once and still answered in full."""
+    url, target = stack
+    page.goto(url)
+    expect(page.get_by_test_id("status")).to_have_text("connected")
+    words = (SENTENCE.split() * 10)[:100]
+    page.get_by_test_id("typing-input").fill(" ".join(words) + " ")
+    expect(page.get_by_test_id("word-count")).to_have_text("100", timeout=30_000)
+    session_id = page.evaluate("localStorage.getItem('wordstream.session')")
+    with Client(target) as client:
+        assert client.get_session(session_id)["words"] == 100
+    expect(page.get_by_test_id("error")).to_have_text("")  # no word was refused

@@ -252,7 +252,11 @@ def test_a_page_keeps_its_session_when_its_replica_dies(cluster: Cluster, tiny_m
     from wordstream.gateway.app import create_app
 
     app = create_app(lambda: AsyncClient(cluster.envoy.target, reconnect_timeout=20))
-    with TestClient(app) as http, http.websocket_connect("/ws") as ws:
+    page = "http://localhost:8080"
+    with (
+        TestClient(app, base_url=page) as http,
+        http.websocket_connect("ws://localhost:8080/ws", headers={"origin": page}) as ws,
+    ):
         ws.send_json({"open": {}})
         session_id = ws.receive_json()["opened"]["session_id"]
         for word in WORDS[:5]:

@@ -13,10 +13,18 @@ from starlette.websockets import WebSocketDisconnect
 from tests.helpers import TEXT, MakeServer, ServerThread, offline_prefix_probs, offline_steps
 from wordstream.client import AsyncClient
 from wordstream.gateway.app import create_app
+from wordstream.gateway.guard import Limits
+
+PAGE = "http://localhost:8080"  # where a browser found the page
+BROWSER = {"origin": PAGE}  # what its socket sends
+SOCKET = "ws://localhost:8080/ws"
 
 
-def gateway(target: str, **options: Any) -> TestClient:
-    return TestClient(create_app(lambda: AsyncClient(target, reconnect_timeout=10), **options))
+def gateway(target: str, **limits: Any) -> TestClient:
+    """The app in process, asked as a browser on its page would: Host localhost:8080 (the app sees
+    that as its own address), and its sockets opened with that page's Origin (BROWSER)."""
+    app = create_app(lambda: AsyncClient(target, reconnect_timeout=10), Limits(**limits))
+    return TestClient(app, base_url=PAGE)
 
 
 def probs(answer: dict[str, Any]) -> list[float]:
@@ -26,7 +34,7 @@ def probs(answer: dict[str, Any]) -> list[float]:
 def test_open_words_rewind_reset_and_close_mirror_the_grpc_answers(
     server: ServerThread, tiny_models: dict[str, Path]
 ) -> None:
-    with gateway(server.target) as http, http.websocket_connect("/ws") as ws:
+    with gateway(server.target) as http, http.websocket_connect(SOCKET, headers=BROWSER) as ws:
         ws.send_json({"open": {}})
         opened = ws.receive_json()["opened"]
         assert opened["model"] == "tiny-lstm" and opened["labels"] == ["negative", "positive"]
@@ -76,7 +84,7 @@ def test_open_words_rewind_reset_and_close_mirror_the_grpc_answers(
 def test_bad_messages_get_an_error_and_the_socket_stays_open(
     server: ServerThread, message: str, complaint: str
 ) -> None:
-    with gateway(server.target) as http, http.websocket_connect("/ws") as ws:
+    with gateway(server.target) as http, http.websocket_connect(SOCKET, headers=BROWSER) as ws:
         ws.send_json({"open": {}})
         ws.receive_json()
         ws.send_text(message)
@@ -87,7 +95,7 @@ def test_bad_messages_get_an_error_and_the_socket_stays_open(
 
 
 def test_errors_from_the_server_are_answered_with_their_code(server: ServerThread) -> None:
-    with gateway(server.target) as http, http.websocket_connect("/ws") as ws:
+    with gateway(server.target) as http, http.websocket_connect(SOCKET, headers=BROWSER) as ws:
         ws.send_json({"word": "early"})
         assert "open or resume a session first" in ws.receive_json()["error"]["message"]
         ws.send_bytes(b"\x00\x01")
@@ -106,14 +114,14 @@ def test_errors_from_the_server_are_answered_with_their_code(server: ServerThrea
 
 def test_a_page_that_reconnects_resumes_its_session_by_id(server: ServerThread, tiny_models: dict[str, Path]) -> None:
     with gateway(server.target) as http:
-        with http.websocket_connect("/ws") as ws:
+        with http.websocket_connect(SOCKET, headers=BROWSER) as ws:
             ws.send_json({"open": {}})
             session_id = ws.receive_json()["opened"]["session_id"]
             for word in TEXT[:3]:
                 ws.send_json({"word": word})
                 ws.receive_json()
         # The socket is gone; the session stays on the server, detached.
-        with http.websocket_connect("/ws") as ws:
+        with http.websocket_connect(SOCKET, headers=BROWSER) as ws:
             ws.send_json({"resume": session_id})
             opened = ws.receive_json()["opened"]
             assert opened["resumed"] and opened["words"] == TEXT[:3]
@@ -129,7 +137,7 @@ def test_a_server_restart_under_an_open_socket_loses_no_word(
     """No --state-dir: the restarted server has lost the session; the gateway's client replays it
     into a new one, says so, and the next answer is what an uninterrupted session gives."""
     first: ServerThread = make_server()
-    with gateway(first.target) as http, http.websocket_connect("/ws") as ws:
+    with gateway(first.target) as http, http.websocket_connect(SOCKET, headers=BROWSER) as ws:
         ws.send_json({"open": {}})
         old_id = ws.receive_json()["opened"]["session_id"]
         for word in TEXT[:4]:
@@ -165,11 +173,32 @@ def test_a_page_from_another_origin_cannot_use_the_socket(server: ServerThread) 
     with gateway(server.target, allowed_origins=frozenset({"https://ok.example"})) as http:
         with (
             pytest.raises(WebSocketDisconnect) as info,
-            http.websocket_connect("/ws", headers={"origin": "https://evil.example"}) as ws,
+            http.websocket_connect(SOCKET, headers={"origin": "https://evil.example"}) as ws,
         ):
             ws.receive_json()
         assert info.value.code == 1008
-        for origin in ("http://testserver", "https://ok.example"):
-            with http.websocket_connect("/ws", headers={"origin": origin}) as ws:
+        for origin in (PAGE, "https://ok.example"):
+            with http.websocket_connect(SOCKET, headers={"origin": origin}) as ws:
                 ws.send_json({"open": {}})
                 assert "opened" in ws.receive_json()
+
+
+def test_the_client_address_comes_from_x_forwarded_for_only_behind_a_trusted_proxy() -> None:
+    from wordstream.gateway.guard import client_address, host_of, networks
+
+    def scope(peer: str, forwarded: str = "") -> dict[str, Any]:
+        headers = [(b"x-forwarded-for", forwarded.encode())] if forwarded else []
+        return {"client": (peer, 5000), "headers": headers}
+
+    proxies = networks("10.0.0.0/8, 192.168.1.7")
+    assert client_address(scope("203.0.113.9", "1.2.3.4"), proxies) == "203.0.113.9"  # not a proxy: its own
+    assert client_address(scope("10.1.2.3", "1.2.3.4"), ()) == "10.1.2.3"  # no proxies trusted (the default)
+    assert client_address(scope("10.1.2.3", "1.2.3.4, 10.9.9.9"), proxies) == "1.2.3.4"  # the last untrusted hop
+    assert client_address(scope("192.168.1.7", "6.6.6.6, 1.2.3.4"), proxies) == "1.2.3.4"  # not a spoofed first
+    assert client_address(scope("10.1.2.3"), proxies) == "10.1.2.3"
+    assert [host_of(h) for h in ("LocalHost:8080", "[::1]:8080", "127.0.0.1", "[::1]")] == [
+        "localhost",
+        "[::1]",
+        "127.0.0.1",
+        "[::1]",
+    ]

@@ -20,6 +20,29 @@ from wordstream.client import AsyncClient, InsecureToken  # noqa: E402
 from wordstream.client._async import check_token_transport  # noqa: E402
 from wordstream.client.cli import add_connection_flags, connection  # noqa: E402
 from wordstream.gateway.app import create_app  # noqa: E402
+from wordstream.gateway.guard import Limits, networks  # noqa: E402
+
+DEFAULTS = Limits()
+
+
+# The visitor's caps (guard.Limits): flag, type, help; each also read from WORDSTREAM_<FLAG>.
+LIMIT_FLAGS: tuple[tuple[str, type, str], ...] = (
+    ("max-message-bytes", int, "largest message a page may send; larger ones get an error answer"),
+    ("max-frame-bytes", int, "largest WebSocket frame: a bigger one closes the socket (1009) before it is buffered"),
+    ("max-sockets-per-client", int, "open WebSockets one client address may hold"),
+    (
+        "max-sessions-per-client",
+        int,
+        "live sessions opened from one client address (a session counts until closed or idle --idle-timeout)",
+    ),
+    ("idle-timeout", float, "seconds after which a session left alone stops counting (the server's --idle-timeout)"),
+    ("words-per-second", float, "words a socket may send a second on average; beyond: an error answer, socket open"),
+    ("words-burst", int, "words one socket may send at once (a paste, a page's resync)"),
+)
+
+
+def env(flag: str, default: object) -> str:
+    return os.environ.get("WORDSTREAM_" + flag.upper().replace("-", "_"), str(default))
 
 
 def parser() -> argparse.ArgumentParser:
@@ -29,20 +52,28 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--host",
-        default=os.environ.get("WORDSTREAM_HOST", "127.0.0.1"),
+        default=env("host", "127.0.0.1"),
         help="address to listen on (default loopback; 0.0.0.0 for every interface, as in a container)",
     )
-    p.add_argument("--port", type=int, default=int(os.environ.get("WORDSTREAM_PORT", "8080")), help="0: a free port")
+    p.add_argument("--port", type=int, default=int(env("port", 8080)), help="0: a free port")
+    for flag, kind, help_text in LIMIT_FLAGS:
+        default = kind(env(flag, getattr(DEFAULTS, flag.replace("-", "_"))))
+        p.add_argument(f"--{flag}", type=kind, default=default, help=f"{help_text} (default %(default)s)")
     p.add_argument(
-        "--max-message-bytes",
-        type=int,
-        default=int(os.environ.get("WORDSTREAM_MAX_MESSAGE_BYTES", str(64 * 1024))),
-        help="largest message a page may send; larger ones get an error answer",
+        "--allowed-hosts",
+        default=env("allowed-hosts", ",".join(sorted(DEFAULTS.allowed_hosts))),
+        help="comma-separated names this gateway answers to (the Host header without its port; [::1] for IPv6); "
+        "a page may open the socket from http(s)://<one of them>:<this port>",
     )
     p.add_argument(
         "--allowed-origins",
-        default=os.environ.get("WORDSTREAM_ALLOWED_ORIGINS", ""),
+        default=env("allowed-origins", ""),
         help="comma-separated origins (https://example.com) whose pages may use the socket besides the gateway's own",
+    )
+    p.add_argument(
+        "--trusted-proxies",
+        default=env("trusted-proxies", ""),
+        help="comma-separated CIDRs of proxies whose X-Forwarded-For names the client (default: none)",
     )
     add_connection_flags(p)
     return p
@@ -61,12 +92,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InsecureToken as e:
         print(f"InsecureToken: {e}", file=sys.stderr)
         return 1
-    app = create_app(
-        lambda: AsyncClient(args.server, **options),
-        max_message_bytes=args.max_message_bytes,
+    limits = Limits(
+        **{flag.replace("-", "_"): getattr(args, flag.replace("-", "_")) for flag, _, _ in LIMIT_FLAGS},
+        allowed_hosts=frozenset(h.strip().lower() for h in args.allowed_hosts.split(",") if h.strip()),
         allowed_origins=frozenset(o.strip() for o in args.allowed_origins.split(",") if o.strip()),
+        trusted_proxies=networks(args.trusted_proxies),
     )
-    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", ws_max_size=16 * 2**20)
+    app = create_app(lambda: AsyncClient(args.server, **options), limits)
+    # The frame ceiling is the WebSocket server's own max size: a bigger frame is refused from its
+    # header, before its payload is read.
+    config = uvicorn.Config(
+        app, host=args.host, port=args.port, log_level="warning", ws="websockets", ws_max_size=limits.max_frame_bytes
+    )
     server = uvicorn.Server(config)
     sockets = [config.bind_socket()]
     sockets[0].listen(config.backlog)  # connections wait in the backlog from now: the line below means ready

@@ -1,4 +1,5 @@
-"""The WebSocket gateway: one WebSocket per page, one gRPC stream behind it.
+"""The WebSocket gateway: one WebSocket per page, one gRPC stream behind it. What one visitor
+may do, and from which host and origin, is guard.py's.
 
 Browsers cannot hold a bidirectional gRPC stream, so the page speaks JSON over a WebSocket
 and the gateway relays each message to the session's stream through the Python client
@@ -39,31 +40,35 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict
 from importlib import resources
 from typing import Any
-from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from wordstream.client import AsyncClient, AsyncSession, WordstreamError
 from wordstream.client import types as t
+from wordstream.gateway.guard import Guard, Limits, Shield, WordBucket, client_address, origin_allowed
 
 log = logging.getLogger("wordstream.gateway")
 PAGE = resources.files("wordstream.gateway") / "static"  # package data, wherever the package is installed
 KINDS = ("open", "resume", "word", "rewind", "reset", "close")
-# The page's files come from here only: no other origin, no inline script.
-SECURITY_HEADERS = {
-    "content-security-policy": "default-src 'self'; connect-src 'self'; img-src 'self' data:; style-src 'self'",
-    "x-content-type-options": "nosniff",
-    "referrer-policy": "no-referrer",
-}
+DEFAULT_LIMITS = Limits()
 
 
 class BadMessage(Exception):
     """A page's message that is not one of the contract's; the message says what is wrong."""
+
+
+class Refused(Exception):
+    """A message over one of the visitor's caps (guard.py): answered with ``code``, the socket stays open."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def error(code: str, message: str) -> dict[str, Any]:
@@ -123,25 +128,36 @@ def parse(text: str, limit: int) -> tuple[str, Any]:
 
 
 class Conversation:
-    """One page's socket: its session (if any), and the answers to its messages."""
+    """One page's socket: its session (if any), and the answers to its messages, within the
+    caps of the address it comes from (``guard``) and of its own word rate (``bucket``)."""
 
-    def __init__(self, client: AsyncClient) -> None:
-        self.client = client
+    def __init__(self, client: AsyncClient, guard: Guard, address: str) -> None:
+        self.client, self.guard, self.address = client, guard, address
+        limits = guard.limits
+        self.bucket = WordBucket(limits.words_per_second, limits.words_burst, guard.clock)
         self.session: AsyncSession | None = None
         self.notices: list[dict[str, Any]] = []
 
     def _replayed(self, old: str, new: str, words: int) -> None:
+        self.guard.used(self.address, new, replaced=old)
         self.notices.append({"replayed": {"from": old, "session_id": new, "words": words}})
 
     async def answer(self, kind: str, value: Any) -> dict[str, Any]:
         if kind in ("open", "resume"):
             await self.detach()
+            if kind == "open" and not self.guard.may_open(self.address):
+                limit = self.guard.limits.max_sessions_per_client
+                raise Refused(
+                    "RESOURCE_EXHAUSTED",
+                    f"this address has {limit} live sessions (--max-sessions-per-client): close one, or resume one",
+                )
             if kind == "open":
                 new = self.client.session(model=value.get("model", ""), on_replay=self._replayed)
             else:
                 new = self.client.resume(value, on_replay=self._replayed)
             await new.open()
             self.session = new
+            self.guard.used(self.address, new.id)
             return {
                 "opened": {
                     "session_id": new.id,
@@ -156,10 +172,20 @@ class Conversation:
         if session is None:
             raise BadMessage("open or resume a session first")
         if kind == "word":
-            return word_json(await session.push(value))
+            if not self.bucket.take():
+                limits = self.guard.limits
+                raise Refused(
+                    "RESOURCE_EXHAUSTED",
+                    f"over {limits.words_per_second:g} words a second (a burst of {limits.words_burst}): "
+                    "send the word again in a moment",
+                )
+            result = await session.push(value)
+            self.guard.used(self.address, session.id)
+            return word_json(result)
         if kind == "close":
             await session.close()
             self.session = None
+            self.guard.closed(self.address, session.id)
             return {"closed": {"session_id": session.id}}
         await (session.reset() if kind == "reset" else session.rewind(value))
         steps = len(await session.history())
@@ -170,15 +196,6 @@ class Conversation:
         if self.session is not None:
             await self.session.detach()
             self.session = None
-
-
-def same_origin(websocket: WebSocket, allowed: frozenset[str]) -> bool:
-    """A browser's WebSocket must come from this gateway's own page (or an allowed origin):
-    another site's page must not use the gateway (and its token) from a visitor's browser."""
-    origin = websocket.headers.get("origin")
-    if origin is None:  # not a browser: scripts and tests
-        return True
-    return origin in allowed or urlsplit(origin).netloc == websocket.headers.get("host", "")
 
 
 async def converse(websocket: WebSocket, conversation: Conversation, max_message_bytes: int) -> None:
@@ -196,6 +213,8 @@ async def converse(websocket: WebSocket, conversation: Conversation, max_message
                 answer = await conversation.answer(*parse(text, max_message_bytes))
             except BadMessage as e:
                 answer = error("INVALID_ARGUMENT", str(e))
+            except Refused as e:
+                answer = error(e.code, str(e))
             except WordstreamError as e:
                 answer = error(e.code, str(e))
             for notice in conversation.notices:
@@ -208,13 +227,11 @@ async def converse(websocket: WebSocket, conversation: Conversation, max_message
         await conversation.detach()
 
 
-def create_app(
-    client_factory: Callable[[], AsyncClient],
-    max_message_bytes: int = 64 * 1024,
-    allowed_origins: frozenset[str] = frozenset(),
-) -> Starlette:
-    """The gateway's app; ``client_factory`` makes the gRPC client when the app starts."""
+def create_app(client_factory: Callable[[], AsyncClient], limits: Limits = DEFAULT_LIMITS) -> ASGIApp:
+    """The gateway's app; ``client_factory`` makes the gRPC client when the app starts; ``limits``
+    are what one visitor may do (guard.py)."""
     clients: list[AsyncClient] = []
+    guard = Guard(limits)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -225,7 +242,7 @@ def create_app(
             await clients.pop().close()
 
     async def page(request: Request) -> Response:
-        return HTMLResponse((PAGE / "index.html").read_text(encoding="utf-8"), headers=SECURITY_HEADERS)
+        return HTMLResponse((PAGE / "index.html").read_text(encoding="utf-8"))
 
     async def healthz(request: Request) -> Response:
         try:
@@ -243,13 +260,21 @@ def create_app(
         return JSONResponse({"models": [asdict(m) for m in served], "default": default})
 
     async def socket(websocket: WebSocket) -> None:
-        if not same_origin(websocket, allowed_origins):
-            await websocket.close(code=1008, reason="origin not allowed")
+        own_port = int((websocket.scope.get("server") or ("", 0))[1] or 0)
+        if not origin_allowed(websocket.headers.get("origin"), limits, own_port):
+            await websocket.close(code=1008, reason="origin not allowed (--allowed-hosts, --allowed-origins)")
             return
-        await websocket.accept()
-        await converse(websocket, Conversation(clients[0]), max_message_bytes)
+        address = client_address(websocket.scope, limits.trusted_proxies)
+        if not guard.socket_opened(address):
+            await websocket.close(code=1008, reason="too many sockets from this address (--max-sockets-per-client)")
+            return
+        try:
+            await websocket.accept()
+            await converse(websocket, Conversation(clients[0], guard, address), limits.max_message_bytes)
+        finally:
+            guard.socket_closed(address)
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/", page),
             Route("/healthz", healthz),
@@ -259,3 +284,4 @@ def create_app(
         ],
         lifespan=lifespan,
     )
+    return Shield(app, limits.allowed_hosts)
