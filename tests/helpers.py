@@ -415,13 +415,15 @@ def lose_the_tail(cluster: RedisCluster, session_id: str, typing: Callable[[], N
     wait_for(cluster.ready, "the stale replica to serve the shard")
 
 
-def start_gateway(server: str, port: int = 0) -> tuple[subprocess.Popen[str], int]:
-    """``python -m wordstream.gateway`` in front of ``server``; the process and its real port."""
+def start_gateway(server: str, port: int = 0, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], int]:
+    """``python -m wordstream.gateway`` in front of ``server`` (``env``: its environment); the
+    process and its real port."""
     gateway = subprocess.Popen(
         [sys.executable, "-m", "wordstream.gateway", "--host", "127.0.0.1", "--port", str(port)] + ["--server", server],
         cwd=Path(__file__).resolve().parent.parent,
         stdout=subprocess.PIPE,
         text=True,
+        env=env,
     )
     line = gateway.stdout.readline() if gateway.stdout else ""
     match = re.search(r"http://localhost:(\d+)/", line)

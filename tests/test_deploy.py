@@ -69,7 +69,7 @@ def test_compose_file_names_what_the_server_expects() -> None:
     assert service["depends_on"]["redis"]["condition"] == "service_healthy"
     # Envoy holds the public port and runs deploy/envoy.yaml; Redis keeps an AOF on a volume.
     envoy, redis = compose["services"]["envoy"], compose["services"]["redis"]
-    assert envoy["ports"] == ["50051:50051"] and envoy["image"].startswith("envoyproxy/envoy:")
+    assert envoy["ports"] == ["127.0.0.1:50051:50051"] and envoy["image"].startswith("envoyproxy/envoy:")
     assert "./deploy/envoy.yaml:/etc/envoy/envoy.yaml:ro" in envoy["volumes"]
     assert redis["image"].startswith("redis:") and "--appendonly" in redis["command"]
     assert any(v.endswith(":/data") for v in redis["volumes"])
@@ -78,6 +78,38 @@ def test_compose_file_names_what_the_server_expects() -> None:
     (endpoint,) = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"]
     assert endpoint["endpoint"]["address"]["socket_address"] == {"address": "wordstream", "port_value": 50051}
     assert cluster["type"] == "STRICT_DNS" and cluster["lb_policy"] == "RING_HASH"
+
+
+class ComposeLoader(yaml.SafeLoader):
+    """YAML with compose's merge tags (!override, !reset) read as plain values."""
+
+
+ComposeLoader.add_constructor("!override", lambda loader, node: loader.construct_sequence(node))  # type: ignore[arg-type]
+ComposeLoader.add_constructor("!reset", lambda loader, node: None)
+
+
+def compose(name: str) -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.load((ROOT / name).read_text(), Loader=ComposeLoader)  # noqa: S506 (a SafeLoader)
+    return loaded
+
+
+def test_compose_publishes_on_loopback_unless_the_expose_override_is_used() -> None:
+    """docker-compose.yml publishes Envoy and the page on 127.0.0.1 only, Redis nowhere; the
+    documented override, docker-compose.expose.yml, publishes them on every interface and turns
+    tokens on, for the replicas and the gateway, whose hop to Envoy says why it may be plaintext."""
+    base = compose("docker-compose.yml")["services"]
+    published = {name: service.get("ports", []) for name, service in base.items()}
+    assert published["envoy"] and published["gateway"] and not published["redis"] and not published["wordstream"]
+    assert all(port.startswith("127.0.0.1:") for ports in published.values() for port in ports), published
+    expose_text = (ROOT / "docker-compose.expose.yml").read_text()
+    assert "ports: !override" in expose_text  # replaces the base's list instead of adding to it
+    expose = compose("docker-compose.expose.yml")["services"]
+    assert expose["envoy"]["ports"] == ["50051:50051"] and expose["gateway"]["ports"] == ["8080:8080"]
+    assert "${WORDSTREAM_TOKEN:?" in expose["wordstream"]["environment"]["WORDSTREAM_TOKENS"]
+    gateway = expose["gateway"]["environment"]
+    assert "${WORDSTREAM_TOKEN:?" in gateway["WORDSTREAM_TOKEN"] and gateway["WORDSTREAM_INSECURE_TOKEN"] == "1"
+    assert "stays inside this compose network" in expose_text and "WORDSTREAM_ALLOWED_HOSTS" in gateway
+    assert set(expose["wordstream"]["environment"]) <= KNOWN_VARIABLES
 
 
 def envoy_route(config: dict[str, Any]) -> dict[str, Any]:
@@ -97,6 +129,10 @@ def test_envoy_config_hashes_on_the_session_id_checks_health_and_validates(tmp_p
     assert route["timeout"] == "0s" and "connect-failure" in route["retry_policy"]["retry_on"]
     (check,) = config["static_resources"]["clusters"][0]["health_checks"]
     assert check["grpc_health_check"] == {"service_name": "wordstream.v1.Wordstream"} and check["interval"] == "1s"
+    # The admin API (it can drain listeners, dump the configuration, quit) listens inside the container only.
+    for shipped in ("deploy/envoy.yaml", "deploy/envoy-tls.yaml"):
+        admin = yaml.safe_load((ROOT / shipped).read_text())["admin"]["address"]["socket_address"]
+        assert admin["address"] == "127.0.0.1", shipped
     # Kubernetes runs a copy (kustomize reads nothing outside deploy/k8s): it must be the same file.
     assert (ROOT / "deploy/k8s/base/envoy.yaml").read_bytes() == (ROOT / "deploy/envoy.yaml").read_bytes()
     # The TLS variant is the same configuration plus TLS on the listener, nothing else.
@@ -209,9 +245,10 @@ def test_compose_tls_overlay_serves_tls_through_envoy(tiny_models: dict[str, Pat
     from wordstream.client import Client, WordstreamError
 
     overlay = yaml.safe_load((ROOT / "docker-compose.tls.yml").read_text())["services"]
-    assert set(overlay) == {"envoy"}
+    assert set(overlay) == {"envoy", "gateway"}
     assert "./deploy/envoy-tls.yaml:/etc/envoy/envoy.yaml:ro" in overlay["envoy"]["volumes"]
     assert "./tls:/etc/envoy/tls:ro" in overlay["envoy"]["volumes"]
+    assert "./tls/cert.pem:/etc/wordstream/tls/cert.pem:ro" in overlay["gateway"]["volumes"]
     key, cert = self_signed_certificate(tmp_path)
     redis = Redis(tmp_path / "redis").start()
     replica = Replica("r1", tiny_models["lstm"].parent, redis.url, default_model="tiny-lstm").start()
@@ -223,10 +260,40 @@ def test_compose_tls_overlay_serves_tls_through_envoy(tiny_models: dict[str, Pat
                 assert session.push("good").output is not None
         with Client(envoy.target, timeout=3) as plain, pytest.raises(WordstreamError):
             plain.health()
+        # The gateway with the overlay's settings (its certificate path pointed at ours) reaches
+        # the TLS listener: its health is the server's, and a page's socket serves a word.
+        environment = {k: str(v) for k, v in overlay["gateway"]["environment"].items()}
+        environment["WORDSTREAM_ROOT_CERTIFICATES"] = str(cert)
+        environment["WORDSTREAM_TLS_SERVER_NAME"] = "localhost"
+        assert gateway_serves_a_word(envoy.target, environment)
     finally:
         envoy.stop()
         replica.kill()
         redis.stop()
+
+
+def gateway_serves_a_word(server: str, environment: dict[str, str]) -> bool:
+    """A gateway process in front of ``server`` with these WORDSTREAM_* settings: its /healthz
+    says SERVING and a socket opened as its page would gets a word answered."""
+    import urllib.request
+
+    from websockets.sync.client import connect
+    from websockets.typing import Origin
+
+    from tests.helpers import start_gateway
+
+    process, port = start_gateway(server, env={**os.environ, **environment})
+    try:
+        with urllib.request.urlopen(f"http://localhost:{port}/healthz", timeout=10) as answer:
+            assert json.loads(answer.read())["server"] == "SERVING"
+        page = f"http://localhost:{port}"
+        with connect(f"ws://localhost:{port}/ws", origin=Origin(page), open_timeout=10) as ws:
+            ws.send(json.dumps({"open": {}}))
+            assert "opened" in json.loads(ws.recv(timeout=10))
+            ws.send(json.dumps({"word": "good"}))
+            return "word" in json.loads(ws.recv(timeout=10))
+    finally:
+        process.kill()
 
 
 def test_dockerfile_serves_without_torch_as_a_non_root_user() -> None:
@@ -370,7 +437,7 @@ def test_compose_gateway_service_runs_the_gateway_through_envoy(monkeypatch: pyt
     services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
     gateway = services["gateway"]
     assert gateway["image"] == services["wordstream"]["image"]
-    assert gateway["command"] == ["python", "-m", "wordstream.gateway"] and gateway["ports"] == ["8080:8080"]
+    assert gateway["command"] == ["python", "-m", "wordstream.gateway"] and gateway["ports"] == ["127.0.0.1:8080:8080"]
     for name, value in gateway["environment"].items():
         monkeypatch.setenv(name, value)
     args = parser().parse_args([])
