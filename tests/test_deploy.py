@@ -178,6 +178,10 @@ def test_kubernetes_manifests_render_and_validate(tmp_path: Path) -> None:
         ("ConfigMap", "envoy"),
         ("StatefulSet", "redis"),
         ("Service", "redis"),
+        ("NetworkPolicy", "default"),
+        ("NetworkPolicy", "envoy"),
+        ("NetworkPolicy", "wordstream"),
+        ("NetworkPolicy", "redis"),
     }
     assert documents["Service", "wordstream"]["spec"]["clusterIP"] == "None"  # headless: Envoy sees every pod
     pod = documents["Deployment", "wordstream"]["spec"]["template"]["spec"]
@@ -190,6 +194,63 @@ def test_kubernetes_manifests_render_and_validate(tmp_path: Path) -> None:
     assert settings.state_store == "redis://redis:6379/0" and settings.drain == 2
     assert documents["ConfigMap", "envoy"]["data"]["envoy.yaml"] == (ROOT / "deploy/envoy.yaml").read_text()
     assert_valid(rendered.stdout, len(documents), tmp_path)
+
+
+def rendered_documents(layout: str) -> list[dict[str, Any]]:
+    rendered = subprocess.run(["kubectl", "kustomize", str(ROOT / layout)], capture_output=True, text=True, timeout=60)
+    assert rendered.returncode == 0, rendered.stderr
+    return list(yaml.safe_load_all(rendered.stdout))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("layout", ["deploy/k8s", "deploy/k8s/overlays/redis-cluster"])
+def test_every_kubernetes_pod_runs_restricted_and_only_what_must_talk_can(layout: str) -> None:
+    """Every workload (replicas, Envoy, Redis, the Job) runs under the restricted profile, with
+    requests and limits and no service-account token; secrets come from the Secret; the
+    NetworkPolicies deny by default and let only Envoy reach the replicas and only the replicas
+    (and, sharded, the nodes and the Job) reach Redis; nothing reaches Envoy's admin API."""
+    documents = rendered_documents(layout)
+    workloads = [d for d in documents if d["kind"] in ("Deployment", "StatefulSet", "Job")]
+    assert {d["metadata"]["name"] for d in workloads} >= {"wordstream", "envoy"}
+    for workload in workloads:
+        name, pod = workload["metadata"]["name"], workload["spec"]["template"]["spec"]
+        assert pod["automountServiceAccountToken"] is False, name
+        assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] > 0, name
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, name
+        for container in pod["containers"]:
+            context = container["securityContext"]
+            assert context["allowPrivilegeEscalation"] is False and context["capabilities"] == {"drop": ["ALL"]}, name
+            assert context["readOnlyRootFilesystem"] is True, name
+            resources = container["resources"]
+            assert {"cpu", "memory"} <= set(resources["requests"]) and {"cpu", "memory"} <= set(resources["limits"])
+        text = yaml.safe_dump(pod)
+        assert "requirepass" not in text or "redis-password" in text, name  # a password from the Secret only
+    by_name = {(d["kind"], d["metadata"]["name"]): d for d in documents}
+    (envoy,) = by_name["Deployment", "envoy"]["spec"]["template"]["spec"]["containers"]
+    assert [p["containerPort"] for p in envoy["ports"]] == [50051] and "exec" in envoy["readinessProbe"]
+    (replica,) = by_name["Deployment", "wordstream"]["spec"]["template"]["spec"]["containers"]
+    environment = {e["name"]: e.get("value", "") for e in replica["env"]}
+    assert environment["WORDSTREAM_TOKENS_FILE"] and environment["WORDSTREAM_STATE_STORE_PASSWORD_FILE"]
+    policies = {d["metadata"]["name"]: d["spec"] for d in documents if d["kind"] == "NetworkPolicy"}
+    assert policies["default-deny-ingress"] == {"podSelector": {}, "policyTypes": ["Ingress"]}
+
+    def sources(policy: str) -> set[str]:
+        return {
+            peer["podSelector"]["matchLabels"]["app.kubernetes.io/name"]
+            for rule in policies[policy]["ingress"]
+            for peer in rule.get("from", [])
+        }
+
+    def ports(policy: str) -> set[int]:
+        return {port["port"] for rule in policies[policy]["ingress"] for port in rule["ports"]}
+
+    assert ports("envoy-from-clients") == {50051}  # not 9901: the admin API is on the pod's loopback
+    assert sources("wordstream-from-envoy") == {"envoy"} and ports("wordstream-from-envoy") == {50051}
+    if "redis-from-wordstream" in policies:
+        assert sources("redis-from-wordstream") == {"wordstream"} and ports("redis-from-wordstream") == {6379}
+    else:
+        assert sources("redis-cluster-ingress") == {"wordstream", "redis-cluster-create", "redis-cluster"}
+        assert ports("redis-cluster-ingress") == {6379, 16379}
 
 
 @pytest.mark.slow

@@ -91,6 +91,7 @@ def test_hosts_and_origins_a_browser_sends_are_checked(gateway: tuple[int, int])
             headers = answer.headers
         assert "frame-ancestors 'none'" in headers["content-security-policy"], path
         assert headers["x-content-type-options"] == "nosniff" and headers["referrer-policy"] == "no-referrer", path
+        assert headers["x-frame-options"] == "DENY", path
 
 
 def test_a_huge_frame_closes_the_socket_before_it_is_buffered(gateway: tuple[int, int]) -> None:
