@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import logging
 import os
@@ -97,6 +98,16 @@ def train_tiny(cell: str, directory: Path, n: int = 2000, layers: int = 1) -> Pa
     return out
 
 
+def announced_port(process: subprocess.Popen[str], pattern: str, what: str) -> int:
+    """The port a process names in its first line of output (it is listening by then)."""
+    line = process.stdout.readline() if process.stdout else ""
+    match = re.search(pattern, line)
+    if not match:
+        process.kill()
+        raise RuntimeError(f"{what} did not start: {line!r}")
+    return int(match.group(1))
+
+
 def start_server_process(
     models: Path, *flags: str, port: int = 0, stderr: int = subprocess.DEVNULL, env: dict[str, str] | None = None
 ) -> tuple[subprocess.Popen[str], int]:
@@ -120,12 +131,7 @@ def start_server_process(
         text=True,
         env=env or {**os.environ},
     )
-    line = process.stdout.readline() if process.stdout else ""
-    match = re.search(r"on port (\d+)", line)
-    if not match:
-        process.kill()
-        raise RuntimeError(f"the server did not start: {line!r}")
-    return process, int(match.group(1))
+    return process, announced_port(process, r"on port (\d+)", "the server")
 
 
 def poll(check: Callable[[], T], what: str, timeout: float = 20.0, every: float = 0.02) -> T:
@@ -425,9 +431,18 @@ def start_gateway(server: str, port: int = 0, env: dict[str, str] | None = None)
         text=True,
         env=env,
     )
-    line = gateway.stdout.readline() if gateway.stdout else ""
-    match = re.search(r"http://localhost:(\d+)/", line)
-    if not match:
-        gateway.kill()
-        raise RuntimeError(f"the gateway did not start: {line!r}")
-    return gateway, int(match.group(1))
+    return gateway, announced_port(gateway, r"http://localhost:(\d+)/", "the gateway")
+
+
+@contextlib.contextmanager
+def gateway_stack(models: Path, model: str = "tiny-lstm") -> Iterator[tuple[subprocess.Popen[str], int, int]]:
+    """A server process and a gateway process in front of it: (the gateway, its port, the server's port)."""
+    server, port = start_server_process(models, "--default-model", model)
+    try:
+        gateway, gateway_port = start_gateway(f"localhost:{port}")
+        try:
+            yield gateway, gateway_port, port
+        finally:
+            gateway.kill()
+    finally:
+        server.kill()

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
-from tests.helpers import start_gateway, start_server_process
+from tests.helpers import gateway_stack, start_gateway, start_server_process
 from wordstream.client import Client
 
 pytestmark = pytest.mark.slow
@@ -28,15 +28,8 @@ def chromium() -> str:
 @pytest.fixture
 def stack(tiny_models: dict[str, Path]) -> Iterator[tuple[str, str]]:
     """(gateway URL, server target): a server process and a gateway process in front of it."""
-    server, port = start_server_process(tiny_models["lstm"].parent, "--default-model", "tiny-lstm")
-    try:
-        gateway, gateway_port = start_gateway(f"localhost:{port}")
-        try:
-            yield f"http://127.0.0.1:{gateway_port}/", f"localhost:{port}"
-        finally:
-            gateway.kill()
-    finally:
-        server.kill()
+    with gateway_stack(tiny_models["lstm"].parent) as (_, gateway_port, port):
+        yield f"http://127.0.0.1:{gateway_port}/", f"localhost:{port}"
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 from websockets.typing import Origin
 
-from tests.helpers import start_gateway, start_server_process
+from tests.helpers import gateway_stack
 
 pytestmark = pytest.mark.slow  # a server process and a gateway process
 
@@ -25,15 +25,8 @@ pytestmark = pytest.mark.slow  # a server process and a gateway process
 @pytest.fixture
 def gateway(tiny_models: dict[str, Path]) -> Iterator[tuple[int, int]]:
     """(gateway port, gateway pid) in front of a server process."""
-    server, port = start_server_process(tiny_models["lstm"].parent, "--default-model", "tiny-lstm")
-    try:
-        process, gateway_port = start_gateway(f"localhost:{port}")
-        try:
-            yield gateway_port, process.pid
-        finally:
-            process.kill()
-    finally:
-        server.kill()
+    with gateway_stack(tiny_models["lstm"].parent) as (process, gateway_port, _):
+        yield gateway_port, process.pid
 
 
 def page_socket(port: int, origin: str | None = "") -> ClientConnection:
