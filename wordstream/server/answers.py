@@ -65,15 +65,12 @@ def uint(field: int, value: int) -> bytes:
     return _VARINT_TAG[field] + varint(value) if value else b""
 
 
-if sys.byteorder == "little":
+_LITTLE_ENDIAN = sys.byteorder == "little"
 
-    def floats(array: np.ndarray) -> bytes:
-        return array.tobytes()
 
-else:  # pragma: no cover - no big-endian machine serves this
-
-    def floats(array: np.ndarray) -> bytes:
-        return array.astype("<f4").tobytes()
+def floats(array: np.ndarray) -> bytes:
+    """float32 values as protobuf packs them: little-endian (a copy only on a big-endian machine)."""
+    return array.tobytes() if _LITTLE_ENDIAN else array.astype("<f4").tobytes()
 
 
 class WordAnswers:

@@ -67,7 +67,7 @@ class History:
     the arrays hold allocated, the figure the limits count.
     """
 
-    MIN_GROWTH = 4
+    MIN_GROWTH: ClassVar[int] = 4  # a class constant (ClassVar: compiled by mypyc it stays one)
     __slots__ = ("labels", "specs", "length", "token_ids", "word_index", "probs", "states", "tokens", "step_bytes")
     _EMPTY: ClassVar[dict[tuple[int, tuple[StateSpec, ...]], _Arrays]] = {}
 
