@@ -60,8 +60,11 @@ class Server:
             self.process.kill()
 
 
-def start(name: str, command: list[str], metrics_port: int | None = None) -> Server:
-    process = subprocess.Popen(command, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+def start(name: str, command: list[str], metrics_port: int | None = None, package: Path | None = None) -> Server:
+    """Start ``command`` and read its port from its first line; ``package``: a folder holding an
+    installed wordstream (a compiled build) that the process imports instead of the checkout's."""
+    cwd, env = (ROOT, ENV) if package is None else (package, {**ENV, "PYTHONPATH": f"{package}:{ROOT}"})
+    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     line = process.stdout.readline() if process.stdout else ""
     match = re.search(r"port (\d+)", line)
     if not match:
@@ -70,12 +73,16 @@ def start(name: str, command: list[str], metrics_port: int | None = None) -> Ser
     return Server(name, process, int(match.group(1)), metrics_port)
 
 
-def start_service(name: str, models: str, batching: bool = True, extra: list[str] | None = None) -> Server:
-    """``python -m wordstream.server`` with its defaults (and its metrics endpoint on a free port)."""
+def start_service(
+    name: str, models: str, batching: bool = True, extra: list[str] | None = None, package: Path | None = None
+) -> Server:
+    """``python -m wordstream.server`` with its defaults (and its metrics endpoint on a free port);
+    ``package``: run an installed build (bench.compiled) instead of the checkout."""
     metrics = free_port()
+    models = str(Path(models).resolve())
     command = [sys.executable, "-m", "wordstream.server", "--host", "localhost", "--port", "0", "--models", models]
     command += ["--batching", str(batching).lower(), "--log-level", "WARNING", "--metrics-port", str(metrics)]
-    return start(name, command + (extra or []), metrics)
+    return start(name, command + (extra or []), metrics, package)
 
 
 def start_echo(name: str = "echo") -> Server:
@@ -140,12 +147,12 @@ def section(bench: str, report: dict[str, Any], text: str) -> str:
     return f"{text}\nEvery figure, every round and process: [bench-runs/{name}](bench-runs/{name}).\n"
 
 
-def write_figures(out: Path, bench: str, report: dict[str, Any], text: str) -> None:
+def write_figures(out: Path, bench: str, report: dict[str, Any], text: str, doc: str = "SCALING.md") -> None:
     """Keep a run's figures (``out``/bench-runs/<bench>-<time>.json) and put ``section(...)``
-    between the ``<!-- bench.<bench>: begin -->`` and ``end`` markers of ``out``/SCALING.md."""
+    between the ``<!-- bench.<bench>: begin -->`` and ``end`` markers of ``out``/``doc``."""
     (out / "bench-runs").mkdir(parents=True, exist_ok=True)
     (out / "bench-runs" / kept_name(bench, report)).write_text(json.dumps(report, indent=1))
     begin, end = f"<!-- bench.{bench}: begin -->", f"<!-- bench.{bench}: end -->"
-    head, rest = (out / "SCALING.md").read_text().split(begin, 1)
+    head, rest = (out / doc).read_text().split(begin, 1)
     _, tail = rest.split(end, 1)
-    (out / "SCALING.md").write_text(f"{head}{begin}\n{section(bench, report, text)}{end}{tail}")
+    (out / doc).write_text(f"{head}{begin}\n{section(bench, report, text)}{end}{tail}")

@@ -202,3 +202,22 @@ def test_groupcommit_bench_measures_per_node_against_per_slot(tmp_path: Path) ->
     )
     doc = (tmp_path / "SCALING.md").read_text().split("<!-- bench.groupcommit: begin -->")[1]
     assert "| writes/s |" in doc and "Faster:" in doc
+
+
+@pytest.mark.slow
+def test_compiled_bench_measures_echo_pure_and_compiled_side_by_side(tmp_path: Path) -> None:
+    """`python -m bench.compiled`, short: a compiled build is made and served, every round
+    measures the three servers in a rotating order, and COST.md's marked part is rewritten."""
+    import shutil
+
+    from bench import compiled
+
+    shutil.copy(Path(__file__).resolve().parent.parent / "docs" / "COST.md", tmp_path / "COST.md")
+    argv = ["--runs", "1", "--rounds", "2", "--words", "10", "--single-words", "30", "--out", str(tmp_path)]
+    assert compiled.main(argv) == 0
+    (run_file,) = (tmp_path / "bench-runs").glob("compiled-*.json")
+    (run,) = json.loads(run_file.read_text())["raw"]
+    assert [list(r) for r in run["rounds"]] == [["echo", "pure", "compiled"], ["pure", "compiled", "echo"]]
+    assert all(r[n]["streams_100"]["messages"] == 1000 for r in run["rounds"] for n in compiled.SERVERS)
+    doc = (tmp_path / "COST.md").read_text().split("<!-- bench.compiled: begin -->")[1]
+    assert "| server CPU per word at 100 streams |" in doc and f"bench-runs/{run_file.name}" in doc

@@ -47,16 +47,20 @@ def test_every_file_a_doc_links_exists(doc: str) -> None:
     assert [link for link in links if link and not (base / link).exists()] == []
 
 
-@pytest.mark.parametrize("bench", ["scaling", "failover", "groupcommit", "storage"])
-def test_scaling_figures_are_what_their_kept_run_renders(bench: str) -> None:
-    """Each generated part of docs/SCALING.md is its bench's rendering of the run it links: a
-    figure edited by hand, or a run kept without its text, fails here."""
+@pytest.mark.parametrize(
+    ("bench", "doc"),
+    [("scaling", "SCALING.md"), ("failover", "SCALING.md"), ("groupcommit", "SCALING.md"), ("storage", "SCALING.md")]
+    + [("compiled", "COST.md")],
+)
+def test_bench_figures_are_what_their_kept_run_renders(bench: str, doc: str) -> None:
+    """Each generated part of docs/SCALING.md and docs/COST.md is its bench's rendering of the run
+    it links: a figure edited by hand, or a run kept without its text, fails here."""
     import importlib
     import json
 
     from bench.servers import section
 
-    text = (ROOT / "docs" / "SCALING.md").read_text()
+    text = (ROOT / "docs" / doc).read_text()
     part = text.split(f"<!-- bench.{bench}: begin -->\n", 1)[1].split(f"<!-- bench.{bench}: end -->", 1)[0]
     (name,) = re.findall(rf"\(bench-runs/({bench}-\w+\.json)\)", part)
     report = json.loads((ROOT / "docs" / "bench-runs" / name).read_text())
