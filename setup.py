@@ -1,6 +1,7 @@
 """The build's one decision pyproject.toml cannot state: which modules are compiled.
 
-The hot path (answers, history, sessions, batching, the state bank, the tokenizer) is compiled
+The hot path (answers, history, sessions, batching, the state bank, the service's word path, the
+session registry and the text codec) is compiled
 with mypyc (it ships with mypy; the code is `mypy --strict` clean) in wheel installs (`pip
 install .`, the Dockerfile) and whenever WORDSTREAM_COMPILE=1. Editable installs (`make setup`,
 `make quick`) stay pure Python, so an edit is never shadowed by a stale .so, and so does any build
@@ -24,7 +25,11 @@ HOT = [
     "wordstream/server/sessions.py",
     "wordstream/server/batching.py",
     "wordstream/server/statebank.py",
+    "wordstream/server/service.py",  # the servicer's word path (the domain side; transport.py is grpc's)
+    "wordstream/server/store.py",
     "wordstream/textcodec/tokenizer.py",
+    "wordstream/textcodec/codec.py",
+    "wordstream/textcodec/vocab.py",
 ]
 
 
