@@ -44,6 +44,17 @@ def concurrency(level: str, ours: tuple[str, str], theirs: tuple[str, str]) -> C
     return lambda run: per_round(run, ("concurrency", level), ours, theirs)
 
 
+def cpu_per_word(level: str) -> Callable[[Run], list[float]]:
+    """The server's CPU seconds per word (from /proc, no profiler) over the echo's per message, per round."""
+
+    def values(run: Run) -> list[float]:
+        rounds = need(run, "concurrency", level, "rounds")
+        cost = [{name: r[name]["server_cpu_s"] / r[name]["messages"] for name in ("batching", "echo")} for r in rounds]
+        return [c["batching"] / c["echo"] for c in cost]
+
+    return values
+
+
 def step_cost(run: Run) -> list[float]:
     cost = need(run, "session_length")
     if cost["late_step"] != 1000:
@@ -85,6 +96,7 @@ TARGETS = [
     Target("one stream: service p50 / echo p50", lambda r: per_round(r, ("one_stream",), ("batching", "p50_ms"), ("echo", "p50_ms")), "<=", 1.15),  # noqa: E501
     Target("100 sessions: service throughput / echo", concurrency("100", ("batching", "words_per_second"), ("echo", "words_per_second")), ">=", 0.85),  # noqa: E501
     Target("100 sessions: service p99 / echo p99", concurrency("100", ("batching", "p99_ms"), ("echo", "p99_ms")), "<=", 1.5),  # noqa: E501
+    Target("100 sessions: server CPU per word / echo's per message", cpu_per_word("100"), "<=", 1.4),
     Target("1,000 sessions: service throughput / echo", concurrency("1000", ("batching", "words_per_second"), ("echo", "words_per_second")), ">=", 0.85),  # noqa: E501
     Target("1,000 sessions: service p99 / echo p99", concurrency("1000", ("batching", "p99_ms"), ("echo", "p99_ms")), "<=", 1.5),  # noqa: E501
     Target("cost per word, step 1,000 / step 10", step_cost, "<=", 1.10),
