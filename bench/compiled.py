@@ -15,7 +15,6 @@ and each run's median.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
 import time
@@ -24,7 +23,7 @@ from typing import Any
 
 from bench import texts
 from bench.run import message_sizes
-from bench.servers import ROOT, Server, load, start_echo, start_service, write_figures
+from bench.servers import ROOT, Server, load, spread, start_echo, start_service, write_figures
 
 SERVERS = ("echo", "pure", "compiled")
 
@@ -78,16 +77,6 @@ def run_once(args: argparse.Namespace, texts_file: Path, package: Path) -> dict[
         for server in servers.values():
             server.stop()
     return {"rounds": rounds, "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-
-
-def spread(per_run: list[list[float]]) -> dict[str, Any]:
-    every = [v for values in per_run for v in values]
-    return {
-        "median": statistics.median(every),
-        "min": min(every),
-        "max": max(every),
-        "run_medians": [statistics.median(v) for v in per_run],
-    }
 
 
 PAIRS = (("pure", "echo"), ("compiled", "echo"), ("compiled", "pure"))

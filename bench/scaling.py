@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import statistics
 import sys
 import tempfile
 import time
@@ -38,7 +37,7 @@ from redis import StrictRedis
 
 from bench import texts
 from bench.profile import cpu_seconds
-from bench.servers import ROOT, Server, load, start_service, write_figures
+from bench.servers import ROOT, Server, load, spread, start_service, write_figures
 from deploy.cluster import Envoy, Redis, RedisCluster
 
 SETUPS = ("memory", "redis", "cluster", "cluster-wait", "envoy")
@@ -132,14 +131,7 @@ def run_once(args: argparse.Namespace, texts_file: Path, directory: Path) -> dic
 
 
 def ratios(runs: list[dict[str, Any]], value: Any) -> dict[str, Any]:
-    per_run = [[value(r) for r in run["rounds"]] for run in runs]
-    every = [v for values in per_run for v in values]
-    return {
-        "median": statistics.median(every),
-        "min": min(every),
-        "max": max(every),
-        "run_medians": [statistics.median(v) for v in per_run],
-    }
+    return spread([[value(r) for r in run["rounds"]] for run in runs])
 
 
 def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import time
@@ -132,6 +133,17 @@ def load(
         "client_cpu_s": sum(r["cpu"] for r in results),
         "wall_s": wall,
         "messages": len(latencies),
+    }
+
+
+def spread(per_run: list[list[float]]) -> dict[str, Any]:
+    """A per-round figure over runs: its median and range over every round, and each run's median."""
+    every = [v for values in per_run for v in values]
+    return {
+        "median": statistics.median(every),
+        "min": min(every),
+        "max": max(every),
+        "run_medians": [statistics.median(v) for v in per_run],
     }
 
 
