@@ -23,15 +23,13 @@ from typing import Any
 
 from bench import texts
 from bench.run import message_sizes
-from bench.servers import ROOT, Server, load, spread, start_echo, start_service, write_figures
+from bench.servers import ROOT, Server, install_copy, load, spread, start_echo, start_service, write_figures
 
 SERVERS = ("echo", "pure", "compiled")
 
 
 def build(target: Path) -> Path:
-    """This checkout's package compiled into ``target`` (the test suite's install_copy)."""
-    from tests.helpers import install_copy
-
+    """This checkout's package compiled into ``target``."""
     install_copy(target, WORDSTREAM_COMPILE="1")
     if not list(target.rglob("wordstream/server/answers*.so")):
         raise RuntimeError("the build compiled nothing (no C compiler?)")
@@ -80,17 +78,17 @@ def run_once(args: argparse.Namespace, texts_file: Path, package: Path) -> dict[
 
 
 PAIRS = (("pure", "echo"), ("compiled", "echo"), ("compiled", "pure"))
-FIGURES = (  # (label, load, key, how the ratio reads)
-    ("throughput at 100 streams", "streams_100", "words_per_second", "over"),
-    ("server CPU per word at 100 streams", "streams_100", "cpu_us_per_word", "over"),
-    ("p50 at one stream", "one_stream", "p50_ms", "over"),
-    ("p99 at one stream", "one_stream", "p99_ms", "over"),
+FIGURES = (  # (label, load, key)
+    ("throughput at 100 streams", "streams_100", "words_per_second"),
+    ("server CPU per word at 100 streams", "streams_100", "cpu_us_per_word"),
+    ("p50 at one stream", "one_stream", "p50_ms"),
+    ("p99 at one stream", "one_stream", "p99_ms"),
 )
 
 
 def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for _, load_name, key, _ in FIGURES:
+    for _, load_name, key in FIGURES:
 
         def value(r: dict[str, Any], name: str) -> float:
             return float(r[name][load_name][key])  # noqa: B023 (used at once, in this iteration)
@@ -119,7 +117,7 @@ def markdown(result: dict[str, Any]) -> str:
         "| figure | echo | pure | compiled | pure / echo | compiled / echo | compiled / pure |",
         "|---|---|---|---|---|---|---|",
     ]
-    for label, load_name, key, _ in FIGURES:
+    for label, load_name, key in FIGURES:
         absolute = [f"{s[f'{n}.{load_name}.{key}']['median']:.2f}" for n in SERVERS]
         ratio = [
             f(f"{a}/{b}.{load_name}.{key}") for a, b in (("pure", "echo"), ("compiled", "echo"), ("compiled", "pure"))

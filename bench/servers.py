@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -168,3 +169,19 @@ def write_figures(out: Path, bench: str, report: dict[str, Any], text: str, doc:
     head, rest = (out / doc).read_text().split(begin, 1)
     _, tail = rest.split(end, 1)
     (out / doc).write_text(f"{head}{begin}\n{section(bench, report, text)}{end}{tail}")
+
+
+def install_copy(target: Path, **env: str) -> Path:
+    """A copy of this checkout's package installed into ``target`` as a wheel build does (no
+    editable finder; built outside the checkout, so no build/ of it is reused); ``env``: the build's."""
+    source = target.parent / f"{target.name}-source"
+    shutil.copytree(ROOT / "wordstream", source / "wordstream", ignore=shutil.ignore_patterns("__pycache__", "*.so"))
+    for name in ("setup.py", "pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    command = [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--target", str(target)]
+    result = subprocess.run(
+        [*command, str(source)], capture_output=True, text=True, timeout=600, env={**os.environ, **env}
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"pip could not install the package: {result.stderr[-3000:]}")
+    return target

@@ -47,6 +47,21 @@ def mean(values: list[float]) -> float:
     return statistics.mean(values)
 
 
+def evaluation_cells(found: Entries, digits: int = 4) -> list[str]:
+    """Accuracy, macro-F1 and the typing curve's points of some runs, each mean ± sd."""
+    cells = [mean_sd([e["evaluation"][k] for e in found], digits) for k in ("accuracy", "macro_f1")]
+    return cells + [mean_sd([e["evaluation"]["typing"][p] for e in found], digits) for p in PARTS]
+
+
+def typing_means(found: Entries) -> list[float]:
+    """The mean accuracy of some runs at each point of the typing curve."""
+    return [mean([e["evaluation"]["typing"][p] for e in found]) for p in PARTS]
+
+
+def vader_on_devsets(entries: Entries) -> dict[str, Any]:
+    return next(e for e in entries if e["sweep"] == "devsets" and e["variant"] == "vader")
+
+
 def ablations(entries: Entries, variants: dict[str, tuple[Any, str]]) -> str:
     lines = [
         "| variant | seeds | accuracy | macro-F1 | after 25 % | after 50 % | after 75 % | chat-dev macro-F1 |",
@@ -56,9 +71,7 @@ def ablations(entries: Entries, variants: dict[str, tuple[Any, str]]) -> str:
         found = [e for e in entries if e["sweep"] == "ablation" and e["variant"] == name]
         if not found:
             continue
-        row = [meaning, str(len(found))]
-        row += [mean_sd([e["evaluation"][k] for e in found]) for k in ("accuracy", "macro_f1")]
-        row += [mean_sd([e["evaluation"]["typing"][p] for e in found]) for p in ("25%", "50%", "75%")]
+        row = [meaning, str(len(found)), *evaluation_cells(found)]
         row.append(mean_sd([e["chat_dev"]["macro_f1"] for e in found if "chat_dev" in e]))
         lines.append("| " + " | ".join(row) + " |")
     v = one(entries, "vader", "random")
@@ -78,9 +91,7 @@ def test_split(entries: Entries, sweep: str, split: str) -> str:
     ]
     for cell in CELLS:
         found = runs(entries, sweep, split, cell)
-        row = [cell, str(len(found))]
-        row += [mean_sd([e["evaluation"][k] for e in found]) for k in ("accuracy", "macro_f1")]
-        row += [mean_sd([e["evaluation"]["typing"][p] for e in found]) for p in ("25%", "50%", "75%")]
+        row = [cell, str(len(found)), *evaluation_cells(found)]
         row.append(mean_sd([e["valid_accuracy_best_epoch"] for e in found]))
         row.append(mean_sd([e["chat_dev"]["macro_f1"] for e in found if "chat_dev" in e]))
         lines.append("| " + " | ".join(row) + " |")
@@ -137,9 +148,7 @@ def readme_models(entries: Entries, models: Path) -> str:
     ]
     for cell in CELLS:
         random, film = runs(entries, SHIPPED, "random", cell), runs(entries, SHIPPED, "film", cell)
-        typing = " / ".join(
-            f"{mean([e['evaluation']['typing'][p] for e in random]):.3f}" for p in ("25%", "50%", "75%")
-        )
+        typing = " / ".join(f"{v:.3f}" for v in typing_means(random))
         dev = " / ".join(f"{mean(v):.3f}" for v in dev_means(entries, SHIPPED, cell).values())
         name = f"`sentiment-{cell}`" + (" (default)" if cell == "lstm" else "")
         lines.append(
@@ -148,7 +157,7 @@ def readme_models(entries: Entries, models: Path) -> str:
             f"| {mean_sd([e['evaluation']['accuracy'] for e in film], 3)} | {dev} | {megabytes(cell, models):.1f} MB |"
         )
     vr, vf = one(entries, "vader", "random")["test"], one(entries, "vader", "film")["test"]
-    vader_dev = next(e for e in entries if e["sweep"] == "devsets" and e["variant"] == "vader")
+    vader_dev = vader_on_devsets(entries)
     br, bf = one(entries, "baseline", "random")["test"], one(entries, "baseline", "film")["test"]
     lines += [
         f"| VADER on the same texts (compound ≥ 0 → positive) | {vr['accuracy']:.3f} | {vr['macro_f1']:.3f} | "
@@ -172,17 +181,10 @@ def goals(entries: Entries, models: Path) -> str:
     accuracy_met = (
         "**no**" if low < 0.80 else "yes by the mean, within one standard error" if low - 0.80 < se else "yes"
     )
-    typing = {
-        c: [
-            mean([e["evaluation"]["typing"][p] for e in runs(entries, SHIPPED, "random", c)])
-            for p in ("25%", "50%", "75%")
-        ]
-        for c in ("lstm", "gru")
-    }
+    typing = {c: typing_means(runs(entries, SHIPPED, "random", c)) for c in ("lstm", "gru")}
     typing_met = all(v >= t for c in typing for v, t in zip(typing[c], (0.72, 0.76, 0.79)))
     dev = {c: dev_means(entries, SHIPPED, c) for c in CELLS}
-    vader = next(e for e in entries if e["sweep"] == "vader" and e["split"] == "random")
-    vader_dev = next(e for e in entries if e["sweep"] == "devsets" and e["variant"] == "vader")
+    vader, vader_dev = one(entries, "vader", "random"), vader_on_devsets(entries)
 
     def on_dev(name: str) -> str:
         return ", ".join(f"{c.upper()} {mean_sd(dev[c][name], 3)}" for c in CELLS)

@@ -9,7 +9,6 @@ import os
 import queue
 import random
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -31,7 +30,6 @@ if TYPE_CHECKING:
     from wordstream.server.config import Settings
 
 T = TypeVar("T")
-REPO = Path(__file__).resolve().parent.parent
 
 POSITIVE = ["good", "great", "superb", "lovely", "fun", "moving", "smart", "warm"]
 NEGATIVE = ["bad", "awful", "dull", "boring", "messy", "flat", "silly", "cold"]
@@ -448,18 +446,3 @@ def gateway_stack(models: Path, model: str = "tiny-lstm") -> Iterator[tuple[subp
             gateway.kill()
     finally:
         server.kill()
-
-
-def install_copy(target: Path, **env: str) -> Path:
-    """A copy of this checkout's package installed into ``target`` as a wheel build does (no
-    editable finder; built outside the checkout, so no build/ of it is reused); ``env``: the build's."""
-    source = target.parent / f"{target.name}-source"
-    shutil.copytree(REPO / "wordstream", source / "wordstream", ignore=shutil.ignore_patterns("__pycache__", "*.so"))
-    for name in ("setup.py", "pyproject.toml", "README.md"):
-        shutil.copy(REPO / name, source / name)
-    command = [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--target", str(target)]
-    result = subprocess.run(
-        [*command, str(source)], capture_output=True, text=True, timeout=600, env={**os.environ, **env}
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return target

@@ -13,7 +13,8 @@ from pathlib import Path
 import grpc
 import pytest
 
-from tests.helpers import announced_port, install_copy, start_server_process
+from bench.servers import install_copy
+from tests.helpers import announced_port, start_server_process
 from wordstream.client import Client
 from wordstream.v1 import wordstream_pb2 as pb
 

@@ -373,7 +373,7 @@ def test_the_installed_distribution_imports_under_one_name(tmp_path: Path) -> No
     """pip puts one top-level package into site-packages, wordstream (no server, client, training,
     textcodec or modelfile of its own to collide with a user's modules), and the README's
     python -m commands run from it, outside the checkout."""
-    from tests.helpers import install_copy
+    from bench.servers import install_copy
 
     target = install_copy(tmp_path / "site")
     top = {p.name for p in target.iterdir() if not p.name.endswith(".dist-info") and p.name != "bin"}

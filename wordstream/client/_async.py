@@ -7,7 +7,7 @@ import hashlib
 import ipaddress
 import logging
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -81,6 +81,12 @@ def check_token_transport(target: str, token: str | None, tls: bool, insecure_to
             "--root-certificates), or, on a private network, say so with --insecure-token "
             "(WORDSTREAM_INSECURE_TOKEN=1, Client(..., insecure_token=True))"
         )
+
+
+def check_token_options(target: str, options: Mapping[str, Any]) -> None:
+    """check_token_transport for the keyword options of Client and AsyncClient."""
+    tls = bool(options.get("tls")) or options.get("root_certificates") is not None
+    check_token_transport(target, options.get("token"), tls, bool(options.get("insecure_token")))
 
 
 def channel_options(max_message_bytes: int) -> list[tuple[str, Any]]:

@@ -9,7 +9,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from wordstream.client import types as t
-from wordstream.client._async import AsyncClient, AsyncSession, ReplayCallback, check_token_transport
+from wordstream.client._async import AsyncClient, AsyncSession, ReplayCallback, check_token_options
 from wordstream.client.errors import Unavailable
 
 T = TypeVar("T")
@@ -24,8 +24,7 @@ class Client:
     """
 
     def __init__(self, target: str = "localhost:50051", **options: Any) -> None:
-        tls = bool(options.get("tls")) or options.get("root_certificates") is not None
-        check_token_transport(target, options.get("token"), tls, bool(options.get("insecure_token")))
+        check_token_options(target, options)  # before the loop thread starts
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="wordstream-client", daemon=True)
         self._thread.start()

@@ -17,7 +17,7 @@ os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 import uvicorn  # noqa: E402
 
 from wordstream.client import AsyncClient, InsecureToken  # noqa: E402
-from wordstream.client._async import check_token_transport  # noqa: E402
+from wordstream.client._async import check_token_options  # noqa: E402
 from wordstream.client.cli import add_connection_flags, connection  # noqa: E402
 from wordstream.gateway.app import create_app  # noqa: E402
 from wordstream.gateway.guard import Limits, networks  # noqa: E402
@@ -83,12 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     options = connection(args)
     try:  # refused here, at start, rather than on a page's first socket
-        check_token_transport(
-            args.server,
-            options["token"],
-            options["tls"] or bool(options["root_certificates"]),
-            options["insecure_token"],
-        )
+        check_token_options(args.server, options)
     except InsecureToken as e:
         print(f"InsecureToken: {e}", file=sys.stderr)
         return 1

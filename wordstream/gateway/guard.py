@@ -98,13 +98,13 @@ def client_address(scope: Scope, trusted: Iterable[Network]) -> str:
         return any(ip in network for network in trusted)
 
     if not trusted or not is_trusted(peer):
-        return str(peer)
+        return peer
     headers = dict(scope.get("headers") or [])
     forwarded = str(headers.get(b"x-forwarded-for", b"").decode("latin-1"))
     for address in reversed([a.strip() for a in forwarded.split(",") if a.strip()]):
         if not is_trusted(address):
             return address
-    return str(peer)
+    return peer
 
 
 class Guard:

@@ -9,8 +9,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-SPLITS = ("valid", "test")  # the parts an evaluation may have read
-
 
 @dataclass(frozen=True)
 class Evaluation:
