@@ -19,13 +19,16 @@ from wordstream.modelfile import StepModel
 from wordstream.server.statebank import StateBank
 
 StepResult = tuple[np.ndarray, dict[str, np.ndarray]]  # probs (labels,), state name -> (layers, hidden)
+Rows = tuple[np.ndarray, dict[str, np.ndarray]]  # probs (n, labels), state name -> (layers, n, hidden)
 
 
 @dataclass
-class _Pending:
-    slot: int
-    token_id: int
-    future: asyncio.Future[StepResult]
+class _Group:
+    """Steps of distinct slots that wait, ride and are answered together: one Future for all."""
+
+    slots: list[int]
+    token_ids: list[int]
+    future: asyncio.Future[Rows]
 
 
 BatchObserver = Callable[[int], None]  # called with each batch's size
@@ -41,6 +44,10 @@ class Batcher:
     step that became ready in the same round of the loop joins the same call; while a call
     runs, the next round's steps gather behind it. A much larger model would want the call
     on a thread again.
+
+    Work is queued in groups: a lone step (one stream's word) is a group of one; a Multiplex
+    request's words are one group of many sessions, whose rows ride in one call and are
+    answered by one Future (no Future and no loop hop per word).
     """
 
     def __init__(
@@ -58,25 +65,48 @@ class Batcher:
         self.max_batch = max_batch if enabled else 1
         self.max_wait = max_wait
         self.observe = observe
-        self._queue: list[_Pending] = []
+        self._queue: list[_Group] = []
+        self._waiting = 0  # rows in the queue
         self._scheduled = False  # a drain is due on the loop
 
     async def step(self, slot: int, token_id: int) -> StepResult:
         """Advance ``slot`` by one token; returns the probabilities and the slot's new state."""
+        probs, states = await self.advance([slot], [token_id])
+        return probs[0], {n: v[:, 0] for n, v in states.items()}
+
+    async def advance(self, slots: list[int], token_ids: list[int]) -> Rows:
+        """Advance each of ``slots`` (distinct) by its token; returns the rows in the same order.
+
+        The slots are held until their step is done: a session closed meanwhile keeps its slot."""
+        for slot in slots:
+            self.bank.hold(slot)
+        try:
+            if len(slots) <= self.max_batch:
+                return await self._enqueue(slots, token_ids)
+            parts = await asyncio.gather(
+                *(
+                    self._enqueue(slots[i : i + self.max_batch], token_ids[i : i + self.max_batch])
+                    for i in range(0, len(slots), self.max_batch)
+                )
+            )
+            probs = np.concatenate([p for p, _ in parts])
+            return probs, {n: np.concatenate([s[n] for _, s in parts], axis=1) for n in parts[0][1]}
+        finally:
+            for slot in slots:
+                self.bank.unhold(slot)
+
+    def _enqueue(self, slots: list[int], token_ids: list[int]) -> asyncio.Future[Rows]:
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[StepResult] = loop.create_future()
-        self._queue.append(_Pending(slot, token_id, future))
-        self.bank.hold(slot)  # a session closed meanwhile keeps its slot until the step is done
+        future: asyncio.Future[Rows] = loop.create_future()
+        self._queue.append(_Group(slots, token_ids, future))
+        self._waiting += len(slots)
         if not self._scheduled:
             self._scheduled = True
-            if self.max_wait and len(self._queue) < self.max_batch:
+            if self.max_wait and self._waiting < self.max_batch:
                 loop.call_later(self.max_wait, self._drain)
             else:
                 loop.call_soon(self._drain)  # after the steps that are ready in this round
-        try:
-            return await future
-        finally:
-            self.bank.unhold(slot)
+        return future
 
     async def sequence(self, slot: int, token_ids: list[int]) -> list[StepResult]:
         """Advance ``slot`` by several tokens in order (a paste, a word of several tokens).
@@ -92,35 +122,48 @@ class Batcher:
             self.bank.unhold(slot)
 
     def _drain(self) -> None:
-        """Run the oldest waiting steps, one per slot, as one model call; come back for the rest."""
-        batch: list[_Pending] = []
-        rest: list[_Pending] = []
+        """Run the oldest waiting groups that fit, no slot twice, as one model call; come back for the rest."""
+        batch: list[_Group] = []
+        rest: list[_Group] = []
         seen: set[int] = set()
-        for pending in self._queue:
-            if pending.future.done():  # its stream was cancelled while it waited: not run
+        rows = 0
+        for group in self._queue:
+            if group.future.done():  # its caller was cancelled while it waited: not run
+                self._waiting -= len(group.slots)
                 continue
-            if len(batch) < self.max_batch and pending.slot not in seen:
-                seen.add(pending.slot)
-                batch.append(pending)
+            if rows + len(group.slots) <= self.max_batch and seen.isdisjoint(group.slots):
+                seen.update(group.slots)
+                batch.append(group)
+                rows += len(group.slots)
             else:
-                rest.append(pending)
+                rest.append(group)
         self._queue = rest
+        self._waiting -= rows
         if rest:
             asyncio.get_running_loop().call_soon(self._drain)
         else:
             self._scheduled = False
         if not batch:
             return
-        slots = [p.slot for p in batch]
-        tokens = np.fromiter((p.token_id for p in batch), np.int64, len(batch))
+        if len(batch) == 1:
+            slots, token_ids = batch[0].slots, batch[0].token_ids
+        else:
+            slots = [slot for group in batch for slot in group.slots]
+            token_ids = [token_id for group in batch for token_id in group.token_ids]
         try:
-            probs, new_state = self.model.run(tokens, self.bank.gather(slots))
+            probs, new_state = self.model.run(np.array(token_ids, np.int64), self.bank.gather(slots))
         except Exception as e:  # the model call failed: every step in it learns why
-            for pending in batch:
-                pending.future.set_exception(e)
+            for group in batch:
+                group.future.set_exception(e)
             return
         self.bank.scatter(slots, new_state)
         if self.observe:
-            self.observe(len(batch))
-        for row, pending in enumerate(batch):
-            pending.future.set_result((probs[row], {n: v[:, row] for n, v in new_state.items()}))
+            self.observe(rows)
+        if len(batch) == 1:
+            batch[0].future.set_result((probs, new_state))
+            return
+        start = 0
+        for group in batch:
+            end = start + len(group.slots)
+            group.future.set_result((probs[start:end], {n: v[:, start:end] for n, v in new_state.items()}))
+            start = end

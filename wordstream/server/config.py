@@ -82,6 +82,9 @@ class Settings:
     """PEM private key for TLS."""
     max_streams_per_connection: int = 1000
     """Concurrent streams one client connection may hold."""
+    multiplex_max_inflight: int = 1000
+    """Entries one Multiplex stream may have read and not yet answered; the stream is not read further meanwhile."""
+    """Concurrent streams one client connection may hold."""
     replica_name: str = ""
     """This server's name in the x-wordstream-replica header of every answer; empty: the host name."""
     log_level: str = "INFO"
@@ -95,6 +98,7 @@ class Settings:
             "max_session_bytes",
             "max_total_bytes",
             "max_message_bytes",
+            "multiplex_max_inflight",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")

@@ -68,6 +68,10 @@ class Ledger(Protocol):
         """Keep the session's words from word ``before`` on (it had ``before`` words); they are kept
         when this returns."""
 
+    async def append_many(self, writes: list[tuple[Session, int]]) -> list[BaseException | None]:
+        """:meth:`append` for several sessions at once (a Multiplex request's words), each
+        ``(session, before)``; returns each write's error, or None where it was kept."""
+
     async def truncate(self, session: Session, before: int) -> None:
         """Keep a rewind or reset: the session now has ``len(session.words)`` of its ``before`` words."""
 

@@ -47,6 +47,9 @@ class LocalLedger:
     async def append(self, session: Session, before: int) -> None:
         pass
 
+    async def append_many(self, writes: list[tuple[Session, int]]) -> list[BaseException | None]:
+        return [None] * len(writes)
+
     async def truncate(self, session: Session, before: int) -> None:
         pass
 

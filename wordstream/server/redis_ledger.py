@@ -354,6 +354,11 @@ class RedisLedger:
     async def append(self, session: Session, before: int) -> None:
         await self._write(session, before, -1, session.records(before))
 
+    async def append_many(self, writes: list[tuple[Session, int]]) -> list[BaseException | None]:
+        """Every write at once: they join the same group commits (one per node)."""
+        results = await asyncio.gather(*(self.append(s, before) for s, before in writes), return_exceptions=True)
+        return [r if isinstance(r, BaseException) else None for r in results]
+
     async def truncate(self, session: Session, before: int) -> None:
         await self._write(session, before, len(session.words), [])
 

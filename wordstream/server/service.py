@@ -13,12 +13,14 @@ from collections.abc import Awaitable
 
 from wordstream.modelfile import ModelError, StepModel
 from wordstream.server import memory
-from wordstream.server.batching import Batcher
+from wordstream.server.batching import Batcher, StepResult
 from wordstream.server.config import Settings
 from wordstream.server.errors import (
     ModelNotFound,
     NotOwner,
+    RejectedRequest,
     ServerFull,
+    ServiceError,
     SessionBusy,
     SessionNotFound,
     SessionUnreadable,
@@ -29,6 +31,7 @@ from wordstream.server.ledger import Ledger, first_epoch
 from wordstream.server.metrics import Metrics
 from wordstream.server.sessions import Session, SessionRecord, SessionView
 from wordstream.server.store import SessionStore, check_session_id
+from wordstream.textcodec import Encoded
 
 log = logging.getLogger("wordstream.sessions")
 
@@ -169,6 +172,76 @@ class Wordstream:
         self.metrics.word_latency.observe((time.perf_counter() - start) / len(words), len(words))
         self.metrics.words += len(words)
         return updates
+
+    async def push_many(self, work: list[tuple[Session, list[str]]]) -> list[list[WordUpdate] | ServiceError]:
+        """:meth:`push_words` for several distinct sessions at once (a Multiplex request's words):
+        their steps ride together (one group per model and token position, one Future for all),
+        their ledger writes go out together. Each item's updates, or the error that refused it: its
+        session unchanged, or (a write the ledger did not keep) dropped here, to be resumed."""
+        now, start = self.store.clock(), time.perf_counter()
+        out: list[list[WordUpdate] | ServiceError] = [[] for _ in work]
+        by_model: dict[str, list[tuple[int, Session, list[str], list[Encoded]]]] = {}
+        for i, (session, words) in enumerate(work):
+            session.touch(now)
+            try:
+                by_model.setdefault(session.model.name, []).append((i, session, words, session.admit(words)))
+            except RejectedRequest as e:
+                out[i] = e
+        writes: list[tuple[int, Session, int]] = []
+        for name, items in by_model.items():
+            for (i, session, words, encoded), results in zip(items, await self._steps(name, items)):
+                before = len(session.words)
+                try:
+                    out[i] = session.record(words, encoded, results)
+                except SessionNotFound as e:  # closed meanwhile
+                    out[i] = e
+                    continue
+                writes.append((i, session, before))
+        try:
+            kept = await self.ledger.append_many([(session, before) for _, session, before in writes])
+        except BaseException:
+            for _, session, _ in writes:
+                self.store.discard(session)
+            raise
+        answered = 0
+        for (i, session, _), error in zip(writes, kept):
+            if error is None:
+                answered += len(work[i][1])
+                continue
+            self.store.discard(session)  # this copy may differ from the ledger's: the client resumes
+            if not isinstance(error, ServiceError):
+                raise error
+            out[i] = error
+        if answered:
+            self.metrics.word_latency.observe((time.perf_counter() - start) / answered, answered)
+            self.metrics.words += answered
+        return out
+
+    async def _steps(
+        self, model: str, items: list[tuple[int, Session, list[str], list[Encoded]]]
+    ) -> list[list[StepResult]]:
+        """Run the admitted words' tokens of ``items`` (sessions of ``model``): the first token of
+        each in one group, then the second of those that have one, and so on; each item's results."""
+        batcher = self.batchers[model]
+        ids = [[token_id for tokens in encoded for token_id in tokens.ids] for *_, encoded in items]
+        results: list[list[StepResult]] = [[] for _ in items]
+        slots = [session.slot for _, session, _, _ in items]
+        for slot in slots:  # held from the first position to the last: a close meanwhile frees none
+            batcher.bank.hold(slot)
+        try:
+            for position in range(max(map(len, ids))):
+                active = [k for k, seq in enumerate(ids) if len(seq) > position]
+                probs, states = await batcher.advance([slots[k] for k in active], [ids[k][position] for k in active])
+                for row, k in enumerate(active):
+                    results[k].append((probs[row], {n: v[:, row] for n, v in states.items()}))
+        except asyncio.CancelledError:  # the stream left mid-way: each state goes back to its last whole word
+            for _, session, _, _ in items:
+                session.interrupted()
+            raise
+        finally:
+            for slot in slots:
+                batcher.bank.unhold(slot)
+        return results
 
     async def rewind(self, session: Session, words: int | None) -> None:
         """Undo the last ``words`` words (None: all of them)."""

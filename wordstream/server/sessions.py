@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from wordstream.modelfile import StepModel
-from wordstream.server.batching import Batcher
+from wordstream.server.batching import Batcher, StepResult
 from wordstream.server.config import Settings
 from wordstream.server.errors import BadRange, BadRewind, BadWord, SessionLimit, SessionNotFound
 from wordstream.server.history import History, HistoryMode, WordUpdate
@@ -152,17 +152,36 @@ class Session(SessionView):
     async def push_words(self, words: list[str], batcher: Batcher) -> list[WordUpdate]:
         """Read ``words`` in order, each token one model step carrying the state. All are checked
         (and room for them reserved) first, so a bad one changes nothing."""
-        if not words:
-            raise BadWord("paste needs at least one word")
-        encoded = [self.model.encode(word) for word in words]
-        self._admit(words, encoded)  # no await between the checks and the reservation
+        encoded = self.admit(words)
         ids = [token_id for tokens in encoded for token_id in tokens.ids]
         try:
             results = await batcher.sequence(self._slot, ids)
         except asyncio.CancelledError:  # the stream left mid-way: the state goes back to the last whole word
-            if not self.closed:
-                self._sync_slot()
+            self.interrupted()
             raise
+        return self.record(words, encoded, results)
+
+    @property
+    def slot(self) -> int:
+        """Its slot in the model's state bank (a model call advances it)."""
+        return self._slot
+
+    def admit(self, words: list[str]) -> list[Encoded]:
+        """Check ``words`` and reserve room for their steps (see :meth:`_admit`); their tokens."""
+        if not words:
+            raise BadWord("paste needs at least one word")
+        encoded = [self.model.encode(word) for word in words]
+        self._admit(words, encoded)  # no await between the checks and the reservation
+        return encoded
+
+    def interrupted(self) -> None:
+        """The model steps of admitted words stopped part-way: the slot goes back to the last whole word."""
+        if not self.closed:
+            self._sync_slot()
+
+    def record(self, words: list[str], encoded: list[Encoded], results: list[StepResult]) -> list[WordUpdate]:
+        """Append admitted ``words`` whose steps ran, ``results`` one per token in order.
+        SessionNotFound if it was closed meanwhile."""
         if self.closed:  # closed by CloseSession while the model ran
             raise SessionNotFound(self.id)
         updates, used = [], 0
