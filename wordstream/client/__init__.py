@@ -16,11 +16,13 @@ from wordstream.client.errors import (
     Unavailable,
     WordstreamError,
 )
+from wordstream.client.multiplex import Multiplexer
 from wordstream.client.types import ModelInfo, Output, Step, Token, WordResult
 
 __all__ = [
     "AsyncClient",
     "AsyncSession",
+    "Multiplexer",
     "Client",
     "Session",
     "InsecureToken",

@@ -16,6 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from wordstream.client import errors
 from wordstream.client import types as t
+from wordstream.client.multiplex import Multiplexer
 from wordstream.v1 import wordstream_pb2 as pb
 from wordstream.v1 import wordstream_pb2_grpc as pb_grpc
 
@@ -189,6 +190,11 @@ class AsyncClient:
     def session(self, model: str = "", history: str = "delta", on_replay: ReplayCallback | None = None) -> AsyncSession:
         """A new session, opened on entering ``async with``."""
         return AsyncSession(self, model, history, on_replay)
+
+    def multiplexer(self, key: str | None = None) -> Multiplexer:
+        """Many sessions on one Multiplex stream, started on entering ``async with`` (multiplex.py);
+        ``key`` is the stream's routing key (x-session-id), random by default."""
+        return Multiplexer(self, key)
 
     def resume(self, session_id: str, history: str = "delta", on_replay: ReplayCallback | None = None) -> AsyncSession:
         """An existing session by id, attached on entering ``async with`` (or ``open()``).

@@ -173,6 +173,12 @@ def closed(seq: int, session: SessionView) -> bytes:
     return _serialized(pb.StreamResponse(seq=seq, session_id=session.id, closed=message))
 
 
+def detached(seq: int, session: SessionView) -> bytes:
+    """A Multiplex detach's answer: the session's counts, as it stays to be resumed."""
+    message = pb.Closed(words=len(session.words), steps=session.steps)
+    return _serialized(pb.StreamResponse(seq=seq, session_id=session.id, detached=message))
+
+
 def error(seq: int, session_id: str, code: str, text: str) -> bytes:
     """An in-stream error: the request was refused and nothing changed."""
     message = pb.StreamError(code=code, message=text)

@@ -6,6 +6,9 @@ ServiceError
 │   ├── BadRewind          a count below 1 or past the start
 │   ├── BadRange           a history range outside the history
 │   ├── AlreadyOpen        open/resume on a stream that already has a session
+│   ├── OpenHere           Multiplex: open/resume of a session already open on the stream
+│   ├── NotOpenHere        Multiplex: an entry for a session not open on the stream
+│   ├── TooManyEntries     Multiplex: a request with more entries than --multiplex-max-inflight
 │   └── SessionLimit       the session is at its step or history-bytes limit
 └── StreamRefused          the stream (or unary call) cannot go on
     ├── NotOpened          the first request is not open/resume
@@ -50,6 +53,27 @@ class BadRange(RejectedRequest):
 class AlreadyOpen(RejectedRequest):
     def __init__(self) -> None:
         super().__init__("this stream already has a session; open a new stream for another one")
+
+
+class OpenHere(RejectedRequest):
+    def __init__(self, session_id: str) -> None:
+        super().__init__(f"session {short_id(session_id)} is already open on this stream")
+
+
+class NotOpenHere(RejectedRequest):
+    def __init__(self, session_id: str) -> None:
+        super().__init__(
+            f"session {short_id(session_id)} is not open on this stream: open or resume it first "
+            "(a session whose entry was answered UNAVAILABLE must be resumed)"
+        )
+
+
+class TooManyEntries(RejectedRequest):
+    def __init__(self, entries: int, limit: int) -> None:
+        super().__init__(
+            f"a request of {entries} entries is over this server's limit of {limit} in flight per stream; "
+            "send fewer per request"
+        )
 
 
 class MalformedRequest(RejectedRequest):

@@ -15,10 +15,11 @@ from typing import Any, TypeVar
 
 import grpc
 
-from wordstream.server import answers, errors
+from wordstream.server import answers, errors, multiplex
 from wordstream.server.auth import owner_of
 from wordstream.server.history import HistoryMode
 from wordstream.server.logs import Throttled
+from wordstream.server.multiplex import Multiplexed
 from wordstream.server.registration import Malformed, check_parsed
 from wordstream.server.service import Wordstream
 from wordstream.server.sessions import Session
@@ -107,6 +108,34 @@ class WordstreamServicer(pb_grpc.WordstreamServicer):
         finally:
             if stream.session is not None:
                 self.service.detach(stream.session)
+
+    async def Multiplex(self, requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
+        """Many sessions on one stream (multiplex.py); errors are per entry, in the stream."""
+        owner = owner_of(context, self.authenticate)
+        mux = Multiplexed(
+            self.service, self.word_answers, owner, _MODES, lambda e, s: self._entry_refused(e, s, context)
+        )
+        await context.send_initial_metadata(self.replica_header)
+        try:
+            async for data in multiplex.serve(mux, requests):
+                yield data
+        except (asyncio.CancelledError, grpc.aio.AbortError):
+            raise
+        except Exception:
+            log.exception("multiplex stream failed", extra={"event": "internal_error"})
+            self._count(grpc.StatusCode.INTERNAL)
+            await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
+
+    def _entry_refused(self, error: errors.ServiceError, session_id: str, context: grpc.aio.ServicerContext) -> None:
+        self._count(status_of(error))
+        if isinstance(error, errors.NotOwner):
+            self.warnings.warning(
+                "a token asked for another token's session",
+                event="not_owner",
+                method="Multiplex",
+                peer=context.peer(),
+                session=error.session_id,
+            )
 
     async def _dispatch(self, stream: _Stream, request: Any) -> list[bytes]:
         if isinstance(request, Malformed):

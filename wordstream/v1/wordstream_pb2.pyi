@@ -74,8 +74,48 @@ class Paste(_message.Message):
     words: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, words: _Optional[_Iterable[str]] = ...) -> None: ...
 
+class MultiplexRequest(_message.Message):
+    __slots__ = ("entries",)
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    entries: _containers.RepeatedCompositeFieldContainer[Entry]
+    def __init__(self, entries: _Optional[_Iterable[_Union[Entry, _Mapping]]] = ...) -> None: ...
+
+class Entry(_message.Message):
+    __slots__ = ("seq", "session_id", "open", "resume", "word", "paste", "rewind", "reset", "detach", "close")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    OPEN_FIELD_NUMBER: _ClassVar[int]
+    RESUME_FIELD_NUMBER: _ClassVar[int]
+    WORD_FIELD_NUMBER: _ClassVar[int]
+    PASTE_FIELD_NUMBER: _ClassVar[int]
+    REWIND_FIELD_NUMBER: _ClassVar[int]
+    RESET_FIELD_NUMBER: _ClassVar[int]
+    DETACH_FIELD_NUMBER: _ClassVar[int]
+    CLOSE_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    session_id: str
+    open: Open
+    resume: Resume
+    word: str
+    paste: Paste
+    rewind: Rewind
+    reset: Reset
+    detach: Detach
+    close: Close
+    def __init__(self, seq: _Optional[int] = ..., session_id: _Optional[str] = ..., open: _Optional[_Union[Open, _Mapping]] = ..., resume: _Optional[_Union[Resume, _Mapping]] = ..., word: _Optional[str] = ..., paste: _Optional[_Union[Paste, _Mapping]] = ..., rewind: _Optional[_Union[Rewind, _Mapping]] = ..., reset: _Optional[_Union[Reset, _Mapping]] = ..., detach: _Optional[_Union[Detach, _Mapping]] = ..., close: _Optional[_Union[Close, _Mapping]] = ...) -> None: ...
+
+class Detach(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class MultiplexResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[StreamResponse]
+    def __init__(self, results: _Optional[_Iterable[_Union[StreamResponse, _Mapping]]] = ...) -> None: ...
+
 class StreamResponse(_message.Message):
-    __slots__ = ("seq", "session_id", "opened", "word", "rewound", "closed", "error")
+    __slots__ = ("seq", "session_id", "opened", "word", "rewound", "closed", "error", "detached")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     OPENED_FIELD_NUMBER: _ClassVar[int]
@@ -83,6 +123,7 @@ class StreamResponse(_message.Message):
     REWOUND_FIELD_NUMBER: _ClassVar[int]
     CLOSED_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    DETACHED_FIELD_NUMBER: _ClassVar[int]
     seq: int
     session_id: str
     opened: Opened
@@ -90,7 +131,8 @@ class StreamResponse(_message.Message):
     rewound: Position
     closed: Closed
     error: StreamError
-    def __init__(self, seq: _Optional[int] = ..., session_id: _Optional[str] = ..., opened: _Optional[_Union[Opened, _Mapping]] = ..., word: _Optional[_Union[WordResult, _Mapping]] = ..., rewound: _Optional[_Union[Position, _Mapping]] = ..., closed: _Optional[_Union[Closed, _Mapping]] = ..., error: _Optional[_Union[StreamError, _Mapping]] = ...) -> None: ...
+    detached: Closed
+    def __init__(self, seq: _Optional[int] = ..., session_id: _Optional[str] = ..., opened: _Optional[_Union[Opened, _Mapping]] = ..., word: _Optional[_Union[WordResult, _Mapping]] = ..., rewound: _Optional[_Union[Position, _Mapping]] = ..., closed: _Optional[_Union[Closed, _Mapping]] = ..., error: _Optional[_Union[StreamError, _Mapping]] = ..., detached: _Optional[_Union[Closed, _Mapping]] = ...) -> None: ...
 
 class Opened(_message.Message):
     __slots__ = ("model", "history", "resumed", "position", "idle_timeout_seconds", "words_sha256")

@@ -39,6 +39,11 @@ class WordstreamStub:
                 request_serializer=wordstream_dot_v1_dot_wordstream__pb2.StreamRequest.SerializeToString,
                 response_deserializer=wordstream_dot_v1_dot_wordstream__pb2.StreamResponse.FromString,
                 _registered_method=True)
+        self.Multiplex = channel.stream_stream(
+                '/wordstream.v1.Wordstream/Multiplex',
+                request_serializer=wordstream_dot_v1_dot_wordstream__pb2.MultiplexRequest.SerializeToString,
+                response_deserializer=wordstream_dot_v1_dot_wordstream__pb2.MultiplexResponse.FromString,
+                _registered_method=True)
         self.GetSession = channel.unary_unary(
                 '/wordstream.v1.Wordstream/GetSession',
                 request_serializer=wordstream_dot_v1_dot_wordstream__pb2.GetSessionRequest.SerializeToString,
@@ -95,6 +100,32 @@ class WordstreamServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Multiplex(self, request_iterator, context):
+        """Many sessions on one bidirectional stream (a chat server or a gateway carrying many
+        typists). Each request carries entries, each for one session: open, resume, word, paste,
+        rewind, reset, detach or close. Each response carries results, each a StreamResponse that
+        names its session and its entry's seq, exactly as that entry would be answered on the
+        session's own stream (a paste: one result per word). Entries of one session are answered in
+        order; entries of different sessions run side by side, each session's next entry joining
+        the next round, so a busy session does not hold the others back. Errors are per entry and
+        in-band (`error`, with the status name the session's own stream would end with); an error
+        for one session never ends the stream or touches another session. A session whose write
+        the store did not keep (UNAVAILABLE) is no longer open on the stream: resume it.
+        The stream itself ends only with UNAUTHENTICATED (tokens are per stream, in its metadata),
+        UNAVAILABLE when the server shuts down, or INTERNAL. Sessions are ordinary sessions:
+        GetSession, Stream and Multiplex all see them; a stream's end detaches those still open.
+        Flow control: at most --multiplex-max-inflight entries (default 1,000) read and not yet
+        answered per stream; the server reads no further request meanwhile (gRPC flow control
+        then holds the client back); a request with more entries than that is refused entry by
+        entry (RESOURCE_EXHAUSTED).
+        Routing: `x-session-id` on a Multiplex stream is the stream's own key (a balancer hashes on
+        it); its sessions are served by the replica that serves the stream, taken over through
+        the store when they were elsewhere (resume).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetSession(self, request, context):
         """The whole history of a session, or the steps [start, end). NOT_FOUND for an
         unknown session, OUT_OF_RANGE for a range outside the history, INVALID_ARGUMENT for a
@@ -128,6 +159,11 @@ def add_WordstreamServicer_to_server(servicer, server):
                     servicer.Stream,
                     request_deserializer=wordstream_dot_v1_dot_wordstream__pb2.StreamRequest.FromString,
                     response_serializer=wordstream_dot_v1_dot_wordstream__pb2.StreamResponse.SerializeToString,
+            ),
+            'Multiplex': grpc.stream_stream_rpc_method_handler(
+                    servicer.Multiplex,
+                    request_deserializer=wordstream_dot_v1_dot_wordstream__pb2.MultiplexRequest.FromString,
+                    response_serializer=wordstream_dot_v1_dot_wordstream__pb2.MultiplexResponse.SerializeToString,
             ),
             'GetSession': grpc.unary_unary_rpc_method_handler(
                     servicer.GetSession,
@@ -172,6 +208,33 @@ class Wordstream:
             '/wordstream.v1.Wordstream/Stream',
             wordstream_dot_v1_dot_wordstream__pb2.StreamRequest.SerializeToString,
             wordstream_dot_v1_dot_wordstream__pb2.StreamResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Multiplex(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/wordstream.v1.Wordstream/Multiplex',
+            wordstream_dot_v1_dot_wordstream__pb2.MultiplexRequest.SerializeToString,
+            wordstream_dot_v1_dot_wordstream__pb2.MultiplexResponse.FromString,
             options,
             channel_credentials,
             insecure,
