@@ -184,9 +184,11 @@ class Wordstream:
         for i, (session, words) in enumerate(work):
             session.touch(now)
             try:
-                by_model.setdefault(session.model.name, []).append((i, session, words, session.admit(words)))
+                encoded = session.admit(words)
             except RejectedRequest as e:
                 out[i] = e
+                continue
+            by_model.setdefault(session.model.name, []).append((i, session, words, encoded))
         writes: list[tuple[int, Session, int]] = []
         for name, items in by_model.items():
             for (i, session, words, encoded), results in zip(items, await self._steps(name, items)):
