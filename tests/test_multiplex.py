@@ -30,7 +30,7 @@ class Mux:
     def __init__(self, target: str, metadata: tuple[tuple[str, str], ...] = ()) -> None:
         self.channel = grpc.insecure_channel(target)
         self.requests: queue.Queue[pb.MultiplexRequest | None] = queue.Queue()
-        stub = pb_grpc.WordstreamStub(self.channel)  # type: ignore[no-untyped-call]  # generated, untyped
+        stub = pb_grpc.WordstreamStub(self.channel)
         self.responses = stub.Multiplex(self._iter(), metadata=metadata)
         self.seq = 0
 
@@ -104,7 +104,7 @@ def test_100_sessions_interleaved_on_one_stream_equal_their_own_streams(
     for history, mine in zip(multiplexed, own):
         assert equal_histories(history, mine)
     for history, text in zip(multiplexed, texts):
-        assert same_steps(history, offline_steps(tiny_models["lstm"], text))  # type: ignore[arg-type]
+        assert same_steps(history, offline_steps(tiny_models["lstm"], text))
     assert server.service.metrics.batch_size.count > 0
 
 
@@ -292,7 +292,7 @@ def test_the_stream_ending_detaches_its_sessions(server: ServerThread) -> None:
     mux.send(pb.Entry(session_id=sid, word="good"))
     mux.end()
     with grpc.insecure_channel(server.target) as channel:
-        stub = pb_grpc.WordstreamStub(channel)  # type: ignore[no-untyped-call]  # generated, untyped
+        stub = pb_grpc.WordstreamStub(channel)
         poll(lambda: not stub.GetSession(pb.GetSessionRequest(session_id=sid)).attached, "the session detached")
 
 
