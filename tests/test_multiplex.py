@@ -255,7 +255,8 @@ def test_the_in_flight_bound_holds_back_the_stream_and_nothing_is_dropped(make_s
         await reader
         assert sorted(seen) == [0, 1, 2, *range(100, 160)] and set(seen.values()) == {1}
         for session_id in ids:  # every word read, in order
-            assert service.store.find(session_id).words == [TEXT[n % 10] for n in range(20)]  # type: ignore[union-attr]
+            session = service.store.find(session_id)
+            assert session is not None and session.words == [TEXT[n % 10] for n in range(20)]
         mux.stop()
         assert not counts
 

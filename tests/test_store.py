@@ -6,6 +6,7 @@ unix socket; tests/test_cluster.py runs them as processes behind Envoy.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import redis
 
 from deploy.cluster import Redis
 from tests.helpers import TEXT, MakeServer, ServerThread, Stream, offline_steps, poll, same_steps
-from wordstream.client import Client, errors
+from wordstream.client import AsyncClient, Client, errors
 from wordstream.server import redis_ledger
 from wordstream.v1 import wordstream_pb2 as pb
 
@@ -260,3 +261,53 @@ def test_a_wrong_store_password_stops_the_server_and_no_log_holds_a_password(
         assert secret not in err and '"event": "start"' in err  # the server logged, and no password
     finally:
         locked.stop()
+
+
+def test_on_multiplex_a_fenced_session_gets_unavailable_in_band_and_the_stream_goes_on(
+    replicas: list[ServerThread], store: Redis, tiny_models: dict[str, Path]
+) -> None:
+    from tests.test_multiplex import Mux
+
+    a, b = replicas
+    mux = Mux(a.target)
+    taken, other = mux.open(), mux.open()
+    mux.send(pb.Entry(session_id=taken, word=TEXT[0]), pb.Entry(session_id=other, word=TEXT[0]))
+    with Client(b.target) as client:  # b takes one session over while a's stream still holds it
+        resumed = client.resume(taken)
+        resumed.open()
+        resumed.push(TEXT[1])
+        resumed.detach()
+    results = mux.send(pb.Entry(session_id=taken, word="intruder"), pb.Entry(session_id=other, word=TEXT[1]))
+    assert results[0][0].error.code == "UNAVAILABLE" and "held by another replica" in results[0][0].error.message
+    assert results[1][0].word.word_index == 1  # the other session, in the same request, goes on
+    assert mux.send(pb.Entry(session_id=taken, word="x"))[0][0].error.code == "FAILED_PRECONDITION"  # resume it
+    resumed_here = mux.send(pb.Entry(session_id=taken, resume=pb.Resume()))[0][0]
+    assert resumed_here.opened.position.words == 2  # taken back through the store, with b's word
+    assert mux.send(pb.Entry(session_id=taken, word=TEXT[2]))[0][0].word.word_index == 2
+    assert stored_words(store, taken) == 3 and stored_words(store, other) == 2
+    mux.end()
+
+
+def test_the_multiplexer_carries_its_sessions_through_a_store_outage(
+    make_server: MakeServer, store: Redis, tiny_models: dict[str, Path]
+) -> None:
+    """The store is down longer than --store-timeout: each word is answered UNAVAILABLE in-band; the
+    client resumes its session once the store is back and sends the word again."""
+    a = make_server(state_store=store.url, store_timeout=0.3, store_check_interval=0.1)
+
+    async def run() -> None:
+        async with AsyncClient(a.target, reconnect_timeout=20) as client, client.multiplexer() as mux:
+            ids = [await mux.open(history="none") for _ in range(5)]
+            await asyncio.gather(*(mux.push(i, TEXT[0]) for i in ids))
+            store.stop()
+            pushes = asyncio.gather(*(mux.push(i, TEXT[1]) for i in ids))  # UNAVAILABLE in-band meanwhile
+            await asyncio.sleep(1.5)
+            store.start()
+            await pushes  # each entry sent again once its session is resumed: nothing lost
+            assert mux.retried == len(ids)
+            for i in ids:
+                assert mux.words(i) == TEXT[:2]
+                record = await client.get_session(i)
+                assert same_steps(record["history"], offline_steps(tiny_models["lstm"], TEXT[:2]))
+
+    asyncio.run(run())

@@ -78,6 +78,7 @@ class Multiplexer:
         self.replica = ""  # the server that serves this stream now (x-wordstream-replica)
         self.recoveries = 0  # times the stream was reopened
         self.resent = 0  # words sent again because a server held fewer or other words
+        self.retried = 0  # entries sent again after an in-band UNAVAILABLE
         self._call: Any = None
         self._ended: asyncio.Future[None] | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -208,10 +209,12 @@ class Multiplexer:
             try:
                 return await pending.future
             except errors.Unavailable:
-                known = entry.session_id in self.sessions and not entry.HasField("open")
+                kind = entry.WhichOneof("kind")
+                known = entry.session_id in self.sessions and kind not in ("open", "resume")
                 if self._closed or not known or pending.attempts >= ATTEMPTS:
                     raise
                 await self._resync_session(entry.session_id)
+                self.retried += 1
             finally:
                 self._pending.pop(entry.seq, None)
 
@@ -340,12 +343,23 @@ class Multiplexer:
             self._pending.pop(entry.seq, None)
 
     async def _resync_session(self, session_id: str) -> None:
-        """Resume one session on this stream (after an UNAVAILABLE entry) and bring it to our words."""
+        """Resume one session on this stream (after an UNAVAILABLE entry) and bring it to our words,
+        trying again while the server or its store cannot, for ``reconnect_timeout`` seconds."""
         from wordstream.client._async import HISTORY_MODES
 
+        loop = asyncio.get_running_loop()
+        deadline, delay = loop.time() + self.client.reconnect_timeout, 0.05
         mode = HISTORY_MODES[self.sessions[session_id].mode]
-        opened = await self._one(pb.Entry(session_id=session_id, resume=pb.Resume(history=mode)))
-        await self._resync(session_id, opened.opened)
+        while True:
+            try:
+                opened = await self._one(pb.Entry(session_id=session_id, resume=pb.Resume(history=mode)))
+                await self._resync(session_id, opened.opened)
+                return
+            except errors.Unavailable:
+                if self._closed or loop.time() + delay > deadline:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
 
     async def _resync(self, session_id: str, opened: pb.Opened) -> None:
         """AsyncSession._resync over this stream: the server's words become this client's."""
