@@ -186,6 +186,34 @@ def test_envoy_killed_and_restarted_the_sessions_go_on_where_they_were(
         assert same_steps(client.get_session(session.id)["history"], offline_steps(tiny_models["lstm"], WORDS))
 
 
+def test_a_multiplex_stream_whose_replica_dies_carries_every_session_on(
+    cluster: Cluster, tiny_models: dict[str, Path]
+) -> None:
+    """Envoy hashes the Multiplex stream's own key; its replica is SIGKILLed; the Multiplexer reopens
+    the stream (the other replica now), resumes every session from the store, and nothing is lost."""
+    import asyncio
+
+    from wordstream.client import AsyncClient
+
+    async def run() -> None:
+        async with AsyncClient(cluster.envoy.target, reconnect_timeout=20) as client, client.multiplexer() as mux:
+            ids = await asyncio.gather(*(mux.open(history="none") for _ in range(20)))
+            for word in WORDS[:5]:
+                await asyncio.gather(*(mux.push(i, word) for i in ids))
+            first = mux.replica
+            assert first in cluster.replicas
+            cluster.replicas[first].kill()  # SIGKILL: no drain, no goodbye
+            for word in WORDS[5:10]:
+                await asyncio.gather(*(mux.push(i, word) for i in ids))
+            assert mux.replica != first and mux.recoveries >= 1
+            expected = offline_steps(tiny_models["lstm"], WORDS[:10])
+            for i in ids:
+                assert mux.words(i) == WORDS[:10]
+                assert same_steps((await client.get_session(i))["history"], expected)
+
+    asyncio.run(run())
+
+
 def test_a_rolling_restart_under_load_loses_no_session_and_answers_nothing_wrong(
     tiny_models: dict[str, Path], tmp_path: Path
 ) -> None:

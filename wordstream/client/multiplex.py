@@ -85,6 +85,7 @@ class Multiplexer:
         self._pending: dict[int, _Pending] = {}
         self._outbox: list[pb.Entry] = []
         self._flushing = False
+        self._writing = asyncio.Lock()
         self._seq = 0
         self._healthy = asyncio.Event()  # clear while the stream is being reopened
         self._recovering: asyncio.Task[None] | None = None
@@ -233,11 +234,16 @@ class Multiplexer:
                     if entry.seq in self._pending:
                         self._pending[entry.seq].sent = True
                 try:
-                    await self._call.write(pb.MultiplexRequest(entries=entries))
+                    await self._write(entries)
                 except (grpc.RpcError, asyncio.InvalidStateError):
                     pass  # the stream ended: its reader starts the recovery, which sends them again
         finally:
             self._flushing = False
+
+    async def _write(self, entries: list[pb.Entry]) -> None:
+        """One request on the stream (gRPC takes one write at a time)."""
+        async with self._writing:
+            await self._call.write(pb.MultiplexRequest(entries=entries))
 
     def _open_call(self) -> None:
         from wordstream.client._async import SESSION_ID_HEADER
@@ -331,7 +337,7 @@ class Multiplexer:
         ended = self._ended
         assert ended is not None, "the stream is open"
         try:
-            await self._call.write(pb.MultiplexRequest(entries=[entry]))
+            await self._write([entry])
             waiters: list[asyncio.Future[Any]] = [pending.future, ended]
             await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
             if not pending.future.done():
