@@ -60,6 +60,28 @@ def test_score_with_labels_prints_a_summary(server: ServerThread, tmp_path: Path
     assert summary["n"] == 3 and summary["accuracy"] == round(correct / 3, 4) and "macro_f1" in summary
 
 
+def test_score_multiplex_gives_what_score_gives_on_one_stream(server: ServerThread, tmp_path: Path) -> None:
+    data = tmp_path / "texts.txt"
+    data.write_text(
+        "".join(f"{text}\n" for text in ["great superb fun", "awful dull boring", "the film", "so dull"] * 10)
+    )
+    own = cli(server, "score", str(data), "--per-word", "--concurrency", "8")
+    multiplexed = cli(server, "score", str(data), "--per-word", "--concurrency", "8", "--multiplex")
+    assert own.returncode == 0 and multiplexed.returncode == 0, multiplexed.stderr
+    a = [json.loads(line) for line in own.stdout.splitlines()]
+    b = [json.loads(line) for line in multiplexed.stdout.splitlines()]
+    assert len(a) == len(b) == 40
+    for x, y in zip(a, b):
+        assert (x["line"], x["label"], [w["word"] for w in x["per_word"]]) == (
+            y["line"],
+            y["label"],
+            [w["word"] for w in y["per_word"]],
+        )
+        for name, p in x["probabilities"].items():
+            assert abs(p - y["probabilities"][name]) < 1e-5
+    assert not server.service.store.sessions()  # each text's session closed after it
+
+
 def test_score_reads_plain_lines_from_stdin(server: ServerThread) -> None:
     result = cli(server, "score", "-", stdin="a fine film\n\nso dull\n")
     assert result.returncode == 0, result.stderr

@@ -185,6 +185,11 @@ def parser() -> argparse.ArgumentParser:
     score.add_argument("--model", default="")
     score.add_argument("--concurrency", type=int, default=32, help="sessions in flight at once")
     score.add_argument("--per-word", action="store_true", help="add the label and probabilities after each word")
+    score.add_argument(
+        "--multiplex",
+        action="store_true",
+        help="every session on one Multiplex stream (the words of the texts in flight leave in one message)",
+    )
     score.add_argument("--no-progress", action="store_true", help="no progress bar on standard error")
     score.set_defaults(run=cmd_score)
 

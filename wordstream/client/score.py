@@ -8,10 +8,12 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from wordstream.client import errors
 from wordstream.client._async import AsyncClient
+from wordstream.client.multiplex import Multiplexer
+from wordstream.client.types import WordResult
 from wordstream.shared import ProgressBar, file_format, macro_f1, rows
 
 
@@ -50,21 +52,48 @@ def _row(row: Any, name: str, line: int, text_column: str, label_column: str) ->
     return Text(line, str(row[text_column]), None if label in (None, "") else str(label))
 
 
+class Typist(Protocol):
+    """One session's way of taking words: its own stream, or an entry on a Multiplex stream."""
+
+    async def push(self, word: str) -> WordResult: ...
+
+
 async def score_one(client: AsyncClient, text: Text, model: str, per_word: bool) -> dict[str, Any]:
+    async with client.session(model=model, history="none") as session:
+        return await score_words(session, text, per_word)
+
+
+async def score_multiplexed(mux: Multiplexer, text: Text, model: str, per_word: bool) -> dict[str, Any]:
+    """score_one on a shared Multiplex stream: the words of all texts in flight leave together."""
+    session_id = await mux.open(model=model, history="none")
+    try:
+        return await score_words(_OnStream(mux, session_id), text, per_word)
+    finally:
+        await mux.close(session_id)
+
+
+class _OnStream:
+    def __init__(self, mux: Multiplexer, session_id: str) -> None:
+        self.mux, self.session_id = mux, session_id
+
+    async def push(self, word: str) -> WordResult:
+        return await self.mux.push(self.session_id, word)
+
+
+async def score_words(session: Typist, text: Text, per_word: bool) -> dict[str, Any]:
     entry: dict[str, Any] = {"line": text.line, "text": text.text}
     if text.label is not None:
         entry["gold"] = text.label
     trajectory, skipped, last = [], [], None
-    async with client.session(model=model, history="none") as session:
-        for word in text.text.split():
-            try:
-                result = await session.push(word)
-            except errors.InvalidRequest as e:  # e.g. a word with no tokens: score the rest
-                skipped.append({"word": word, "error": str(e)})
-                continue
-            last = result.output
-            if per_word and last:
-                trajectory.append({"word": word, "label": last.label, "probabilities": last.probabilities})
+    for word in text.text.split():
+        try:
+            result = await session.push(word)
+        except errors.InvalidRequest as e:  # e.g. a word with no tokens: score the rest
+            skipped.append({"word": word, "error": str(e)})
+            continue
+        last = result.output
+        if per_word and last:
+            trajectory.append({"word": word, "label": last.label, "probabilities": last.probabilities})
     entry["label"] = last.label if last else None
     entry["probabilities"] = last.probabilities if last else None
     if per_word:
@@ -80,13 +109,16 @@ async def score_texts(server: str, connection: dict[str, Any], texts: list[Text]
     progress = ProgressBar(len(texts), "texts", enabled=not args.no_progress and len(texts) >= 50)
     results: dict[int, dict[str, Any]] = {}
     printed = 0
-    async with AsyncClient(server, **connection) as client:
+    async with AsyncClient(server, **connection) as client, client.multiplexer() as mux:
         gate = asyncio.Semaphore(args.concurrency)
 
         async def run(i: int, text: Text) -> None:
             nonlocal printed
             async with gate:
-                results[i] = await score_one(client, text, args.model, args.per_word)
+                if args.multiplex:
+                    results[i] = await score_multiplexed(mux, text, args.model, args.per_word)
+                else:
+                    results[i] = await score_one(client, text, args.model, args.per_word)
             progress.advance()
             while printed in results:  # print in input order, as soon as possible
                 print(json.dumps(results[printed]), flush=True)
