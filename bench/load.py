@@ -1,6 +1,7 @@
 """One load-generator process: many ping-pong streams against the service or the echo baseline.
 
     python -m bench.load --target localhost:50051 --kind service --streams 50 --words 40
+    python -m bench.load --target localhost:50051 --kind multiplex --streams 1 --entries 100 --words 100
 
 Each stream sends one message, waits for its answer, and repeats (the way a person
 types: the next word does not leave before the answer to the last). With ``--texts FILE``
@@ -28,6 +29,7 @@ from wordstream.v1 import wordstream_pb2 as pb
 
 ECHO_METHOD = "/bench.Echo/Stream"
 STREAM_METHOD = "/wordstream.v1.Wordstream/Stream"
+MULTIPLEX_METHOD = "/wordstream.v1.Wordstream/Multiplex"
 SHORT_TEXT = (
     "the film is a moving and funny portrait of love loss but its plot never quite holds together "
     "even so the cast is wonderful and the ending earns every tear it asks for"
@@ -91,6 +93,45 @@ class ServiceStream:
         await self.call.done_writing()
 
 
+class MultiplexStream:
+    """``--entries`` sessions on one Multiplex stream: each message carries one word entry of every
+    session, one message in flight; the answer is parsed whole (every entry's result decoded) and
+    each result checked to be a word answer."""
+
+    def __init__(self, channel: grpc.aio.Channel, model: str, history: int, words: Words, number: int, entries: int):
+        self.call = channel.stream_stream(MULTIPLEX_METHOD)(metadata=(("x-session-id", secrets.token_urlsafe(24)),))
+        self.model, self.history, self.words = model, history, words
+        self.sessions = [secrets.token_urlsafe(24) for _ in range(entries)]
+        self.starts = [words.offset(number * entries + k) for k in range(entries)]
+
+    async def exchange(self, entries: list[pb.Entry], kind: str) -> None:
+        await self.call.write(pb.MultiplexRequest(entries=entries).SerializeToString())
+        answered = 0
+        while answered < len(entries):
+            results = pb.MultiplexResponse.FromString(await self.call.read()).results
+            for result in results:
+                if result.WhichOneof("kind") != kind:
+                    raise RuntimeError(f"unexpected answer: {result}")
+            answered += len(results)
+
+    async def open(self) -> None:
+        history = cast("pb.HistoryMode", self.history)
+        opens = [pb.Entry(session_id=s, open=pb.Open(model=self.model, history=history)) for s in self.sessions]
+        await self.exchange(opens, "opened")
+
+    async def send(self, i: int) -> None:
+        text = self.words.words
+        entries = [
+            pb.Entry(seq=i, session_id=s, word=text[(start + i) % len(text)])
+            for s, start in zip(self.sessions, self.starts)
+        ]
+        await self.exchange(entries, "word")
+
+    async def close(self) -> None:
+        await self.exchange([pb.Entry(session_id=s, close=pb.Close()) for s in self.sessions], "closed")
+        await self.call.done_writing()
+
+
 class EchoStream:
     """The transport's own limit: the same message sizes, no work."""
 
@@ -117,6 +158,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         channel = channels[i % len(channels)]
         if args.kind == "echo":
             streams.append(EchoStream(channel, args.request_bytes, args.response_bytes))
+        elif args.kind == "multiplex":
+            streams.append(
+                MultiplexStream(channel, args.model, args.history, words, args.first_stream + i, args.entries)
+            )
         else:
             streams.append(ServiceStream(channel, args.model, args.history, words, args.first_stream + i))
     for start in range(0, len(streams), 200):  # open in waves, so the server is not flooded with opens
@@ -154,16 +199,20 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "streams": len(streams),
         "words": args.words,
         "paste": args.paste,
+        "entries": args.entries if args.kind == "multiplex" else 1,
     }
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--target", required=True)
-    p.add_argument("--kind", choices=("service", "echo"), required=True)
+    p.add_argument("--kind", choices=("service", "echo", "multiplex"), required=True)
     p.add_argument("--streams", type=int, default=1)
     p.add_argument("--words", type=int, default=100, help="messages per stream in the measured phase")
     p.add_argument("--paste", type=int, default=0, help="send pastes of this many words instead of single words")
+    p.add_argument(
+        "--entries", type=int, default=100, help="multiplex: sessions per stream, one word of each per message"
+    )
     p.add_argument("--model", default="")
     p.add_argument("--texts", help="a file of texts, one per line, whose words the streams type")
     p.add_argument("--first-stream", type=int, default=0, help="number of this process's first stream")

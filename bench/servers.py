@@ -122,7 +122,7 @@ def load(
     results = [json.loads(child.communicate(timeout=900)[0]) for child in children]
     latencies = [x for r in results for stream in r["latencies"] for x in stream]
     wall = max(r["wall"] for r in results)
-    per_message = max(1, options.get("paste", 0) or 1)
+    per_message = max(1, options.get("paste", 0) or 1) * (options.get("entries", 1) if kind == "multiplex" else 1)
     return {
         **({"latencies": [stream for r in results for stream in r["latencies"]]} if keep_latencies else {}),
         "streams": streams,
@@ -134,6 +134,7 @@ def load(
         "client_cpu_s": sum(r["cpu"] for r in results),
         "wall_s": wall,
         "messages": len(latencies),
+        "words": len(latencies) * per_message,
     }
 
 

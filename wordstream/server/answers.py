@@ -96,6 +96,8 @@ class WordAnswers:
         ``session_field`` is ``session_id(session.id)``, encoded once per stream.
         """
         word_index, steps = update
+        if session.mode is HistoryMode.DELTA and len(steps) == 1:
+            return self._delta_word(seq, session_field, session, word_index, steps.start)
         h = session.history
         end = steps.stop  # the history as it stood after this word (a paste answers each word)
         if session.mode is HistoryMode.FULL:
@@ -115,6 +117,48 @@ class WordAnswers:
         history.extend(message(3, self._step(session, i, *parts[i])) for i in shown)
         body.append(message(6, b"".join(history)))
         return uint(1, seq) + session_field + message(4, b"".join(body))
+
+    def _delta_word(self, seq: int, session_field: bytes, session: SessionView, word_index: int, i: int) -> bytes:
+        """:meth:`word` for the usual answer, a one-token word in DELTA mode: the same bytes, each
+        piece encoded once and joined in one pass (tests/test_answers.py compares both paths)."""
+        h = session.history
+        token_id = int(h.token_ids[i])
+        token = string(1, h.tokens[i]) + uint(2, token_id) + uint(3, token_id == UNK_ID)
+        probs = h.probs[i]
+        listed = probs.tolist()
+        output = self._probs_header + floats(probs) + self._labels[listed.index(max(listed))]
+        values = [floats(array[i]) for array in h.states.values()]
+        word = session.words[word_index].encode()
+        word_length = varint(len(word))
+        token_field, output_field = message(4, token), message(5, output)
+        step = b"".join(
+            [
+                uint(1, i),
+                uint(2, word_index),
+                _LD_TAG[3],
+                word_length,
+                word,
+                token_field,
+                output_field,
+                *[header + value for header, value in zip(self._tensor_headers[6], values)],
+            ]
+        )
+        history = uint(1, i + 1) + uint(2, i) + message(3, step)
+        body = b"".join(
+            [
+                uint(1, word_index),
+                _LD_TAG[2],
+                word_length,
+                word,
+                _LD_TAG[3],
+                token_field[1:],  # Token as WordResult.tokens (field 3): the same body, another tag
+                _LD_TAG[4],
+                output_field[1:],
+                *[header + value for header, value in zip(self._tensor_headers[5], values)],
+                message(6, history),
+            ]
+        )
+        return uint(1, seq) + session_field + message(4, body)
 
     def _parts(self, h: History, i: int) -> tuple[bytes, bytes, list[bytes], int]:
         """Step ``i``'s Token and Output messages, its state tensors' values and its word's index."""

@@ -217,6 +217,8 @@ class Session(SessionView):
                 f"the session is at its limit of {limit.max_steps} steps; rewind, reset or open a new one"
             )
         history, budget = self.history, self._budget
+        if history.length + new <= history.capacity:
+            return  # the room is reserved already: nothing to allocate, nothing more to count
         room = history.capacity + (budget.limit - budget.used) // history.step_bytes
         cap = min(limit.max_steps, limit.max_session_bytes // history.step_bytes, room)
         added = (history.capacity_for(new, cap) - history.capacity) * history.step_bytes
