@@ -44,13 +44,40 @@ def concurrency(level: str, ours: tuple[str, str], theirs: tuple[str, str]) -> C
     return lambda run: per_round(run, ("concurrency", level), ours, theirs)
 
 
-def cpu_per_word(level: str) -> Callable[[Run], list[float]]:
-    """The server's CPU seconds per word (from /proc, no profiler) over the echo's per message, per round."""
+def cpu_per_word(level: str, ours: str = "batching") -> Callable[[Run], list[float]]:
+    """``ours``' server CPU seconds per word (from /proc, no profiler) over the echo's per message, per round."""
 
     def values(run: Run) -> list[float]:
         rounds = need(run, "concurrency", level, "rounds")
-        cost = [{name: r[name]["server_cpu_s"] / r[name]["messages"] for name in ("batching", "echo")} for r in rounds]
-        return [c["batching"] / c["echo"] for c in cost]
+        if ours not in rounds[0]:
+            raise NotMeasured(f"this run has no {ours!r} side at {level} sessions")
+
+        def per_word(figures: dict[str, Any]) -> float:
+            return float(figures["server_cpu_s"]) / figures.get("words", figures["messages"])
+
+        return [per_word(r[ours]) / per_word(r["echo"]) for r in rounds]
+
+    return values
+
+
+def side(level: str, ours: str, key: str) -> Callable[[Run], list[float]]:
+    """``ours``' ``key`` over the echo's at ``level`` sessions, per round (a side some runs lack)."""
+
+    def values(run: Run) -> list[float]:
+        rounds = need(run, "concurrency", level, "rounds")
+        if ours not in rounds[0]:
+            raise NotMeasured(f"this run has no {ours!r} side at {level} sessions")
+        return [r[ours][key] / r["echo"][key] for r in rounds]
+
+    return values
+
+
+def one_stream(ours: str) -> Callable[[Run], list[float]]:
+    def values(run: Run) -> list[float]:
+        rounds = need(run, "one_stream", "rounds")
+        if ours not in rounds[0]:
+            raise NotMeasured(f"this run has no {ours!r} side")
+        return [r[ours]["p50_ms"] / r["echo"]["p50_ms"] for r in rounds]
 
     return values
 
@@ -97,6 +124,13 @@ TARGETS = [
     Target("100 sessions: service throughput / echo", concurrency("100", ("batching", "words_per_second"), ("echo", "words_per_second")), ">=", 0.85),  # noqa: E501
     Target("100 sessions: service p99 / echo p99", concurrency("100", ("batching", "p99_ms"), ("echo", "p99_ms")), "<=", 1.5),  # noqa: E501
     Target("100 sessions: server CPU per word / echo's per message", cpu_per_word("100"), "<=", 1.4),
+    Target("compiled, one stream: service p50 / echo p50", one_stream("compiled"), "<=", 1.4),
+    Target("compiled, 100 sessions: service throughput / echo", side("100", "compiled", "words_per_second"), ">=", 0.75),  # noqa: E501
+    Target("compiled, 100 sessions: server CPU per word / echo's per message", cpu_per_word("100", "compiled"), "<=", 1.4),  # noqa: E501
+    Target("Multiplex, 100 sessions on one stream: words/s / echo's messages/s at 100 streams", side("100", "multiplex", "words_per_second"), ">=", 2.0),  # noqa: E501
+    Target("Multiplex: server CPU per word / echo's per message", cpu_per_word("100", "multiplex"), "<=", 0.5),
+    Target("compiled Multiplex: words/s / echo's messages/s at 100 streams", side("100", "compiled multiplex", "words_per_second"), ">=", 2.0),  # noqa: E501
+    Target("compiled Multiplex: server CPU per word / echo's per message", cpu_per_word("100", "compiled multiplex"), "<=", 0.5),  # noqa: E501
     Target("1,000 sessions: service throughput / echo", concurrency("1000", ("batching", "words_per_second"), ("echo", "words_per_second")), ">=", 0.85),  # noqa: E501
     Target("1,000 sessions: service p99 / echo p99", concurrency("1000", ("batching", "p99_ms"), ("echo", "p99_ms")), "<=", 1.5),  # noqa: E501
     Target("cost per word, step 1,000 / step 10", step_cost, "<=", 1.10),
@@ -218,11 +252,14 @@ def _absolute(runs: list[Run]) -> list[str]:
         "",
         "## Concurrent sessions (medians over rounds)",
         "",
+        "Multiplex sides: one stream carries every session, each message one word entry of each; p50 and p99 "
+        "are per message.",
+        "",
         "| sessions | server | words/s | p50 ms | p99 ms | server CPU s | client CPU s (processes) |",
         "|---|---|---|---|---|---|---|",
     ]
     for level in first["concurrency"]:
-        for server in servers:
+        for server in first["concurrency"][level]["rounds"][0]:  # at 100 sessions: the Multiplex sides too
             section = ("concurrency", level)
             values = [
                 pooled(runs, section, server, k) for k in ("words_per_second", "p50_ms", "p99_ms", "server_cpu_s")

@@ -9,7 +9,11 @@ Servers: (a) a bare grpc.aio echo stream with the service's message sizes and gR
 (b) the service with micro-batching, (c) the service with batching off, (d) the stateless
 peer: a classifier endpoint sent the whole text so far, answered by one ONNX Runtime call
 over it (bench/stateless_server.py); at the model level, (e) PyTorch eager against the ONNX
-Runtime step. Every load types the words of the test split's texts (bench/texts.py).
+Runtime step; (f) the service as a wheel install builds it, its hot modules compiled (setup.py;
+left out with --smoke or --no-compiled). At 100 sessions, besides a stream per session, the
+same service is also driven through one Multiplex stream carrying all 100 sessions, each
+message one word entry of every session ("multiplex", "compiled multiplex"). Every load
+types the words of the test split's texts (bench/texts.py).
 
 Within a run the servers take turns, round after round, and every figure is kept per round;
 each run's JSON is kept in docs/bench-runs/ (never overwritten), and the report gives every
@@ -38,7 +42,7 @@ import numpy as np
 
 from bench import texts
 from bench.profile import profile
-from bench.servers import ENV, ROOT, Server, load, start_echo, start_service, start_stateless
+from bench.servers import ENV, ROOT, Server, install_copy, load, start_echo, start_service, start_stateless
 from wordstream.v1 import wordstream_pb2 as pb
 from wordstream.v1 import wordstream_pb2_grpc as pb_grpc
 
@@ -406,7 +410,15 @@ def machine() -> dict[str, Any]:
     }
 
 
-def run_once(args: argparse.Namespace, texts_file: Path) -> dict[str, Any]:
+MULTIPLEXED = 100  # sessions on the one Multiplex stream: one word entry of each per message
+
+
+def on_multiplex(server: Server, name: str) -> Server:
+    """The same server process, driven through one Multiplex stream (a name of its own in the rounds)."""
+    return Server(name, server.process, server.port, server.metrics_port)
+
+
+def run_once(args: argparse.Namespace, texts_file: Path, compiled_package: Path | None) -> dict[str, Any]:
     """One full run of every scenario."""
     smoke = args.smoke
     model_path = Path(args.models) / f"{args.model}.onnx"
@@ -418,6 +430,11 @@ def run_once(args: argparse.Namespace, texts_file: Path) -> dict[str, Any]:
     unbatched = start_service("no batching", args.models, batching=False)
     stateless = start_stateless(model_path)
     servers = [echo, batched, unbatched]
+    multiplexed = [on_multiplex(batched, "multiplex")]
+    if compiled_package is not None:
+        compiled = start_service("compiled", args.models, package=compiled_package)
+        servers.append(compiled)
+        multiplexed.append(on_multiplex(compiled, "compiled multiplex"))
     try:
         request_bytes, response_bytes = message_sizes(batched.target)
         results["message_bytes"] = {"request": request_bytes, "response": response_bytes}
@@ -426,6 +443,8 @@ def run_once(args: argparse.Namespace, texts_file: Path) -> dict[str, Any]:
         def run_load(server: Server, streams: int, per_stream: int, processes: int, **extra: Any) -> dict[str, Any]:
             if server is echo:
                 return load(server, "echo", streams, per_stream, processes, False, **sizes, **extra)
+            if server in multiplexed:  # one stream of all the sessions: as many words as their streams send
+                return load(server, "multiplex", 1, per_stream, 1, texts=texts_file, entries=streams)
             return load(server, "service", streams, per_stream, processes, texts=texts_file, **extra)
 
         def concurrent_load(streams: int, per_stream: int, processes: int, server: Server) -> dict[str, Any]:
@@ -441,8 +460,9 @@ def run_once(args: argparse.Namespace, texts_file: Path) -> dict[str, Any]:
             # About 10,000 words a round; 40,000 at 1,000 sessions, so each stream sends 40 words.
             per_stream = max(5, min(400, (300 if smoke else 10000) // c)) if c < 1000 else 40
             processes = 1 if c < 100 else 2
+            sides = servers + multiplexed if c == (10 if smoke else MULTIPLEXED) else servers
             results["concurrency"][str(c)] = {
-                "rounds": in_rounds(servers, rounds, functools.partial(concurrent_load, c, per_stream, processes))
+                "rounds": in_rounds(sides, rounds, functools.partial(concurrent_load, c, per_stream, processes))
             }
         # Cost per word against session length: one long session's every word (the plot), and
         # step 10 against step 1,000 measured in turns (the ratio).
@@ -484,6 +504,7 @@ def main() -> int:
     parser.add_argument("--models", default="models")
     parser.add_argument("--model", default="sentiment-lstm")
     parser.add_argument("--out", help="folder for BENCHMARKS.md, the plots and bench-runs/ (default: docs/)")
+    parser.add_argument("--no-compiled", action="store_true", help="leave out the compiled build (no C compiler)")
     args = parser.parse_args()
     from bench.report import summary, write_report
 
@@ -494,9 +515,14 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         texts_file = texts.write(Path(tmp) / "texts.txt")
+        package = None
+        if not (args.smoke or args.no_compiled):
+            package = install_copy(Path(tmp) / "compiled", WORDSTREAM_COMPILE="1")
+            if not list(package.rglob("*.so")):
+                raise SystemExit("the compiled build compiled nothing (no C compiler?); use --no-compiled")
         for i in range(1, args.runs + 1):
             print(f"run {i} of {args.runs}", file=sys.stderr, flush=True)
-            run = run_once(args, texts_file)
+            run = run_once(args, texts_file, package)
             run["run"] = i
             runs.append(run)
             if out is not None:  # each run is kept as it ends, so an interrupted series keeps what it measured
