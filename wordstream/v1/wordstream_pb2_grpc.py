@@ -112,7 +112,9 @@ class WordstreamServicer:
         for one session never ends the stream or touches another session. A session whose write
         the store did not keep (UNAVAILABLE) is no longer open on the stream: resume it.
         The stream itself ends only with UNAUTHENTICATED (tokens are per stream, in its metadata),
-        UNAVAILABLE when the server shuts down, or INTERNAL. Sessions are ordinary sessions:
+        INTERNAL (a fault of the server's own), or when the server shuts down (after --grace);
+        an entry the server cannot run for a reason of its own is answered INTERNAL in-band, the
+        rest of the stream going on. Sessions are ordinary sessions:
         GetSession, Stream and Multiplex all see them; a stream's end detaches those still open.
         Flow control: at most --multiplex-max-inflight entries (default 1,000) read and not yet
         answered per stream; the server reads no further request meanwhile (gRPC flow control
