@@ -221,3 +221,23 @@ def test_compiled_bench_measures_echo_pure_and_compiled_side_by_side(tmp_path: P
     assert all(r[n]["streams_100"]["messages"] == 1000 for r in run["rounds"] for n in compiled.SERVERS)
     doc = (tmp_path / "COST.md").read_text().split("<!-- bench.compiled: begin -->")[1]
     assert "| server CPU per word at 100 streams |" in doc and f"bench-runs/{run_file.name}" in doc
+
+
+@pytest.mark.slow
+def test_gateway_bench_measures_pages_through_the_gateway_and_straight(tmp_path: Path) -> None:
+    """`python -m bench.gateway`, short: pages type through a real gateway and straight to the server,
+    in turns; the gateway is profiled; COST.md's marked part is rewritten."""
+    import shutil
+
+    from bench import gateway
+
+    shutil.copy(ROOT / "docs" / "COST.md", tmp_path / "COST.md")
+    argv = ["--pages", "5", "--words", "8", "--runs", "1", "--rounds", "2", "--out", str(tmp_path)]
+    assert gateway.main(argv) == 0
+    (run_file,) = (tmp_path / "bench-runs").glob("gateway-*.json")
+    (run,) = json.loads(run_file.read_text())["raw"]
+    assert [list(r) for r in run["rounds"]] == [["gateway", "direct"], ["direct", "gateway"]]
+    assert all(r["gateway"]["gateway_us_per_word"] > 0 and r["direct"]["server_us_per_word"] > 0 for r in run["rounds"])
+    assert abs(sum(run["profile"].values()) - 1) < 1e-9
+    doc = (tmp_path / "COST.md").read_text().split("<!-- bench.gateway: begin -->")[1]
+    assert "| gateway CPU µs per word |" in doc and f"bench-runs/{run_file.name}" in doc
