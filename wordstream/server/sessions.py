@@ -167,7 +167,10 @@ class Session(SessionView):
         return self._slot
 
     def admit(self, words: list[str]) -> list[Encoded]:
-        """Check ``words`` and reserve room for their steps (see :meth:`_admit`); their tokens."""
+        """Check ``words`` and reserve room for their steps (see :meth:`_admit`); their tokens.
+        SessionNotFound for a session closed meanwhile (CloseSession): nothing is reserved for it."""
+        if self.closed:
+            raise SessionNotFound(self.id)
         if not words:
             raise BadWord("paste needs at least one word")
         encoded = [self.model.encode(word) for word in words]
