@@ -234,9 +234,37 @@ def record_devsets(results: Path, models_dir: Path, sweeps: Sequence[str], varia
             f.write(json.dumps(entry) + "\n")
 
 
+def record_behaviour(results: Path, models: Path = tables.MODELS) -> None:
+    """The behavioural suite's report part on each shipped model file and on VADER, once per version
+    of the file and of the suite (keyed by their SHA-256): entries of sweep "behaviour"."""
+    from wordstream.modelfile import load_model
+    from wordstream.training import behaviour
+
+    suite = tables.suite_sha256()
+    done = {
+        (e.get("cell"), e.get("sha256"))
+        for e in read_results(results)
+        if e.get("sweep") == "behaviour" and e.get("suite_sha256") == suite
+    }
+    cases = behaviour.load()
+    plan: list[tuple[str, str, Any]] = [("vader", "", None)]
+    plan += [
+        (cell, tables.file_sha256(models / f"sentiment-{cell}.onnx"), models / f"sentiment-{cell}.onnx")
+        for cell in CELLS
+    ]
+    for cell, sha, path in plan:
+        if (cell, sha) in done:
+            continue
+        read = behaviour.vader_reader() if path is None else behaviour.model_reader(load_model(path, threads=0))
+        figures = behaviour.figures(behaviour.run(cases, read))
+        entry = {"sweep": "behaviour", "cell": cell, "sha256": sha, "suite_sha256": suite, "figures": figures}
+        with open(results, "a") as f:
+            f.write(json.dumps(entry) + "\n")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m experiments", description=__doc__.split("\n")[0])
-    parser.add_argument("what", choices=("ablations", "shipped", "devsets", "table"))
+    parser.add_argument("what", choices=("ablations", "shipped", "devsets", "behaviour", "table"))
     parser.add_argument("--cell", default="lstm", choices=CELLS, help="cell of the ablations")
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     parser.add_argument(
@@ -257,8 +285,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         sweep(shipped_plan(args.seeds, args.splits), args.results, args.models_dir)
     elif args.what == "devsets":
         record_devsets(args.results, args.models_dir, [SHIPPED, "shipped"], args.variants or ())
+    elif args.what == "behaviour":
+        record_behaviour(args.results)
     rendered = tables.blocks(read_results(args.results), VARIANTS)
-    if args.what == "table" and args.write:
+    if (args.what == "table" and args.write) or args.what == "behaviour":
         print("\n".join(f"rewrote {name}" for name in tables.write(rendered)))
         return 0
     for name, table in rendered.items():

@@ -243,9 +243,53 @@ def goals(entries: Entries, models: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def file_sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def suite_sha256() -> str:
+    """The SHA-256 of the behavioural suite's report part, as the package holds it."""
+    import hashlib
+    from importlib import resources
+
+    data = resources.files("wordstream.training.behaviour").joinpath("report.jsonl").read_bytes()
+    return hashlib.sha256(data).hexdigest()
+
+
+def behaviour(entries: Entries, models: Path) -> str:
+    """The behavioural suite's report part: each shipped model file and VADER (the entries of the
+    present versions of the files and of the suite), passed / cases per category."""
+    from wordstream.training.behaviour import CATEGORIES
+
+    suite = suite_sha256()
+
+    def entry(cell: str, sha: str) -> dict[str, Any]:
+        found = [
+            e
+            for e in entries
+            if e.get("sweep") == "behaviour" and (e["cell"], e["sha256"], e.get("suite_sha256")) == (cell, sha, suite)
+        ]
+        if not found:
+            raise KeyError(f"no behaviour entry for {cell} {sha[:12]}: run `python -m experiments behaviour`")
+        return found[-1]["figures"]  # type: ignore[no-any-return]
+
+    sides = [(cell.upper(), entry(cell, file_sha256(models / f"sentiment-{cell}.onnx"))) for cell in CELLS]
+    sides.append(("VADER", entry("vader", "")))
+    lines = ["| category | " + " | ".join(name for name, _ in sides) + " |", "|---|" + "---|" * len(sides)]
+    for category in (*CATEGORIES, "all"):
+        cells = [f"{f[category]['passed']}/{f[category]['cases']}" for _, f in sides]
+        if category == "all":
+            cells = [f"**{f['all']['share']:.2f}** ({f['all']['passed']}/{f['all']['cases']})" for _, f in sides]
+        lines.append(f"| {category} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def blocks(entries: Entries, variants: dict[str, tuple[Any, str]], models: Path = MODELS) -> dict[str, str]:
     """Every table, by the name of its markers."""
     render: dict[str, Callable[[], str]] = {
+        "behaviour": lambda: behaviour(entries, models),
         "models": lambda: readme_models(entries, models),
         "goals": lambda: goals(entries, models),
         "ablations": lambda: ablations(entries, variants),

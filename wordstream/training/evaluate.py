@@ -232,7 +232,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--plot", help="draw the accuracy-while-typing curve to this PNG")
     parser.add_argument("--report", action="store_true", help="per-class precision/recall/F1 and the confusion table")
     parser.add_argument("--vader", action="store_true", help="VADER's figures on the same texts, for comparison")
+    parser.add_argument(
+        "--behaviour",
+        nargs="?",
+        const="",
+        metavar="FILE",
+        help="the behavioural suite instead (its report part, or FILE): the table per category with VADER "
+        "beside, and P(positive) after each word of every failure",
+    )
     args = parser.parse_args(argv)
+    if args.behaviour is not None:
+        return behaviour_main(args.model, args.behaviour or None)
     try:
         runner = load_model(Path(args.model), threads=0)
         if args.data:
@@ -258,6 +268,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         result.pop("report")
         result.get("vader", {}).pop("report", None)
     print(json.dumps(result))
+    return 0
+
+
+def behaviour_main(model: str, suite: str | None) -> int:
+    """``--behaviour``: the model and VADER on the behavioural suite; the table, the failures, then JSON."""
+    from wordstream.training import behaviour
+
+    try:
+        runner = load_model(Path(model), threads=0)
+        cases = behaviour.load(suite)
+        ours = behaviour.run(cases, behaviour.model_reader(runner))
+        vader = behaviour.run(cases, behaviour.vader_reader())
+    except (behaviour.SuiteError, ModelError, OSError, ValueError) as e:
+        print(f"{type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+    print(behaviour.report(ours, vader))
+    print(
+        json.dumps(
+            {"behaviour": behaviour.figures(ours), "vader": behaviour.figures(vader), "suite": suite or "report"}
+        )
+    )
     return 0
 
 

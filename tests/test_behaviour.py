@@ -1,0 +1,87 @@
+"""The behavioural suite (wordstream/training/behaviour): its cases, its judging, and evaluate --behaviour."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from wordstream.training import behaviour
+from wordstream.training.behaviour import Case, judge
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_the_report_part_has_at_least_20_cases_per_category_each_well_formed() -> None:
+    cases = behaviour.load()
+    counts = Counter(c.category for c in cases)
+    assert set(counts) == set(behaviour.CATEGORIES) and min(counts.values()) >= 20, counts
+    texts = [(c.text, c.variant) for c in cases]
+    assert len(texts) == len(set(texts)), "a case is written twice"
+    labeled = [c for c in cases if c.category in behaviour.LABELED]
+    assert Counter(c.label for c in labeled)["positive"] >= 0.4 * len(labeled)  # both labels, not one
+    assert Counter(c.label for c in labeled)["negative"] >= 0.4 * len(labeled)
+
+
+def test_the_report_part_shares_no_text_with_the_development_sets() -> None:
+    mine = {t.lower() for c in behaviour.load() for t in (c.text, c.variant) if t}
+    for name in ("chat-dev.csv", "review-dev.csv", "editorial-dev.csv"):
+        with open(ROOT / "data" / name, newline="", encoding="utf-8") as f:
+            theirs = {row["text"].lower() for row in csv.DictReader(f)}
+        assert not mine & theirs, (name, sorted(mine & theirs)[:5])
+
+
+@pytest.mark.parametrize(
+    ("case", "typing", "variant", "passed"),
+    [
+        (Case("negated negative", "not bad at all", "positive"), [0.5, 0.2, 0.6, 0.7], [], True),
+        (Case("negated negative", "not bad at all", "positive"), [0.5, 0.2, 0.3, 0.4], [], False),
+        (Case("invariance", "a b", "negative", "a b @x"), [0.3, 0.2], [0.3, 0.2, 0.4], True),
+        (Case("invariance", "a b", "negative", "a b @x"), [0.3, 0.2], [0.3, 0.2, 0.6], False),
+        (Case("directional", "so good", "positive", "so good!!!", "not weaker"), [0.8], [0.785], True),
+        (Case("directional", "so good", "positive", "so good!!!", "not weaker"), [0.8], [0.77], False),
+        (Case("directional", "so bad", "negative", "so bad!!!", "not weaker"), [0.2], [0.215], True),
+        (Case("directional", "so bad", "negative", "so bad!!!", "not weaker"), [0.2], [0.23], False),
+        (Case("directional", "it was bad", "positive", "it was not bad", "more positive"), [0.2], [0.3], True),
+        (Case("directional", "it was bad", "positive", "it was not bad", "more positive"), [0.2], [0.2], False),
+    ],
+)
+def test_judging_reads_the_last_word_and_the_expectation(
+    case: Case, typing: list[float], variant: list[float], passed: bool
+) -> None:
+    assert judge(case, typing, variant) is passed
+
+
+def test_a_malformed_suite_file_is_refused_naming_its_line(tmp_path: Path) -> None:
+    bad = tmp_path / "suite.jsonl"
+    bad.write_text('{"category": "contrast", "text": "fine but dull", "label": "negative"}\n{"category": "x"}\n')
+    with pytest.raises(behaviour.SuiteError, match=r"suite.jsonl:2: a case needs"):
+        behaviour.load(bad)
+    bad.write_text('{"category": "directional", "text": "ok", "label": "positive", "variant": "ok!!!"}\n')
+    with pytest.raises(behaviour.SuiteError, match=r":1: expect must be one of"):
+        behaviour.load(bad)
+
+
+def test_evaluate_behaviour_prints_the_table_vader_beside_and_each_failure_typed(
+    tiny_models: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from wordstream.training.evaluate import main
+
+    assert main([str(tiny_models["gru"]), "--behaviour"]) == 0
+    out = capsys.readouterr().out
+    figures = json.loads(out.strip().splitlines()[-1])
+    assert figures["suite"] == "report" and figures["behaviour"]["all"]["cases"] == len(behaviour.load())
+    assert set(figures["vader"]) == set(figures["behaviour"]) == {*behaviour.CATEGORIES, "all"}
+    assert "negated negative" in out and "VADER" in out
+    failed = figures["behaviour"]["all"]["cases"] - figures["behaviour"]["all"]["passed"]
+    if failed:  # each failure shows P(positive) after each of its words
+        assert f"failures ({failed})" in out and "(0." in out
+    own = tmp_path / "mine.jsonl"
+    own.write_text(json.dumps({"category": "negated negative", "text": "not bad at all", "label": "positive"}) + "\n")
+    assert main([str(tiny_models["gru"]), "--behaviour", str(own)]) == 0
+    figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert figures["suite"] == str(own) and figures["behaviour"]["all"]["cases"] == 1
+    assert figures["vader"]["negated negative"]["passed"] == 1  # VADER reads the negator
