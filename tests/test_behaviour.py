@@ -85,3 +85,25 @@ def test_evaluate_behaviour_prints_the_table_vader_beside_and_each_failure_typed
     figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert figures["suite"] == str(own) and figures["behaviour"]["all"]["cases"] == 1
     assert figures["vader"]["negated negative"]["passed"] == 1  # VADER reads the negator
+
+
+def test_synthetic_texts_follow_their_rule_and_never_repeat_a_report_case() -> None:
+    from wordstream.training import synthetic
+
+    positive, negative = synthetic.sentiment_words(*synthetic.lexicons())
+    assert "good" in positive and "bad" in negative and len(positive) > 100 and len(negative) > 100
+    report = {t.lower() for c in behaviour.load() for t in (c.text, c.variant) if t}
+    planted = {"not bad", "not bad!"}  # written by rule, excluded all the same
+    written = synthetic.write(3000, 7, ["good"], ["bad"], report | planted)
+    assert len({w.text for w in written}) == 3000 and not {w.text.lower() for w in written} & (report | planted)
+    for w in written:
+        words = [x.rstrip("!") for x in w.text.split()]
+        if "but" in words:
+            expected = "positive" if "good" in words[words.index("but") :] else "negative"
+        else:
+            negated = bool({"not", "never"} & set(words)) or any(x.endswith("n't") for x in words)
+            plain = "positive" if "good" in words else "negative"
+            expected = {"positive": "negative", "negative": "positive"}[plain] if negated else plain
+        assert w.label == expected, w
+    readings = synthetic.vader_prefixes("the food was not bad")
+    assert len(readings) == 5 and readings[-1] > 0.5 > synthetic.vader_prefixes("the food was bad")[-1]

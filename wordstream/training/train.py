@@ -269,6 +269,41 @@ def prefix_distilled(
     return EncodedSplit(data.ids + extra_ids, data.labels + [-1] * len(extra_ids), targets, steps), info
 
 
+def with_synthetic(
+    data: EncodedSplit, split: Split, codec: TextCodec, config: TrainConfig
+) -> tuple[EncodedSplit, dict[str, Any]]:
+    """The training data plus ``config.synthetic`` texts written by rule (synthetic.py), each token
+    trained towards the rule's label mixed (weight ``config.distill``) with VADER's reading of the
+    text so far; none equal to a case of the behavioural suite's report part."""
+    from wordstream.training import behaviour, synthetic
+
+    if set(split.labels) != {"negative", "positive"}:
+        raise ValueError(f"synthetic texts are labelled negative/positive, the data has {list(split.labels)}")
+    report = {t.lower() for c in behaviour.load() for t in (c.text, c.variant) if t}
+    positive, negative = synthetic.sentiment_words(*synthetic.lexicons())
+    written = synthetic.write(config.synthetic, config.seed, positive, negative, report)
+    index = {label: i for i, label in enumerate(split.labels)}
+    a = config.distill
+    ids, labels, targets, steps = list(data.ids), list(data.labels), list(data.targets), list(data.step_targets)
+    for w in written:
+        tokens = codec.encode_ids(w.text)[: config.max_tokens] or [UNK_ID]
+        gold = np.eye(len(split.labels), dtype=np.float32)[index[w.label]]
+        readings = np.zeros((len(tokens), len(split.labels)), np.float32)
+        token = 0
+        for word, p in zip(w.text.split(), synthetic.vader_prefixes(w.text)):
+            n = len(codec.encode_ids(word))
+            readings[token : token + n, index["positive"]] = p
+            readings[token : token + n, index["negative"]] = 1 - p
+            token += n
+        readings[token:] = readings[max(token - 1, 0)]
+        ids.append(tokens)
+        labels.append(index[w.label])
+        targets.append(((1 - a) * gold + a * readings[-1]).tolist())
+        if data.step_targets:
+            steps.append((1 - a) * gold + a * readings)
+    return EncodedSplit(ids, labels, targets, steps), {"synthetic_texts": len(written)}
+
+
 def fit_epoch(
     model: TextClassifier,
     data: EncodedSplit,
@@ -312,6 +347,9 @@ def train(
     if config.distill > 0:
         with_teacher = prefix_distilled if config.teacher == "tuned" else distilled
         train_data, teacher_info = with_teacher(train_data, split, codec, config, cache)
+    if config.synthetic:
+        train_data, written = with_synthetic(train_data, split, codec, config)
+        teacher_info.update(written)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps = config.max_epochs * -(-len(train_data.ids) // config.batch_size)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.lr, total_steps=steps, pct_start=0.1)
