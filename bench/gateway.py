@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import re
 import shutil
 import signal
 import subprocess
@@ -32,8 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import texts
-from bench.profile import cpu_seconds
-from bench.servers import ENV, ROOT, Server, load, spread, start_service, write_figures
+from bench.servers import ROOT, Server, load, spread, start, start_service, write_figures
 
 PARTS = (  # (part, a substring of a sampled frame that puts the sample in it), the first that matches
     ("JSON of the answers", ("gateway/app.py:word_json", "gateway/app.py:step_json", "json/encoder", "state_lists")),
@@ -42,18 +40,13 @@ PARTS = (  # (part, a substring of a sampled frame that puts the sample in it), 
 )
 
 
-def start_gateway(server: Server, pages: int) -> tuple[subprocess.Popen[str], int]:
+def start_gateway(server: Server, pages: int) -> Server:
+    """The gateway in front of ``server``, its per-address caps raised (every page is 127.0.0.1)."""
     command = [sys.executable, "-m", "wordstream.gateway", "--port", "0", "--server", server.target]
     for flag in ("max-sockets-per-client", "max-sessions-per-client", "words-burst"):
         command += [f"--{flag}", str(10 * pages)]
     command += ["--words-per-second", "100000"]
-    process = subprocess.Popen(command, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    line = process.stdout.readline() if process.stdout else ""
-    match = re.search(r"localhost:(\d+)/", line)
-    if not match:
-        process.kill()
-        raise RuntimeError(f"the gateway did not start: {line!r}")
-    return process, int(match.group(1))
+    return start("gateway", command, port=r"localhost:(\d+)/")
 
 
 async def pages_typing(port: int, pages: int, words: list[str], per_page: int) -> dict[str, Any]:
@@ -87,14 +80,12 @@ async def pages_typing(port: int, pages: int, words: list[str], per_page: int) -
     return {"wall": wall, "latencies": latencies}
 
 
-def through_gateway(
-    server: Server, gateway: subprocess.Popen[str], port: int, pages: int, words: list[str], per_page: int
-) -> dict[str, Any]:
-    server_before, gateway_before = server.cpu(), cpu_seconds(gateway.pid)
-    typed = asyncio.run(pages_typing(port, pages, words, per_page))
+def through_gateway(server: Server, gateway: Server, pages: int, words: list[str], per_page: int) -> dict[str, Any]:
+    server_before, gateway_before = server.cpu(), gateway.cpu()
+    typed = asyncio.run(pages_typing(gateway.port, pages, words, per_page))
     count = len(typed["latencies"])
     server_us = 1e6 * (server.cpu() - server_before) / count
-    gateway_us = 1e6 * (cpu_seconds(gateway.pid) - gateway_before) / count
+    gateway_us = 1e6 * (gateway.cpu() - gateway_before) / count
     latencies = sorted(typed["latencies"])
     return {
         "words_per_second": count / typed["wall"],
@@ -116,18 +107,16 @@ def direct(server: Server, pages: int, per_page: int, texts_file: Path) -> dict[
     }
 
 
-def profile_gateway(
-    gateway: subprocess.Popen[str], port: int, pages: int, words: list[str], per_page: int
-) -> dict[str, float]:
+def profile_gateway(gateway: Server, pages: int, words: list[str], per_page: int) -> dict[str, float]:
     """Shares of the gateway's samples holding the GIL (its Python's bottleneck) by part (PARTS),
     py-spy on the gateway during one round."""
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "samples.txt"
-        command = [spy, "record", "--pid", str(gateway.pid), "--gil", "--nonblocking", "-r", "250", "-f", "raw"]
+        command = [spy, "record", "--pid", str(gateway.process.pid), "--gil", "--nonblocking", "-r", "250", "-f", "raw"]
         recorder = subprocess.Popen(command + ["-o", str(raw)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(1.0)
-        asyncio.run(pages_typing(port, pages, words, per_page))
+        asyncio.run(pages_typing(gateway.port, pages, words, per_page))
         recorder.send_signal(signal.SIGINT)  # py-spy writes what it sampled
         recorder.wait(timeout=60)
         shares: Counter[str] = Counter()
@@ -144,7 +133,7 @@ def profile_gateway(
 
 def run_once(args: argparse.Namespace, texts_file: Path, words: list[str]) -> dict[str, Any]:
     server = start_service("service", args.models)
-    gateway, port = start_gateway(server, args.pages)
+    gateway = start_gateway(server, args.pages)
     try:
         rounds = []
         for n in range(args.rounds):
@@ -152,14 +141,13 @@ def run_once(args: argparse.Namespace, texts_file: Path, words: list[str]) -> di
             figures = {}
             for side in sides:
                 if side == "gateway":
-                    figures[side] = through_gateway(server, gateway, port, args.pages, words, args.words)
+                    figures[side] = through_gateway(server, gateway, args.pages, words, args.words)
                 else:
                     figures[side] = direct(server, args.pages, args.words, texts_file)
             rounds.append(figures)
-        split = profile_gateway(gateway, port, args.pages, words, args.words) if args.profile else None
+        split = profile_gateway(gateway, args.pages, words, args.words) if args.profile else None
     finally:
-        gateway.terminate()
-        gateway.wait(timeout=15)
+        gateway.stop()
         server.stop()
     return {"rounds": rounds, "profile": split, "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 

@@ -62,13 +62,20 @@ class Server:
             self.process.kill()
 
 
-def start(name: str, command: list[str], metrics_port: int | None = None, package: Path | None = None) -> Server:
-    """Start ``command`` and read its port from its first line; ``package``: a folder holding an
-    installed wordstream (a compiled build) that the process imports instead of the checkout's."""
+def start(
+    name: str,
+    command: list[str],
+    metrics_port: int | None = None,
+    package: Path | None = None,
+    port: str = r"port (\d+)",
+) -> Server:
+    """Start ``command`` and read its port from its first line (the regular expression ``port``);
+    ``package``: a folder holding an installed wordstream (a compiled build) that the process
+    imports instead of the checkout's."""
     cwd, env = (ROOT, ENV) if package is None else (package, {**ENV, "PYTHONPATH": f"{package}:{ROOT}"})
     process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     line = process.stdout.readline() if process.stdout else ""
-    match = re.search(r"port (\d+)", line)
+    match = re.search(port, line)
     if not match:
         process.kill()
         raise RuntimeError(f"{name} did not start: {line!r}")

@@ -231,7 +231,7 @@ def test_the_in_flight_bound_holds_back_the_stream_and_nothing_is_dropped(make_s
         service = server.service
         counts: list[str] = []
         answers = {name: WordAnswers(model) for name, model in service.models.items()}
-        mux = Multiplexed(service, answers, None, _MODES, lambda error, session_id: counts.append(str(error)))
+        mux = Multiplexed(service, answers, None, _MODES, lambda error: counts.append(str(error)))
         ids = [new_session_id() for _ in range(3)]
 
         async def requests() -> AsyncIterator[pb.MultiplexRequest]:

@@ -37,7 +37,7 @@ from wordstream.v1 import wordstream_pb2 as pb
 log = logging.getLogger("wordstream.transport")
 
 Modes = Mapping[Any, HistoryMode]  # the proto's HistoryMode -> the domain's
-Count = Callable[[errors.ServiceError, str], None]  # a refused entry: its error and session id
+Count = Callable[[errors.ServiceError], None]  # a refused entry's error (counted, an attempt logged)
 Unit = list[Any]  # the entries one unit answers
 
 
@@ -156,8 +156,8 @@ class Multiplexed:
         if error is not None:  # a fault of the server's own: each entry learns it, generically
             log.error("multiplex entries failed", exc_info=error, extra={"event": "internal_error"})
             results = [answers.error(e.seq, e.session_id, "INTERNAL", INTERNAL_MESSAGE) for e in unit]
-            for entry in unit:
-                self.count(errors.ServiceError(), entry.session_id)
+            for _ in unit:
+                self.count(errors.ServiceError())
         else:
             results = task.result()
         self.out.put_nowait((response(results), len(unit)))
@@ -180,7 +180,7 @@ class Multiplexed:
         self.out.put_nowait((response(results), 0))
 
     def _error(self, seq: int, session_id: str, error: errors.ServiceError) -> bytes:
-        self.count(error, session_id)
+        self.count(error)
         return answers.error(seq, session_id, status_of(error).name, str(error))
 
     # --- the units ----------------------------------------------------------------------------

@@ -113,7 +113,7 @@ class WordstreamServicer(pb_grpc.WordstreamServicer):
         """Many sessions on one stream (multiplex.py); errors are per entry, in the stream."""
         owner = owner_of(context, self.authenticate)
         mux = Multiplexed(
-            self.service, self.word_answers, owner, _MODES, lambda e, s: self._entry_refused(e, s, context)
+            self.service, self.word_answers, owner, _MODES, lambda e: self._refused(e, "Multiplex", context)
         )
         await context.send_initial_metadata(self.replica_header)
         try:
@@ -125,17 +125,6 @@ class WordstreamServicer(pb_grpc.WordstreamServicer):
             log.exception("multiplex stream failed", extra={"event": "internal_error"})
             self._count(grpc.StatusCode.INTERNAL)
             await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
-
-    def _entry_refused(self, error: errors.ServiceError, session_id: str, context: grpc.aio.ServicerContext) -> None:
-        self._count(status_of(error))
-        if isinstance(error, errors.NotOwner):
-            self.warnings.warning(
-                "a token asked for another token's session",
-                event="not_owner",
-                method="Multiplex",
-                peer=context.peer(),
-                session=error.session_id,
-            )
 
     async def _dispatch(self, stream: _Stream, request: Any) -> list[bytes]:
         if isinstance(request, Malformed):
