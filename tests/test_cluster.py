@@ -206,6 +206,9 @@ def test_a_multiplex_stream_whose_replica_dies_carries_every_session_on(
             for word in WORDS[5:10]:
                 await asyncio.gather(*(mux.push(i, word) for i in ids))
             assert mux.replica != first and mux.recoveries >= 1
+            # GetSession is routed by each session's own id: wait until Envoy has taken the dead
+            # replica out of its ring (its health checks), as any caller of it would.
+            await asyncio.to_thread(poll, lambda: cluster.healthy() == 1, "Envoy to see one replica healthy")
             expected = offline_steps(tiny_models["lstm"], WORDS[:10])
             for i in ids:
                 assert mux.words(i) == WORDS[:10]

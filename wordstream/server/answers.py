@@ -121,13 +121,12 @@ class WordAnswers:
     def _delta_word(self, seq: int, session_field: bytes, session: SessionView, word_index: int, i: int) -> bytes:
         """:meth:`word` for the usual answer, a one-token word in DELTA mode: the same bytes, each
         piece encoded once and joined in one pass (tests/test_answers.py compares both paths)."""
-        h = session.history
-        token_id = int(h.token_ids[i])
-        token = string(1, h.tokens[i]) + uint(2, token_id) + uint(3, token_id == UNK_ID)
-        probs = h.probs[i]
-        listed = probs.tolist()
-        output = self._probs_header + floats(probs) + self._labels[listed.index(max(listed))]
-        values = [floats(array[i]) for array in h.states.values()]
+        record = session.history.step(i)
+        token_id = record.token_id
+        token = string(1, record.token) + uint(2, token_id) + uint(3, token_id == UNK_ID)
+        listed = record.probs.tolist()
+        output = self._probs_header + floats(record.probs) + self._labels[listed.index(max(listed))]
+        values = [floats(value) for value in record.states]
         word = session.words[word_index].encode()
         word_length = varint(len(word))
         token_field, output_field = message(4, token), message(5, output)
