@@ -239,6 +239,7 @@ def record_behaviour(results: Path, models: Path = tables.MODELS) -> None:
     of the file and of the suite (keyed by their SHA-256): entries of sweep "behaviour"."""
     from wordstream.modelfile import load_model
     from wordstream.training import behaviour
+    from wordstream.training.evaluate import positive_reader
 
     suite = tables.suite_sha256()
     done = {
@@ -255,7 +256,7 @@ def record_behaviour(results: Path, models: Path = tables.MODELS) -> None:
     for cell, sha, path in plan:
         if (cell, sha) in done:
             continue
-        read = behaviour.vader_reader() if path is None else behaviour.model_reader(load_model(path, threads=0))
+        read = behaviour.vader_reader() if path is None else positive_reader(load_model(path, threads=0))
         figures = behaviour.figures(behaviour.run(cases, read))
         entry = {"sweep": "behaviour", "cell": cell, "sha256": sha, "suite_sha256": suite, "figures": figures}
         with open(results, "a") as f:

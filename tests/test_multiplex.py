@@ -15,7 +15,7 @@ import numpy as np
 
 from tests.helpers import TEXT, MakeServer, ServerThread, Stream, offline_steps, poll, same_steps
 from wordstream.client import AsyncClient, errors
-from wordstream.client._async import new_session_id
+from wordstream.client.protocol import new_session_id
 from wordstream.client.types import Step
 from wordstream.server.answers import WordAnswers
 from wordstream.server.multiplex import Multiplexed

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import ipaddress
 import logging
-import secrets
 from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
@@ -17,15 +15,20 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from wordstream.client import errors
 from wordstream.client import types as t
 from wordstream.client.multiplex import Multiplexer
+from wordstream.client.protocol import (
+    HISTORY_MODES,
+    REPLAY_CHUNK,
+    REPLICA_HEADER,
+    SESSION_ID_HEADER,
+    new_session_id,
+    words_of,
+    words_sha256,
+)
 from wordstream.v1 import wordstream_pb2 as pb
 from wordstream.v1 import wordstream_pb2_grpc as pb_grpc
 
 log = logging.getLogger("wordstream.client")
 
-HISTORY_MODES = {"delta": pb.HISTORY_MODE_DELTA, "full": pb.HISTORY_MODE_FULL, "none": pb.HISTORY_MODE_NONE}
-SESSION_ID_HEADER = "x-session-id"
-REPLICA_HEADER = "x-wordstream-replica"
-REPLAY_CHUNK = 200  # words per paste when replaying a lost session
 REQUEST_ATTEMPTS = 4  # sends of one request, re-attaching between them, before its error is raised
 # How a dropped stream ends: besides UNAVAILABLE, a balancer in front of a replica that died
 # ends the stream with INTERNAL ("Internal error from Core": a reset stream), CANCELLED or UNKNOWN.
@@ -41,22 +44,6 @@ def stream_error(error: errors.WordstreamError) -> errors.WordstreamError:
 
 
 ReplayCallback = Callable[[str, str, int], None]  # (old session id, new session id, words replayed)
-
-
-def words_sha256(words: Sequence[str]) -> str:
-    """Opened.words_sha256 as the proto defines it: hex SHA-256 of the words joined by newlines."""
-    return hashlib.sha256("\n".join(words).encode()).hexdigest()
-
-
-def words_of(steps: Sequence[t.Step]) -> list[str]:
-    """The words of a history (every word has at least one step: the server refuses words without
-    tokens), in order."""
-    return [s.word for i, s in enumerate(steps) if i == 0 or s.word_index != steps[i - 1].word_index]
-
-
-def new_session_id() -> str:
-    """A session id for the server to adopt: 192 random bits, URL-safe base64."""
-    return secrets.token_urlsafe(24)
 
 
 def is_loopback(target: str) -> bool:

@@ -26,19 +26,25 @@ import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import grpc
 
 from wordstream.client import errors
 from wordstream.client import types as t
+from wordstream.client.protocol import (
+    HISTORY_MODES,
+    REPLAY_CHUNK,
+    REPLICA_HEADER,
+    SESSION_ID_HEADER,
+    Connection,
+    new_session_id,
+    words_of,
+    words_sha256,
+)
 from wordstream.v1 import wordstream_pb2 as pb
 
-if TYPE_CHECKING:
-    from wordstream.client._async import AsyncClient
-
 log = logging.getLogger("wordstream.client")
-REPLICA_HEADER = "x-wordstream-replica"
 ATTEMPTS = 4  # sends of one entry, recovering between them, before its error is raised
 
 
@@ -69,9 +75,7 @@ def pick(session_id: str, streams: int) -> int:
 class Multiplexer:
     """One Multiplex stream and the sessions on it (see the module docstring)."""
 
-    def __init__(self, client: AsyncClient, key: str | None = None) -> None:
-        from wordstream.client._async import new_session_id
-
+    def __init__(self, client: Connection, key: str | None = None) -> None:
         self.client = client
         self.key = key or new_session_id()
         self.sessions: dict[str, _Session] = {}
@@ -118,8 +122,6 @@ class Multiplexer:
 
     async def open(self, model: str = "", history: str = "delta", session_id: str | None = None) -> str:
         """A new session (under ``session_id``, or 192 random bits this client picks); its id."""
-        from wordstream.client._async import HISTORY_MODES, new_session_id
-
         if history not in HISTORY_MODES:
             raise ValueError(f"history must be one of {', '.join(HISTORY_MODES)}, got {history!r}")
         session_id = session_id or new_session_id()
@@ -131,8 +133,6 @@ class Multiplexer:
 
     async def resume(self, session_id: str, history: str = "delta") -> pb.Opened:
         """Attach an existing session to this stream (taken over from wherever it was)."""
-        from wordstream.client._async import HISTORY_MODES, words_of
-
         opened = (
             await self._one(pb.Entry(session_id=session_id, resume=pb.Resume(history=HISTORY_MODES[history])))
         ).opened
@@ -246,8 +246,6 @@ class Multiplexer:
             await self._call.write(pb.MultiplexRequest(entries=entries))
 
     def _open_call(self) -> None:
-        from wordstream.client._async import SESSION_ID_HEADER
-
         self._call = self.client.stub.Multiplex(metadata=(*self.client.metadata, (SESSION_ID_HEADER, self.key)))
         self._ended = asyncio.get_running_loop().create_future()
         self._reader = asyncio.ensure_future(self._read(self._call, self._ended))
@@ -290,8 +288,6 @@ class Multiplexer:
 
     async def _recover(self) -> None:
         """Reopen the stream, resume and resync every session, then send what is unanswered again."""
-        from wordstream.client._async import HISTORY_MODES
-
         loop = asyncio.get_running_loop()
         deadline, delay = loop.time() + self.client.reconnect_timeout, 0.05
         try:
@@ -351,8 +347,6 @@ class Multiplexer:
     async def _resync_session(self, session_id: str) -> None:
         """Resume one session on this stream (after an UNAVAILABLE entry) and bring it to our words,
         trying again while the server or its store cannot, for ``reconnect_timeout`` seconds."""
-        from wordstream.client._async import HISTORY_MODES
-
         loop = asyncio.get_running_loop()
         deadline, delay = loop.time() + self.client.reconnect_timeout, 0.05
         mode = HISTORY_MODES[self.sessions[session_id].mode]
@@ -369,8 +363,6 @@ class Multiplexer:
 
     async def _resync(self, session_id: str, opened: pb.Opened) -> None:
         """AsyncSession._resync over this stream: the server's words become this client's."""
-        from wordstream.client._async import REPLAY_CHUNK, words_of, words_sha256
-
         session = self.sessions[session_id]
         if opened.words_sha256 == words_sha256(session.words):
             return

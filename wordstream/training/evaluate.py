@@ -20,7 +20,7 @@ import json
 import math
 import sys
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -271,6 +271,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def positive_reader(runner: StepModel) -> Callable[[Sequence[str]], list[list[float]]]:
+    """P(positive) after each word of each text, as the server feeds the words (typing_probs)."""
+    positive = list(runner.labels).index("positive")
+
+    def read(texts: Sequence[str]) -> list[list[float]]:
+        return [[0.5 if p is None else float(p[positive]) for p in row] for row in typing_probs(runner, texts)]
+
+    return read
+
+
 def behaviour_main(model: str, suite: str | None) -> int:
     """``--behaviour``: the model and VADER on the behavioural suite; the table, the failures, then JSON."""
     from wordstream.training import behaviour
@@ -278,7 +288,7 @@ def behaviour_main(model: str, suite: str | None) -> int:
     try:
         runner = load_model(Path(model), threads=0)
         cases = behaviour.load(suite)
-        ours = behaviour.run(cases, behaviour.model_reader(runner))
+        ours = behaviour.run(cases, positive_reader(runner))
         vader = behaviour.run(cases, behaviour.vader_reader())
     except (behaviour.SuiteError, ModelError, OSError, ValueError) as e:
         print(f"{type(e).__name__}: {e}", file=sys.stderr)

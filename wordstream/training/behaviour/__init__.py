@@ -15,7 +15,8 @@ Cases live in package data beside this file (``report.jsonl``), one JSON object 
 ``report.jsonl`` is the report part: written by hand before any generator existed, sharing no
 template or word list with training (data/README.md says who wrote and checked it). Its
 figures are hints, like the development sets'. ``evaluate MODEL --behaviour [FILE]`` scores a
-model and VADER on it (:func:`score`), with the typing view of every failure.
+model (evaluate.py reads it word by word, as the server does) and VADER on it (:func:`run`),
+with the typing view of every failure (:func:`report`).
 """
 
 from __future__ import annotations
@@ -143,18 +144,6 @@ def table(outcomes: Sequence[Outcome]) -> dict[str, tuple[int, int]]:
             out[category] = (sum(o.passed for o in mine), len(mine))
     out["all"] = (sum(o.passed for o in outcomes), len(outcomes))
     return out
-
-
-def model_reader(runner: Any) -> Reader:
-    """P(positive) after each word, as the server feeds the words (evaluate.typing_probs)."""
-    from wordstream.training.evaluate import typing_probs
-
-    positive = list(runner.labels).index("positive")
-
-    def read(texts: Sequence[str]) -> list[list[float]]:
-        return [[0.5 if p is None else float(p[positive]) for p in row] for row in typing_probs(runner, texts)]
-
-    return read
 
 
 def vader_reader() -> Reader:
