@@ -79,6 +79,11 @@ VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
         {"distill": 0.5, "teacher": "tuned", "step_loss": 0.75},
         "+ a fine-tuned MiniLM teacher (0.5), three quarters of the loss on the prefixes",
     ),
+    "synthetic-3000": (
+        {"synthetic": 3000},
+        "default + 3,000 texts written by rule (negators, contrasts), VADER as their second teacher (issue 23)",
+    ),
+    "synthetic-10000": ({"synthetic": 10000}, "default + 10,000 texts written by rule (issue 23)"),
 }
 # The out-of-domain development sets (data/README.md), each read by `devsets`; the chat set by every run too.
 DEV_SETS = {name: Path("data") / f"{name}-dev.csv" for name in ("chat", "review", "editorial")}
@@ -103,11 +108,14 @@ def train_one(sweep: str, variant: str, config: TrainConfig, evaluate_on: str, o
         config, load_rotten_tomatoes(), DataSource(), LABELS, out_dir / f"{name}.onnx", None, evaluate_on
     )
     from wordstream.modelfile import load_model
+    from wordstream.training import behaviour
     from wordstream.training.data import load_file
-    from wordstream.training.evaluate import evaluate
+    from wordstream.training.evaluate import evaluate, positive_reader
 
-    chat_dev = evaluate(load_model(Path(result["model"]), threads=0), load_file(CHAT_DEV))
+    runner = load_model(Path(result["model"]), threads=0)
+    chat_dev = evaluate(runner, load_file(CHAT_DEV))
     chat_dev.pop("report")
+    suite = behaviour.figures(behaviour.run(behaviour.load(), positive_reader(runner)))
     return {
         "sweep": sweep,
         "variant": variant,
@@ -121,6 +129,7 @@ def train_one(sweep: str, variant: str, config: TrainConfig, evaluate_on: str, o
         "train_seconds": result["train_seconds"],
         "bytes": result["bytes"],
         "chat_dev": chat_dev,
+        "behaviour": suite,
     }
 
 
@@ -258,7 +267,8 @@ def record_behaviour(results: Path, models: Path = tables.MODELS) -> None:
             continue
         read = behaviour.vader_reader() if path is None else positive_reader(load_model(path, threads=0))
         figures = behaviour.figures(behaviour.run(cases, read))
-        entry = {"sweep": "behaviour", "cell": cell, "sha256": sha, "suite_sha256": suite, "figures": figures}
+        entry = {"sweep": "behaviour", "variant": "shipped file", "cell": cell, "split": "random", "seed": 0}
+        entry |= {"sha256": sha, "suite_sha256": suite, "figures": figures}
         with open(results, "a") as f:
             f.write(json.dumps(entry) + "\n")
 

@@ -64,8 +64,9 @@ def vader_on_devsets(entries: Entries) -> dict[str, Any]:
 
 def ablations(entries: Entries, variants: dict[str, tuple[Any, str]]) -> str:
     lines = [
-        "| variant | seeds | accuracy | macro-F1 | after 25 % | after 50 % | after 75 % | chat-dev macro-F1 |",
-        "|---|---|---|---|---|---|---|---|",
+        "| variant | seeds | accuracy | macro-F1 | after 25 % | after 50 % | after 75 % | chat-dev macro-F1 "
+        "| behavioural suite, report part |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, (_, meaning) in variants.items():
         found = [e for e in entries if e["sweep"] == "ablation" and e["variant"] == name]
@@ -73,11 +74,16 @@ def ablations(entries: Entries, variants: dict[str, tuple[Any, str]]) -> str:
             continue
         row = [meaning, str(len(found)), *evaluation_cells(found)]
         row.append(mean_sd([e["chat_dev"]["macro_f1"] for e in found if "chat_dev" in e]))
+        suite = [e["behaviour"]["all"]["share"] for e in found if "behaviour" in e]
+        row.append(mean_sd(suite) if suite else "")
         lines.append("| " + " | ".join(row) + " |")
     v = one(entries, "vader", "random")
+    vader_suite = [
+        e["figures"]["all"]["share"] for e in entries if e.get("sweep") == "behaviour" and e["cell"] == "vader"
+    ]
     lines.append(
         f"| VADER ({VADER_RULE}) | - | {v['valid']['accuracy']:.4f} | {v['valid']['macro_f1']:.4f} | | | "
-        f"| {v['chat_dev']['macro_f1']:.4f} |"
+        f"| {v['chat_dev']['macro_f1']:.4f} | {f'{vader_suite[-1]:.4f}' if vader_suite else ''} |"
     )
     return "\n".join(lines) + "\n"
 
