@@ -213,6 +213,9 @@ def write_report(runs: list[Run], out: Path, kept: list[str]) -> None:
         f"{first['message_bytes']['response']} bytes (delta history, the default LSTM model); the echo baseline "
         "sends and answers those sizes with the service's gRPC server options.",
         "",
+        "How these targets moved, lever by lever (the kept runs before and after each), and what the gateway "
+        "costs: [COST.md](COST.md).",
+        "",
         "## Against the targets",
         "",
         "| ratio | median | range over rounds (n) | median of each run | target | met |",
