@@ -211,15 +211,11 @@ def rewound(seq: int, session: Session) -> bytes:
     return _serialized(pb.StreamResponse(seq=seq, session_id=session.id, rewound=position(session)))
 
 
-def closed(seq: int, session: SessionView) -> bytes:
+def closed(seq: int, session: SessionView, kind: str = "closed") -> bytes:
+    """The session's counts as it ends (``closed``) or, for a Multiplex detach, as it stays to be
+    resumed (``detached``)."""
     message = pb.Closed(words=len(session.words), steps=session.steps)
-    return _serialized(pb.StreamResponse(seq=seq, session_id=session.id, closed=message))
-
-
-def detached(seq: int, session: SessionView) -> bytes:
-    """A Multiplex detach's answer: the session's counts, as it stays to be resumed."""
-    message = pb.Closed(words=len(session.words), steps=session.steps)
-    return _serialized(pb.StreamResponse(seq=seq, session_id=session.id, detached=message))
+    return _serialized(pb.StreamResponse(seq=seq, session_id=session.id, **{kind: message}))
 
 
 def error(seq: int, session_id: str, code: str, text: str) -> bytes:

@@ -249,7 +249,7 @@ class Multiplexed:
         else:
             self.service.detach(session)
         del self.sessions[session_id], self.fields[session_id]
-        return [(answers.closed if kind == "close" else answers.detached)(seq, session)]
+        return [answers.closed(seq, session, "closed" if kind == "close" else "detached")]
 
     def _open_here(self, session_id: str) -> Session:
         session = self.sessions.get(session_id)
