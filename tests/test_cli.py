@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import MakeServer, ServerThread
+from wordstream.shared import new_session_id
 
 pytestmark = pytest.mark.slow  # each test runs the CLI as a process of its own
 
@@ -104,6 +105,16 @@ def test_models_health_and_history(server: ServerThread) -> None:
     session = json.loads(cli(server, "stream", "fine").stdout.splitlines()[0])["session"]
     history = cli(server, "history", session)  # `stream` leaves its session closed
     assert history.returncode == 1 and history.stderr.startswith("NotFound: session ")
+
+
+def test_session_ids_never_begin_with_a_dash_and_one_that_does_goes_after_two_dashes(
+    server: ServerThread,
+) -> None:
+    """A CI run once drew an id beginning with '-', and `history ID` read it as an option."""
+    assert not any(new_session_id().startswith("-") for _ in range(5000))  # 1 in 64 did before
+    client_chosen = "-" + "x" * 31  # a client may pick its own id: '-' is URL-safe base64
+    history = cli(server, "history", "--", client_chosen)
+    assert history.returncode == 1 and history.stderr.startswith("NotFound: session -xxxxxxx")
 
 
 def test_errors_print_type_and_message(server: ServerThread) -> None:

@@ -15,11 +15,11 @@ import numpy as np
 
 from tests.helpers import TEXT, MakeServer, ServerThread, Stream, offline_steps, poll, same_steps
 from wordstream.client import AsyncClient, errors
-from wordstream.client.protocol import new_session_id
 from wordstream.client.types import Step
 from wordstream.server.answers import WordAnswers
 from wordstream.server.multiplex import Multiplexed
 from wordstream.server.transport import _MODES
+from wordstream.shared import new_session_id
 from wordstream.v1 import wordstream_pb2 as pb
 from wordstream.v1 import wordstream_pb2_grpc as pb_grpc
 

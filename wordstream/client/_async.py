@@ -20,10 +20,9 @@ from wordstream.client.protocol import (
     REPLAY_CHUNK,
     REPLICA_HEADER,
     SESSION_ID_HEADER,
-    new_session_id,
     words_of,
-    words_sha256,
 )
+from wordstream.shared import new_session_id, words_sha256
 from wordstream.v1 import wordstream_pb2 as pb
 from wordstream.v1 import wordstream_pb2_grpc as pb_grpc
 

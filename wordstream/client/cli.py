@@ -208,7 +208,7 @@ def parser() -> argparse.ArgumentParser:
     health.add_argument("--service", default="", help="a service name (default: the whole server)")
     health.set_defaults(run=cmd_health)
     history = command("history", "Print a session's history, one JSON line per step.")
-    history.add_argument("session_id")
+    history.add_argument("session_id", help="the session's id (one that begins with '-' goes after '--')")
     history.add_argument("--start", type=int, default=0)
     history.add_argument("--end", type=int, default=0)
     history.set_defaults(run=cmd_history)

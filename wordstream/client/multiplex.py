@@ -38,10 +38,9 @@ from wordstream.client.protocol import (
     REPLICA_HEADER,
     SESSION_ID_HEADER,
     Connection,
-    new_session_id,
     words_of,
-    words_sha256,
 )
+from wordstream.shared import new_session_id, words_sha256
 from wordstream.v1 import wordstream_pb2 as pb
 
 log = logging.getLogger("wordstream.client")

@@ -3,8 +3,6 @@ bookkeeping both need (a session's own stream, _async.AsyncSession; many on one,
 
 from __future__ import annotations
 
-import hashlib
-import secrets
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -27,17 +25,7 @@ class Connection(Protocol):
     async def get_session(self, session_id: str, start: int = 0, end: int = 0) -> dict[str, Any]: ...
 
 
-def words_sha256(words: Sequence[str]) -> str:
-    """Opened.words_sha256 as the proto defines it: hex SHA-256 of the words joined by newlines."""
-    return hashlib.sha256("\n".join(words).encode()).hexdigest()
-
-
 def words_of(steps: Sequence[t.Step]) -> list[str]:
     """The words of a history (every word has at least one step: the server refuses words without
     tokens), in order."""
     return [s.word for i, s in enumerate(steps) if i == 0 or s.word_index != steps[i - 1].word_index]
-
-
-def new_session_id() -> str:
-    """A session id for the server to adopt: 192 random bits, URL-safe base64."""
-    return secrets.token_urlsafe(24)

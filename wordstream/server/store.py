@@ -6,7 +6,6 @@ working on now; a ledger keeps them beyond this process. No grpc here.
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import Callable
 
@@ -16,6 +15,7 @@ from wordstream.server.errors import BadSessionId, ServerFull, SessionExists, Se
 from wordstream.server.history import HistoryMode
 from wordstream.server.sessions import Budget, Session, SessionRecord
 from wordstream.server.statebank import StateBank
+from wordstream.shared import new_session_id
 
 SESSION_ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 SESSION_ID_LENGTH = (22, 64)  # URL-safe base64: 22 characters carry 132 random bits
@@ -68,7 +68,7 @@ class SessionStore:
             raise SessionExists(session_id)
         if len(self._sessions) >= self.settings.max_sessions:
             raise ServerFull(f"the server holds its maximum of {self.settings.max_sessions} live sessions; retry later")
-        session = self._new(session_id or secrets.token_urlsafe(24), model, mode, self.clock(), owner)
+        session = self._new(session_id or new_session_id(), model, mode, self.clock(), owner)
         self._sessions[session.id] = session
         return session
 
