@@ -81,9 +81,16 @@ VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
     ),
     "synthetic-3000": (
         {"synthetic": 3000},
-        "default + 3,000 texts written by rule (negators, contrasts), VADER as their second teacher (issue 23)",
+        "default + 3,000 texts written by rule (negators, contrasts), VADER as their second teacher "
+        "(issue 23; the first template set, 00fa841)",
     ),
-    "synthetic-10000": ({"synthetic": 10000}, "default + 10,000 texts written by rule (issue 23)"),
+    "synthetic-10000": ({"synthetic": 10000}, "default + 10,000 texts written by rule (issue 23; first set, 00fa841)"),
+    "synthetic2-3000": (
+        {"synthetic": 3000},
+        "default + 3,000 texts of the second template set (+ negator scopes over noun phrases, "
+        "intensifiers, emoji and emoticons; VADER's emoji in the vocabulary)",
+    ),
+    "synthetic2-6000": ({"synthetic": 6000}, "default + 6,000 texts of the second template set"),
 }
 # The out-of-domain development sets (data/README.md), each read by `devsets`; the chat set by every run too.
 DEV_SETS = {name: Path("data") / f"{name}-dev.csv" for name in ("chat", "review", "editorial")}
@@ -116,6 +123,7 @@ def train_one(sweep: str, variant: str, config: TrainConfig, evaluate_on: str, o
     chat_dev = evaluate(runner, load_file(CHAT_DEV))
     chat_dev.pop("report")
     suite = behaviour.figures(behaviour.run(behaviour.load(), positive_reader(runner)))
+    development = behaviour.figures(behaviour.run(behaviour.load("development"), positive_reader(runner)))
     return {
         "sweep": sweep,
         "variant": variant,
@@ -130,6 +138,7 @@ def train_one(sweep: str, variant: str, config: TrainConfig, evaluate_on: str, o
         "bytes": result["bytes"],
         "chat_dev": chat_dev,
         "behaviour": suite,
+        "behaviour_development": development,
     }
 
 

@@ -90,20 +90,59 @@ def test_evaluate_behaviour_prints_the_table_vader_beside_and_each_failure_typed
 def test_synthetic_texts_follow_their_rule_and_never_repeat_a_report_case() -> None:
     from wordstream.training import synthetic
 
-    positive, negative = synthetic.sentiment_words(*synthetic.lexicons())
-    assert "good" in positive and "bad" in negative and len(positive) > 100 and len(negative) > 100
+    words = synthetic.lexicon()
+    assert "good" in words.positive and "bad" in words.negative and "boring" in words.negative
+    assert min(map(len, (words.positive, words.negative))) > 200
+    assert not {"clarity", "clearly", "award"} & {*words.positive, *words.negative}  # a noun, an adverb, a verb
+    assert "😊" in words.positive_emoji and "😢" in words.negative_emoji and ":)" in words.positive_emoticons
     report = {t.lower() for c in behaviour.load() for t in (c.text, c.variant) if t}
     planted = {"not bad", "not bad!"}  # written by rule, excluded all the same
-    written = synthetic.write(3000, 7, ["good"], ["bad"], report | planted)
+    small = synthetic.Lexicon(["good"], ["bad"], ["😊"], ["😢"], [":)"], [":("])
+    written = synthetic.write(3000, 7, small, report | planted)
     assert len({w.text for w in written}) == 3000 and not {w.text.lower() for w in written} & (report | planted)
-    for w in written:
-        words = [x.rstrip("!") for x in w.text.split()]
-        if "but" in words:
-            expected = "positive" if "good" in words[words.index("but") :] else "negative"
-        else:
-            negated = bool({"not", "never"} & set(words)) or any(x.endswith("n't") for x in words)
-            plain = "positive" if "good" in words else "negative"
-            expected = {"positive": "negative", "negative": "positive"}[plain] if negated else plain
+    negators = {"not", "never", "no", "zero"}
+    for w in written:  # the rule, read back independently: after "but" the second clause decides
+        tokens = [x.rstrip("!").lower() for x in w.text.split()]
+        if "but" in tokens:
+            tokens = tokens[tokens.index("but") :]
+        plain = "positive" if {"good", "😊", ":)"} & set(tokens) else "negative"
+        negated = bool(negators & set(tokens)) or any(x.endswith("n't") for x in tokens)
+        expected = {"positive": "negative", "negative": "positive"}[plain] if negated else plain
         assert w.label == expected, w
+    forms = Counter(
+        "sign"
+        if {"😊", "😢", ":)", ":("} & set(w.text.split())
+        else "scope"
+        if " one " in w.text or "s at all" in w.text
+        else ""
+        for w in written
+    )
+    assert forms["sign"] > 150 and forms["scope"] > 150, forms  # the new forms are drawn
     readings = synthetic.vader_prefixes("the food was not bad")
     assert len(readings) == 5 and readings[-1] > 0.5 > synthetic.vader_prefixes("the food was bad")[-1]
+
+
+def test_the_development_part_is_its_templates_written_out_and_apart_from_training_and_report() -> None:
+    from wordstream.training import synthetic
+    from wordstream.training.behaviour import development
+
+    cases = behaviour.load("development")
+    shipped = development.shipped_path().read_text(encoding="utf-8")
+    assert shipped == development.to_jsonl(development.write(development.common_words(synthetic.lexicon())))
+    counts = Counter(c.category for c in cases)
+    assert set(counts) == set(behaviour.CATEGORIES) and min(counts.values()) >= 18, counts
+    report = {t.lower() for c in behaviour.load() for t in (c.text, c.variant) if t}
+    texts = {t.lower() for c in cases for t in (c.text, c.variant) if t}
+    assert not texts & report
+    trained = {w.text.lower() for seed in (13, 14, 15) for w in synthetic.write(6000, seed, synthetic.lexicon(), set())}
+    assert not texts & trained  # other frames than training's
+
+
+def test_evaluate_reads_the_development_part_by_name(capsys: pytest.CaptureFixture[str]) -> None:
+    from wordstream.training.evaluate import main
+
+    assert main([str(ROOT / "models" / "sentiment-lstm.onnx"), "--behaviour", "development"]) == 0
+    figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert figures["suite"] == "development" and figures["behaviour"]["all"]["cases"] == len(
+        behaviour.load("development")
+    )

@@ -236,9 +236,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--behaviour",
         nargs="?",
         const="",
-        metavar="FILE",
-        help="the behavioural suite instead (its report part, or FILE): the table per category with VADER "
-        "beside, and P(positive) after each word of every failure",
+        metavar="PART|FILE",
+        help="the behavioural suite instead (its report part; the part named: report, development; or "
+        "FILE): the table per category with VADER beside, and P(positive) after each word of every failure",
     )
     args = parser.parse_args(argv)
     if args.behaviour is not None:

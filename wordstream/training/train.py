@@ -150,6 +150,8 @@ def build_model(config: TrainConfig, split: Split, tokenizer: Tokenizer) -> tupl
     if config.chat:
         lexicons.append((load_chat_lexicon(), CHAT_FEATURES, chat_features))
     extra_words: set[str] = {w for table, _, _ in lexicons for w in table}
+    if config.chat and config.synthetic:  # the emoji the written texts carry, and the rest of VADER's
+        extra_words |= {e for e in emoji_descriptions() if len(e) == 1}
     if config.pretrained:
         extra_words |= set(minilm_words()[: config.pretrained_words])
     # Words the lexicons or the pretrained table know but training saw too rarely (or never) still
@@ -280,8 +282,7 @@ def with_synthetic(
     if set(split.labels) != {"negative", "positive"}:
         raise ValueError(f"synthetic texts are labelled negative/positive, the data has {list(split.labels)}")
     report = {t.lower() for c in behaviour.load() for t in (c.text, c.variant) if t}
-    positive, negative = synthetic.sentiment_words(*synthetic.lexicons())
-    written = synthetic.write(config.synthetic, config.seed, positive, negative, report)
+    written = synthetic.write(config.synthetic, config.seed, synthetic.lexicon(), report)
     index = {label: i for i, label in enumerate(split.labels)}
     a = config.distill
     ids, labels, targets, steps = list(data.ids), list(data.labels), list(data.targets), list(data.step_targets)

@@ -14,7 +14,9 @@ Cases live in package data beside this file (``report.jsonl``), one JSON object 
 
 ``report.jsonl`` is the report part: written by hand before any generator existed, sharing no
 template or word list with training (data/README.md says who wrote and checked it). Its
-figures are hints, like the development sets'. ``evaluate MODEL --behaviour [FILE]`` scores a
+figures are hints, like the development sets'. ``development.jsonl`` is the development part,
+written from templates over the lexicons by ``python -m wordstream.training.behaviour.development
+--write`` (development.py), for choosing between models. ``evaluate MODEL --behaviour [FILE]`` scores a
 model (evaluate.py reads it word by word, as the server does) and VADER on it (:func:`run`),
 with the typing view of every failure (:func:`report`).
 """
@@ -55,11 +57,14 @@ class SuiteError(ValueError):
     """A suite file that is not one this module reads; the message names the line."""
 
 
+PARTS = ("report", "development")  # the package's own parts, by name
+
+
 def load(path: str | Path | None = None) -> list[Case]:
-    """The cases of ``path``, or of the package's own report part."""
-    if path is None:
-        text = resources.files(__name__).joinpath("report.jsonl").read_text(encoding="utf-8")
-        name = "report.jsonl"
+    """The cases of ``path``, or of the package's own part of that name (PARTS), or of its report part."""
+    if path is None or path in PARTS:
+        name = f"{path or 'report'}.jsonl"
+        text = resources.files(__name__).joinpath(name).read_text(encoding="utf-8")
     else:
         text, name = Path(path).read_text(encoding="utf-8"), str(path)
     cases = []
