@@ -88,9 +88,13 @@ VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
     "synthetic2-3000": (
         {"synthetic": 3000},
         "default + 3,000 texts of the second template set (+ negator scopes over noun phrases, "
-        "intensifiers, emoji and emoticons; VADER's emoji in the vocabulary)",
+        "intensifiers, emoji and emoticons; VADER's emoji in the vocabulary; 9189e63)",
     ),
-    "synthetic2-6000": ({"synthetic": 6000}, "default + 6,000 texts of the second template set"),
+    "synthetic2-6000": ({"synthetic": 6000}, "default + 6,000 texts of the second template set (9189e63)"),
+    "synthetic3-6000": (
+        {"synthetic": 6000},
+        "default + 6,000 texts of the third set (+ nothing, hardly, nobody, without as negators)",
+    ),
 }
 # The out-of-domain development sets (data/README.md), each read by `devsets`; the chat set by every run too.
 DEV_SETS = {name: Path("data") / f"{name}-dev.csv" for name in ("chat", "review", "editorial")}

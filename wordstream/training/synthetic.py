@@ -57,6 +57,11 @@ SCOPES = (  # frames in which the negator turns a noun phrase's sentiment word
     "no {word} {noun}s at all",
     "{subject} wasn't {a_word} {noun}",
     "i don't find {subject} {word}",
+    "nothing {word} here",
+    "{subject} had nothing {word} in it",
+    "{subject} was hardly {word}",
+    "nobody said {subject} was {word}",
+    "{subject} went by without {a_word} {noun}",
 )
 INTENSIFIERS = ("really", "so", "very", "super", "truly", "extremely", "totally", "incredibly")
 CLAUSES = (  # neutral: the emoji or emoticon after it carries the sentiment
