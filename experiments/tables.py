@@ -23,8 +23,8 @@ Entries = list[dict[str, Any]]
 CELLS = ("lstm", "gru", "rnn")
 DEV_SETS = ("chat", "review", "editorial")
 PARTS = ("25%", "50%", "75%")  # the typing curve's points
-SHIPPED = "shipped-tuned"  # the current default's sweep
-SWEEPS = (SHIPPED, "shipped-distill", "shipped-chat", "shipped")
+SHIPPED = "shipped-synthetic"  # the current default's sweep
+SWEEPS = (SHIPPED, "shipped-tuned", "shipped-distill", "shipped-chat", "shipped")
 DOCS = (Path("README.md"), Path("docs/MODELS.md"))
 MODELS = Path("models")
 

@@ -92,6 +92,8 @@ def train_tiny(cell: str, directory: Path, n: int = 2000, layers: int = 1) -> Pa
             "false",
             "--distill",
             "0",
+            "--synthetic",
+            "0",
         ]
     )
     assert code == 0

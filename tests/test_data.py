@@ -121,6 +121,12 @@ def test_train_command_reports_bad_input(tmp_path: Path, capsys: pytest.CaptureF
     one_label = write(tmp_path / "one.jsonl", "\n".join(json.dumps({"text": f"t {i}", "label": "x"}) for i in range(9)))
     assert train_main(["--out", out, "--data", str(one_label)]) == 1
     assert "need at least two labels" in capsys.readouterr().err
+    three = write(
+        tmp_path / "three.jsonl",
+        "\n".join(json.dumps({"text": f"t {i}", "label": "abc"[i % 3]}) for i in range(60)),
+    )
+    assert train_main(["--out", out, "--data", str(three), "--dry-run"]) == 1  # before any training
+    assert "the data has ['a', 'b', 'c']: train with --synthetic 0" in capsys.readouterr().err
     assert train_main(["--out", out, "--cell", "cnn", "--dry-run"]) == 1
     assert "cell must be one of" in capsys.readouterr().err
     with pytest.raises(SystemExit):

