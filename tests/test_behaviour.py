@@ -158,3 +158,22 @@ def test_the_shipped_model_reads_not_bad_at_all_as_positive_while_it_is_typed(ce
     read = positive_reader(load_model(ROOT / "models" / f"sentiment-{cell}.onnx", threads=1))
     (typing,) = read(["not bad at all"])
     assert typing[1] > 0.5 and typing[3] > 0.5, typing
+
+
+def test_evaluate_typing_prints_each_words_reading_with_vaders_beside(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from wordstream.modelfile import load_model
+    from wordstream.training.evaluate import main, positive_reader
+
+    model = ROOT / "models" / "sentiment-gru.onnx"
+    assert main([str(model), "--typing", "not bad at all", "ugh :("]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    (expected,) = positive_reader(load_model(model, threads=1))(["not bad at all"])
+    assert lines[0] == "sentiment-gru.onnx: " + " ".join(
+        f"{w}({p:.2f})" for w, p in zip("not bad at all".split(), expected)
+    )
+    assert lines[1].strip().startswith("VADER: not(0.50) bad(") and len(lines) == 4
+    assert lines[2].startswith("sentiment-gru.onnx: ugh(") and " :((" in lines[2]  # an emoticon is one word
+    assert main([str(tmp_path / "missing.onnx"), "--typing", "hi"]) == 1
+    assert "missing.onnx" in capsys.readouterr().err

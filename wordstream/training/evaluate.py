@@ -240,7 +240,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="the behavioural suite instead (its report part; the part named: report, development; or "
         "FILE): the table per category with VADER beside, and P(positive) after each word of every failure",
     )
+    parser.add_argument(
+        "--typing",
+        nargs="+",
+        metavar="TEXT",
+        help="instead: P(positive) after each word of each TEXT, as the server reads it, and VADER's beside",
+    )
     args = parser.parse_args(argv)
+    if args.typing:
+        return typing_main(args.model, args.typing)
     if args.behaviour is not None:
         return behaviour_main(args.model, args.behaviour or None)
     try:
@@ -279,6 +287,24 @@ def positive_reader(runner: StepModel) -> Callable[[Sequence[str]], list[list[fl
         return [[0.5 if p is None else float(p[positive]) for p in row] for row in typing_probs(runner, texts)]
 
     return read
+
+
+def typing_main(model: str, texts: Sequence[str]) -> int:
+    """``--typing``: the typing view of each text, the model's line and VADER's under it."""
+    from wordstream.training import behaviour
+
+    try:
+        runner = load_model(Path(model), threads=0)
+        if "positive" not in runner.labels:
+            raise ValueError(f"the model's labels {list(runner.labels)} have no 'positive'")
+        ours = positive_reader(runner)(texts)
+    except (ModelError, OSError, ValueError) as e:
+        print(f"{type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+    for text, model_typing, vader_typing in zip(texts, ours, behaviour.vader_reader()(texts)):
+        print(f"{Path(model).name}: {behaviour.typing_line(text, model_typing)}")
+        print(f"{'VADER':>{len(Path(model).name)}}: {behaviour.typing_line(text, vader_typing)}")
+    return 0
 
 
 def behaviour_main(model: str, suite: str | None) -> int:

@@ -183,13 +183,14 @@ def report(model: Sequence[Outcome], vader: Sequence[Outcome]) -> str:
     for o in failures:
         what = o.case.expect or f"expected {o.case.label}"
         lines.append(f"[{o.case.category}] {what}")
-        lines.append("  " + _typing_line(o.case.text, o.typing))
+        lines.append("  " + typing_line(o.case.text, o.typing))
         if o.case.variant:
-            lines.append("  " + _typing_line(o.case.variant, o.variant_typing))
+            lines.append("  " + typing_line(o.case.variant, o.variant_typing))
     return "\n".join(lines)
 
 
-def _typing_line(text: str, typing: Sequence[float]) -> str:
+def typing_line(text: str, typing: Sequence[float]) -> str:
+    """The typing view of a text: each word with P(positive) after it, ``not(0.42) bad(0.81)``."""
     return " ".join(f"{word}({p:.2f})" for word, p in zip(text.split(), typing))
 
 
