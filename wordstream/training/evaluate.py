@@ -216,7 +216,7 @@ def plot_typing(result: dict[str, Any], path: str | Path, title: str) -> None:
     plt.close(fig)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m wordstream.training.evaluate", description=__doc__.split("\n")[0])
     parser.add_argument("model", help="an exported .onnx step model")
     parser.add_argument("--data", help="a labelled CSV, TSV or JSONL file (default: the model's own --split)")
@@ -246,7 +246,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="TEXT",
         help="instead: P(positive) after each word of each TEXT, as the server reads it, and VADER's beside",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if args.typing:
         return typing_main(args.model, args.typing)
     if args.behaviour is not None:
