@@ -305,9 +305,10 @@ def typing_main(model: str, texts: Sequence[str]) -> int:
     except (ModelError, OSError, ValueError) as e:
         print(f"{type(e).__name__}: {e}", file=sys.stderr)
         return 1
+    name = Path(model).name
     for text, model_typing, vader_typing in zip(texts, ours, behaviour.vader_reader()(texts)):
-        print(f"{Path(model).name}: {behaviour.typing_line(text, model_typing)}")
-        print(f"{'VADER':>{len(Path(model).name)}}: {behaviour.typing_line(text, vader_typing)}")
+        print(f"{name}: {behaviour.typing_line(text, model_typing)}")
+        print(f"{'VADER':>{len(name)}}: {behaviour.typing_line(text, vader_typing)}")
     return 0
 
 
