@@ -43,14 +43,32 @@ def binary(name: str) -> str:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_ports(1)[0]
 
 
-def wait_for(check: Any, what: str, timeout: float = 20.0) -> Any:
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct free ports on 127.0.0.1: every socket stays bound until all are, so the
+    kernel cannot hand the same port out twice (ports picked one by one can repeat)."""
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def wait_for(
+    check: Any, what: str, timeout: float = 20.0, process: subprocess.Popen[Any] | None = None, log: Path | None = None
+) -> Any:
+    """Poll ``check`` until it gives a true value; with ``process``, fail at once if it exits
+    meanwhile (naming its exit code and the end of ``log``), not after the timeout."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            said = log.read_text(errors="replace")[-500:].strip() if log is not None and log.exists() else ""
+            raise RuntimeError(f"exited with {process.returncode} while waiting for {what}: {said}")
         value = check()
         if value:
             return value
@@ -157,8 +175,10 @@ class RedisNode:
         config.chmod(0o600)
         command = [binary("redis-server"), str(config)]
         command += [x for k, v in settings.items() for x in (f"--{k}", str(v))]
-        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
-        wait_for(self.ping, f"redis-server on port {self.port} to answer")
+        log = self.directory / "redis.log"  # warnings only: why it would not start, if it does not
+        with open(log, "ab") as out:
+            self.process = subprocess.Popen(command, stdout=out)
+        wait_for(self.ping, f"redis-server on port {self.port} to answer", process=self.process, log=log)
         return self
 
     def client(self) -> Any:
@@ -201,8 +221,9 @@ class RedisCluster:
         self, directory: Path, primaries: int = 3, node_timeout_ms: int = 500, password: str | None = None
     ) -> None:
         self.directory = directory
+        ports = free_ports(4 * primaries)  # a client port and a bus port per node, all distinct
         self.nodes = [
-            RedisNode(directory / f"node-{i}", free_port(), free_port(), node_timeout_ms, password)
+            RedisNode(directory / f"node-{i}", ports[2 * i], ports[2 * i + 1], node_timeout_ms, password)
             for i in range(2 * primaries)
         ]
 

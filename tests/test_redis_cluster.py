@@ -383,3 +383,22 @@ def test_a_cluster_unreachable_at_start_serves_not_serving_and_refuses_words(mak
         Stream(server.target).send(open=pb.Open())
     assert info.value.code() == grpc.StatusCode.UNAVAILABLE
     assert time.monotonic() - started < 5
+
+
+def test_the_cluster_ports_are_distinct_and_a_node_that_cannot_bind_fails_at_once(tmp_path: Path) -> None:
+    """Ports picked one by one could repeat (a CI run lost 20 s and the test to two nodes on one
+    port); a node that cannot start says why at once instead of timing out."""
+    import socket
+
+    from deploy.cluster import RedisNode, free_ports
+
+    cluster = RedisCluster(tmp_path / "c")
+    ports = [p for node in cluster.nodes for p in (node.port, node.bus_port)]
+    assert len(set(ports)) == len(ports) == 12 and len(set(free_ports(50))) == 50
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))  # bound, not listening: a ping is refused at once, redis cannot bind
+        port, bus = taken.getsockname()[1], free_ports(1)[0]
+        started = time.monotonic()
+        with pytest.raises(RuntimeError, match=f"exited with 1 while waiting for redis-server on port {port}"):
+            RedisNode(tmp_path / "n", port, bus, 500).start()
+        assert time.monotonic() - started < 10
