@@ -223,8 +223,7 @@ def test_empty_histories_are_shared_by_shape_not_by_model_name(tiny_models: dict
     for model in (lstm, gru):
         history = History(model)
         history.reserve(1, 1)
-        state = {s.name: np.ones((s.layers, s.hidden), np.float32) for s in model.states}
-        history.append(0, "a", 2, np.zeros(len(model.labels), np.float32), state)
+        history.append(0, "a", 2, np.ones(history.width, np.float32))
         assert [a.shape for a in history.step(0).states] == [(s.layers, s.hidden) for s in model.states]
 
 
@@ -235,12 +234,11 @@ def test_history_slack_is_small_whether_typed_or_pasted(tiny_models: dict[str, P
     from wordstream.server.history import History
 
     model = load_model(tiny_models["gru"])
-    state = {s.name: np.zeros((s.layers, s.hidden), np.float32) for s in model.states}
     typed, pasted = History(model), History(model)
     cap = 10**6
     for steps in range(1, 400):
         typed.reserve(1, cap)
-        typed.append(0, "a", 2, np.zeros(len(model.labels), np.float32), state)
+        typed.append(0, "a", 2, np.zeros(typed.width, np.float32))
         assert typed.capacity - steps <= max(History.MIN_GROWTH, steps // 4), steps
     pasted.reserve(250, cap)
     assert pasted.capacity == 250

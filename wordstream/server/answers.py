@@ -18,12 +18,12 @@ the ones in proto/wordstream/v1/wordstream.proto.
 
 from __future__ import annotations
 
-import sys
+import struct
 
 import numpy as np
 
 from wordstream.modelfile import StepModel
-from wordstream.server.history import History, HistoryMode, WordUpdate
+from wordstream.server.history import History, HistoryMode, WordUpdate, row_layout
 from wordstream.server.sessions import Session, SessionView
 from wordstream.shared import words_sha256
 from wordstream.textcodec import UNK_ID
@@ -65,14 +65,6 @@ def uint(field: int, value: int) -> bytes:
     return _VARINT_TAG[field] + varint(value) if value else b""
 
 
-_LITTLE_ENDIAN = sys.byteorder == "little"
-
-
-def floats(array: np.ndarray) -> bytes:
-    """float32 values as protobuf packs them: little-endian (a copy only on a big-endian machine)."""
-    return array.tobytes() if _LITTLE_ENDIAN else array.astype("<f4").tobytes()
-
-
 class WordAnswers:
     """Encodes the answers to words for the sessions of one model."""
 
@@ -80,6 +72,9 @@ class WordAnswers:
         self.model = model
         labels = len(model.labels)
         self._probs_header = _LD_TAG[1] + varint(4 * labels)  # Output.probabilities, packed
+        self._probs = struct.Struct(f"<{labels}f")
+        _, bounds = row_layout(model)  # a step's row: probabilities, then each state's values
+        self._value_bytes = [(4 * a, 4 * b) for a, b in bounds[1:]]
         self._labels = [string(2, label) for label in model.labels]  # Output.label
         # One Tensor message per state, everything but the values: its header as a field of
         # WordResult (field 5) and of Step (field 6), the values' bytes follow.
@@ -121,12 +116,9 @@ class WordAnswers:
     def _delta_word(self, seq: int, session_field: bytes, session: SessionView, word_index: int, i: int) -> bytes:
         """:meth:`word` for the usual answer, a one-token word in DELTA mode: the same bytes, each
         piece encoded once and joined in one pass (tests/test_answers.py compares both paths)."""
-        record = session.history.step(i)
-        token_id = record.token_id
-        token = string(1, record.token) + uint(2, token_id) + uint(3, token_id == UNK_ID)
-        listed = record.probs.tolist()
-        output = self._probs_header + floats(record.probs) + self._labels[listed.index(max(listed))]
-        values = [floats(value) for value in record.states]
+        text, token_id, _, row = session.history.wire(i)
+        token = string(1, text) + uint(2, token_id) + uint(3, token_id == UNK_ID)
+        output, values = self._floats(row)
         word = session.words[word_index].encode()
         word_length = varint(len(word))
         token_field, output_field = message(4, token), message(5, output)
@@ -161,11 +153,16 @@ class WordAnswers:
 
     def _parts(self, h: History, i: int) -> tuple[bytes, bytes, list[bytes], int]:
         """Step ``i``'s Token and Output messages, its state tensors' values and its word's index."""
-        step = h.step(i)
-        token = string(1, step.token) + uint(2, step.token_id) + uint(3, step.token_id == UNK_ID)
-        listed = step.probs.tolist()  # plain floats: max() over a short list is cheaper than a numpy call
-        output = self._probs_header + floats(step.probs) + self._labels[listed.index(max(listed))]
-        return token, output, [floats(value) for value in step.states], step.word_index
+        text, token_id, word_index, row = h.wire(i)
+        token = string(1, text) + uint(2, token_id) + uint(3, token_id == UNK_ID)
+        output, values = self._floats(row)
+        return token, output, values, word_index
+
+    def _floats(self, row: bytes) -> tuple[bytes, list[bytes]]:
+        """A step row's Output message (probabilities and label) and its state tensors' values."""
+        probs = self._probs.unpack_from(row)
+        output = self._probs_header + row[: self._probs.size] + self._labels[probs.index(max(probs))]
+        return output, [row[a:b] for a, b in self._value_bytes]
 
     def _step(
         self, session: SessionView, i: int, token: bytes, output: bytes, values: list[bytes], word_index: int

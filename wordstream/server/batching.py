@@ -18,8 +18,10 @@ import numpy as np
 from wordstream.modelfile import StepModel
 from wordstream.server.statebank import StateBank
 
-StepResult = tuple[np.ndarray, dict[str, np.ndarray]]  # probs (labels,), state name -> (layers, hidden)
-Rows = tuple[np.ndarray, dict[str, np.ndarray]]  # probs (n, labels), state name -> (layers, n, hidden)
+# A step's output and new state as one float32 row: [probabilities | each state tensor flattened,
+# in the model's order] (history.py keeps the same rows); a batch's rows are one (n, width) array.
+Row = np.ndarray
+Rows = np.ndarray
 
 
 @dataclass
@@ -61,6 +63,7 @@ class Batcher:
         observe: BatchObserver | None = None,
     ) -> None:
         self.model = model
+        self.names = model.state_names
         self.bank = bank
         self.max_batch = max_batch if enabled else 1
         self.max_wait = max_wait
@@ -69,10 +72,11 @@ class Batcher:
         self._waiting = 0  # rows in the queue
         self._scheduled = False  # a drain is due on the loop
 
-    async def step(self, slot: int, token_id: int) -> StepResult:
-        """Advance ``slot`` by one token; returns the probabilities and the slot's new state."""
-        probs, states = await self.advance([slot], [token_id])
-        return probs[0], {n: v[:, 0] for n, v in states.items()}
+    async def step(self, slot: int, token_id: int) -> Row:
+        """Advance ``slot`` by one token; returns its row (the probabilities and the slot's new state)."""
+        rows = await self.advance([slot], [token_id])
+        row: Row = rows[0]
+        return row
 
     async def advance(self, slots: list[int], token_ids: list[int]) -> Rows:
         """Advance each of ``slots`` (distinct) by its token; returns the rows in the same order.
@@ -89,8 +93,7 @@ class Batcher:
                     for i in range(0, len(slots), self.max_batch)
                 )
             )
-            probs = np.concatenate([p for p, _ in parts])
-            return probs, {n: np.concatenate([s[n] for _, s in parts], axis=1) for n in parts[0][1]}
+            return np.concatenate(parts)
         finally:
             for slot in slots:
                 self.bank.unhold(slot)
@@ -108,7 +111,7 @@ class Batcher:
                 loop.call_soon(self._drain)  # after the steps that are ready in this round
         return future
 
-    async def sequence(self, slot: int, token_ids: list[int]) -> list[StepResult]:
+    async def sequence(self, slot: int, token_ids: list[int]) -> list[Row]:
         """Advance ``slot`` by several tokens in order (a paste, a word of several tokens).
 
         Each token is one step that rides in the batches of the moment, so a long paste
@@ -159,11 +162,13 @@ class Batcher:
         self.bank.scatter(slots, new_state)
         if self.observe:
             self.observe(rows)
+        # One pass makes the batch's rows: (n, width), each [probs | each state's (layers, hidden) flattened].
+        out = np.concatenate([probs, *(np.moveaxis(new_state[n], 1, 0).reshape(rows, -1) for n in self.names)], 1)
         if len(batch) == 1:
-            batch[0].future.set_result((probs, new_state))
+            batch[0].future.set_result(out)
             return
         start = 0
         for group in batch:
             end = start + len(group.slots)
-            group.future.set_result((probs[start:end], {n: v[:, start:end] for n, v in new_state.items()}))
+            group.future.set_result(out[start:end])
             start = end

@@ -20,6 +20,7 @@ import enum
 import json
 import struct
 from collections.abc import Sequence
+from itertools import accumulate
 from typing import ClassVar, NamedTuple
 
 import numpy as np
@@ -52,30 +53,44 @@ class StepRecord(NamedTuple):
     states: tuple[np.ndarray, ...]  # each (layers, hidden), in the model's order of state tensors
 
 
-_Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]
+_Arrays = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 class History:
     """Every step's token, output and state, in arrays with a little room to grow.
 
     Step i's state is the recurrent state after token i, so the current state of the
-    session is the last row, and rewinding is a truncation. A history with no steps
-    shares one set of empty arrays per shape, so an idle session costs little. The
-    arrays grow by a quarter (at least ``MIN_GROWTH`` steps) when full, never past the
-    cap they are given (near a limit, by exactly what is needed): a short typed text
-    keeps at most a few steps of slack, a long one at most a quarter. ``nbytes`` is what
-    the arrays hold allocated, the figure the limits count.
+    session is the last row, and rewinding is a truncation. A step's output and state are
+    one float32 row, ``[probabilities | each state tensor flattened, in the model's order]``:
+    the batcher's rows (batching.py), so recording a step is one copy, and its answer's floats
+    are slices of one ``tobytes``. A history with no steps shares one set of empty arrays per
+    shape, so an idle session costs little. The arrays grow by a quarter (at least
+    ``MIN_GROWTH`` steps) when full, never past the cap they are given (near a limit, by
+    exactly what is needed): a short typed text keeps at most a few steps of slack, a long one
+    at most a quarter. ``nbytes`` is what the arrays hold allocated, the figure the limits count.
     """
 
     MIN_GROWTH: ClassVar[int] = 4  # a class constant (ClassVar: compiled by mypyc it stays one)
-    __slots__ = ("labels", "specs", "length", "token_ids", "word_index", "probs", "states", "tokens", "step_bytes")
+    __slots__ = (
+        "labels",
+        "specs",
+        "width",
+        "bounds",
+        "length",
+        "token_ids",
+        "word_index",
+        "rows",
+        "tokens",
+        "step_bytes",
+    )
     _EMPTY: ClassVar[dict[tuple[int, tuple[StateSpec, ...]], _Arrays]] = {}
 
     def __init__(self, model: StepModel) -> None:
         self.labels = len(model.labels)
         self.specs = model.states
-        # Bytes one step takes: token id, word index, probabilities and every state tensor.
-        self.step_bytes = 8 + 4 + 4 * self.labels + sum(4 * s.layers * s.hidden for s in self.specs)
+        self.width, self.bounds = row_layout(model)
+        # Bytes one step takes: token id, word index, and its row.
+        self.step_bytes = 8 + 4 + 4 * self.width
         self.length = 0
         self.tokens: list[str] = []
         self._empty()
@@ -84,13 +99,8 @@ class History:
         """Point at the shared empty arrays of this shape (read-only until grown)."""
         key = (self.labels, self.specs)  # what determines the arrays' shapes, not the model's name
         if key not in History._EMPTY:
-            History._EMPTY[key] = (
-                np.zeros(0, np.int64),
-                np.zeros(0, np.int32),
-                np.zeros((0, self.labels), np.float32),
-                {s.name: np.zeros((0, s.layers, s.hidden), np.float32) for s in self.specs},
-            )
-        self.token_ids, self.word_index, self.probs, self.states = History._EMPTY[key]
+            History._EMPTY[key] = (np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros((0, self.width), np.float32))
+        self.token_ids, self.word_index, self.rows = History._EMPTY[key]
 
     @property
     def capacity(self) -> int:
@@ -116,14 +126,10 @@ class History:
         if capacity > self.capacity:
             self._resize(capacity)
 
-    def append(
-        self, word_index: int, token: str, token_id: int, probs: np.ndarray, state: dict[str, np.ndarray]
-    ) -> None:
-        """Record one step (room for it was reserved): ``probs`` (labels,), ``state`` name -> (layers, hidden)."""
+    def append(self, word_index: int, token: str, token_id: int, row: np.ndarray) -> None:
+        """Record one step (room for it was reserved); ``row`` is its output and state (see the class)."""
         i = self.length
-        self.token_ids[i], self.word_index[i], self.probs[i] = token_id, word_index, probs
-        for name, value in state.items():
-            self.states[name][i] = value
+        self.token_ids[i], self.word_index[i], self.rows[i] = token_id, word_index, row
         self.tokens.append(token)
         self.length += 1
 
@@ -140,23 +146,28 @@ class History:
         # of twice the old size behind a view.)
         self.token_ids = _grown(self.token_ids, capacity, self.length)
         self.word_index = _grown(self.word_index, capacity, self.length)
-        self.probs = _grown(self.probs, capacity, self.length)
-        self.states = {n: _grown(a, capacity, self.length) for n, a in self.states.items()}
+        self.rows = _grown(self.rows, capacity, self.length)
 
     def owns_exact_buffers(self) -> bool:
         """Whether every array owns a buffer of exactly its capacity (no view into a larger one)."""
-        arrays = (self.token_ids, self.word_index, self.probs, *self.states.values())
+        arrays = (self.token_ids, self.word_index, self.rows)
         return all(a.base is None and len(a) == self.capacity for a in arrays)
 
     def step(self, i: int) -> StepRecord:
         """Step ``i``: its token, word, output and the state after it (views of the arrays)."""
+        row = self.rows[i]
         return StepRecord(
             self.tokens[i],
             int(self.token_ids[i]),
             int(self.word_index[i]),
-            self.probs[i],
-            tuple(a[i] for a in self.states.values()),
+            row[: self.labels],
+            tuple(row[a:b].reshape(s.layers, s.hidden) for s, (a, b) in zip(self.specs, self.bounds[1:])),
         )
+
+    def wire(self, i: int) -> tuple[str, int, int, bytes]:
+        """Step ``i``'s token, its id, its word's index and its row as little-endian float32 bytes
+        (an answer's floats, as protobuf packs them)."""
+        return self.tokens[i], int(self.token_ids[i]), int(self.word_index[i]), _le(self.rows[i])
 
     def record(self, word: str, steps: range) -> bytes:
         """The record of one word whose tokens are the steps ``steps`` (the module docstring's format)."""
@@ -165,9 +176,8 @@ class History:
             {"word": word, "tokens": self.tokens[start:stop], "ids": self.token_ids[start:stop].tolist()},
             ensure_ascii=False,
         ).encode()
-        parts = [_HEADER.pack(len(header)), header, _le(self.probs[start:stop])]
-        parts += [_le(a[start:stop]) for a in self.states.values()]
-        return b"".join(parts)
+        rows = self.rows[start:stop]
+        return b"".join([_HEADER.pack(len(header)), header, *(_le(rows[:, a:b]) for a, b in self.bounds)])
 
     def read_records(self, records: Sequence[bytes]) -> tuple[list[str], list[int]]:
         """Append the steps of these word records to this empty history, in one allocation; returns
@@ -175,24 +185,27 @@ class History:
         :meth:`record` wrote for a model of this shape; the history is then left empty."""
         if self.length:
             raise ValueError("records are read into an empty history only")
-        words, headers, blocks = _parse(records, self.labels + sum(s.layers * s.hidden for s in self.specs))
+        words, headers, blocks = _parse(records, self.width)
         steps = sum(len(h["ids"]) for h in headers)
         self.reserve(steps, steps)
-        widths = [self.labels] + [s.layers * s.hidden for s in self.specs]
-        targets = [self.probs] + list(self.states.values())
         starts: list[int] = []
         for index, (header, block) in enumerate(zip(headers, blocks)):
             k, first = len(header["ids"]), self.length
             starts.append(first)
             self.token_ids[first : first + k] = header["ids"]
             self.word_index[first : first + k] = index
-            offset = 0  # each record holds probs then each state for its own steps
-            for width, target in zip(widths, targets):
-                target[first : first + k] = block[offset * k : (offset + width) * k].reshape(k, *target.shape[1:])
-                offset += width
+            for a, b in self.bounds:  # each record holds probs then each state, for its own steps
+                self.rows[first : first + k, a:b] = block[a * k : b * k].reshape(k, b - a)
             self.tokens += header["tokens"]
             self.length += k
         return words, starts
+
+
+def row_layout(model: StepModel) -> tuple[int, tuple[tuple[int, int], ...]]:
+    """A step row's width and its parts' column bounds: the probabilities, then each state tensor."""
+    widths = [len(model.labels)] + [s.layers * s.hidden for s in model.states]
+    ends = list(accumulate(widths))
+    return ends[-1], tuple(zip([0, *ends[:-1]], ends))
 
 
 def _parse(records: Sequence[bytes], row_floats: int) -> tuple[list[str], list[dict[str, list]], list[np.ndarray]]:  # type: ignore[type-arg]

@@ -13,7 +13,7 @@ from collections.abc import Awaitable
 
 from wordstream.modelfile import ModelError, StepModel
 from wordstream.server import memory
-from wordstream.server.batching import Batcher, StepResult
+from wordstream.server.batching import Batcher, Row
 from wordstream.server.config import Settings
 from wordstream.server.errors import (
     ModelNotFound,
@@ -219,23 +219,21 @@ class Wordstream:
             self.metrics.words += answered
         return out
 
-    async def _steps(
-        self, model: str, items: list[tuple[int, Session, list[str], list[Encoded]]]
-    ) -> list[list[StepResult]]:
+    async def _steps(self, model: str, items: list[tuple[int, Session, list[str], list[Encoded]]]) -> list[list[Row]]:
         """Run the admitted words' tokens of ``items`` (sessions of ``model``): the first token of
         each in one group, then the second of those that have one, and so on; each item's results."""
         batcher = self.batchers[model]
         ids = [[token_id for tokens in encoded for token_id in tokens.ids] for *_, encoded in items]
-        results: list[list[StepResult]] = [[] for _ in items]
+        results: list[list[Row]] = [[] for _ in items]
         slots = [session.slot for _, session, _, _ in items]
         for slot in slots:  # held from the first position to the last: a close meanwhile frees none
             batcher.bank.hold(slot)
         try:
             for position in range(max(map(len, ids))):
                 active = [k for k, seq in enumerate(ids) if len(seq) > position]
-                probs, states = await batcher.advance([slots[k] for k in active], [ids[k][position] for k in active])
-                for row, k in enumerate(active):
-                    results[k].append((probs[row], {n: v[:, row] for n, v in states.items()}))
+                rows = await batcher.advance([slots[k] for k in active], [ids[k][position] for k in active])
+                for row, k in zip(rows, active):
+                    results[k].append(row)
         except asyncio.CancelledError:  # the stream left mid-way: each state goes back to its last whole word
             for _, session, _, _ in items:
                 session.interrupted()

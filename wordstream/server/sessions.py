@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from wordstream.modelfile import StepModel
-from wordstream.server.batching import Batcher, StepResult
+from wordstream.server.batching import Batcher, Row
 from wordstream.server.config import Settings
 from wordstream.server.errors import BadRange, BadRewind, BadWord, SessionLimit, SessionNotFound
 from wordstream.server.history import History, HistoryMode, WordUpdate
@@ -182,8 +182,8 @@ class Session(SessionView):
         if not self.closed:
             self._sync_slot()
 
-    def record(self, words: list[str], encoded: list[Encoded], results: list[StepResult]) -> list[WordUpdate]:
-        """Append admitted ``words`` whose steps ran, ``results`` one per token in order.
+    def record(self, words: list[str], encoded: list[Encoded], results: list[Row]) -> list[WordUpdate]:
+        """Append admitted ``words`` whose steps ran, ``results`` one row per token in order.
         SessionNotFound if it was closed meanwhile."""
         if self.closed:  # closed by CloseSession while the model ran
             raise SessionNotFound(self.id)
@@ -192,10 +192,8 @@ class Session(SessionView):
             start, word_index = self.steps, len(self.words)
             self.words.append(word)
             self.word_starts.append(start)
-            for token, token_id, (probs, state) in zip(
-                tokens.tokens, tokens.ids, results[used : used + len(tokens.ids)]
-            ):
-                self.history.append(word_index, token, token_id, probs, state)
+            for token, token_id, row in zip(tokens.tokens, tokens.ids, results[used : used + len(tokens.ids)]):
+                self.history.append(word_index, token, token_id, row)
             used += len(tokens.ids)
             updates.append(WordUpdate(word_index, range(start, self.steps)))
         return updates
