@@ -84,6 +84,13 @@ class WordAnswers:
             body_head = string(1, spec.name) + uint(2, spec.layers) + uint(3, spec.hidden) + _LD_TAG[4] + varint(values)
             for field in (5, 6):
                 self._tensor_headers[field].append(_LD_TAG[field] + varint(len(body_head) + values) + body_head)
+        # Each state tensor as a field of WordResult (5) and of Step (6): its header and its bytes in a row.
+        self._states = {field: list(zip(headers, self._value_bytes)) for field, headers in self._tensor_headers.items()}
+        self._states_bytes = sum(len(header) + b - a for header, (a, b) in self._states[5])  # the same in both
+        # An Output message's length and head, for each label it can name: its probabilities and label follow.
+        self._output_heads = [
+            varint(len(self._probs_header) + 4 * labels + len(label)) + self._probs_header for label in self._labels
+        ]
 
     def word(self, seq: int, session_field: bytes, session: SessionView, update: WordUpdate) -> bytes:
         """``StreamResponse`` for the word ``update.word_index``, whose tokens are the steps ``update.new_steps``.
@@ -91,8 +98,8 @@ class WordAnswers:
         ``session_field`` is ``session_id(session.id)``, encoded once per stream.
         """
         word_index, steps = update
-        if session.mode is HistoryMode.DELTA and len(steps) == 1:
-            return self._delta_word(seq, session_field, session, word_index, steps.start)
+        if session.mode is HistoryMode.DELTA:
+            return self._delta_word(seq, session_field, session, word_index, steps)
         h = session.history
         end = steps.stop  # the history as it stood after this word (a paste answers each word)
         if session.mode is HistoryMode.FULL:
@@ -113,43 +120,44 @@ class WordAnswers:
         body.append(message(6, b"".join(history)))
         return uint(1, seq) + session_field + message(4, b"".join(body))
 
-    def _delta_word(self, seq: int, session_field: bytes, session: SessionView, word_index: int, i: int) -> bytes:
-        """:meth:`word` for the usual answer, a one-token word in DELTA mode: the same bytes, each
-        piece encoded once and joined in one pass (tests/test_answers.py compares both paths)."""
-        text, token_id, _, row = session.history.wire(i)
-        token = string(1, text) + uint(2, token_id) + uint(3, token_id == UNK_ID)
-        output, values = self._floats(row)
+    def _delta_word(self, seq: int, session_field: bytes, session: SessionView, word_index: int, steps: range) -> bytes:
+        """:meth:`word` for the usual answer, a word in DELTA mode: the same bytes (tests/test_answers.py
+        compares both paths) as one flat list of pieces joined once. Every nested message's length
+        is known before its bytes are (the state tensors' from the model), so the floats are copied
+        once, not once per level of nesting."""
+        h, states = session.history, self._states_bytes
         word = session.words[word_index].encode()
-        word_length = varint(len(word))
-        token_field, output_field = message(4, token), message(5, output)
-        step = b"".join(
-            [
-                uint(1, i),
-                uint(2, word_index),
-                _LD_TAG[3],
-                word_length,
-                word,
-                token_field,
-                output_field,
-                *[header + value for header, value in zip(self._tensor_headers[6], values)],
-            ]
+        word = varint(len(word)) + word  # as WordResult.word and Step.word: the length, the bytes
+        index = uint(2, word_index)
+        shared = 3 + len(word) + len(index) + states  # in every Step: the word, its index, the states
+        tokens: list[bytes] = []
+        history = [uint(1, steps.stop), uint(2, steps.start)]
+        size = tokens_size = 0
+        for i in steps:
+            text, token_id, _, row = h.wire(i)
+            token = string(1, text) + uint(2, token_id) + uint(3, token_id == UNK_ID)
+            token = varint(len(token)) + token  # as WordResult.tokens and Step.token
+            probs = self._probs.unpack_from(row)
+            label = probs.index(max(probs))
+            output = (
+                self._output_heads[label] + row[: self._probs.size] + self._labels[label]
+            )  # as WordResult.output, Step.output
+            position = uint(1, i)
+            step = varint(len(position) + len(token) + len(output) + shared)
+            history += [_LD_TAG[3], step, position, index, _LD_TAG[3], word, _LD_TAG[4], token, _LD_TAG[5], output]
+            history += [piece for header, (a, b) in self._states[6] for piece in (header, row[a:b])]
+            size += 1 + len(step) + len(position) + len(token) + len(output) + shared
+            tokens += [_LD_TAG[3], token]
+            tokens_size += 1 + len(token)
+        size += len(history[0]) + len(history[1])
+        history_size = varint(size)
+        word_at = uint(1, word_index)
+        size += len(word_at) + 1 + len(word) + tokens_size + 1 + len(output) + states + 1 + len(history_size)
+        return b"".join(
+            [uint(1, seq), session_field, _LD_TAG[4], varint(size), word_at, _LD_TAG[2], word, *tokens]
+            + [_LD_TAG[4], output, *[piece for header, (a, b) in self._states[5] for piece in (header, row[a:b])]]
+            + [_LD_TAG[6], history_size, *history]
         )
-        history = uint(1, i + 1) + uint(2, i) + message(3, step)
-        body = b"".join(
-            [
-                uint(1, word_index),
-                _LD_TAG[2],
-                word_length,
-                word,
-                _LD_TAG[3],
-                token_field[1:],  # Token as WordResult.tokens (field 3): the same body, another tag
-                _LD_TAG[4],
-                output_field[1:],
-                *[header + value for header, value in zip(self._tensor_headers[5], values)],
-                message(6, history),
-            ]
-        )
-        return uint(1, seq) + session_field + message(4, body)
 
     def _parts(self, h: History, i: int) -> tuple[bytes, bytes, list[bytes], int]:
         """Step ``i``'s Token and Output messages, its state tensors' values and its word's index."""
