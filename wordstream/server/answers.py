@@ -102,12 +102,7 @@ class WordAnswers:
             return self._delta_word(seq, session_field, session, word_index, steps)
         h = session.history
         end = steps.stop  # the history as it stood after this word (a paste answers each word)
-        if session.mode is HistoryMode.FULL:
-            shown = range(end)
-        elif session.mode is HistoryMode.DELTA:
-            shown = steps
-        else:
-            shown = range(end, end)
+        shown = range(end) if session.mode is HistoryMode.FULL else range(end, end)  # FULL or NONE
         last = end - 1  # the word's last step: its output and state are the word's
         parts = {i: self._parts(h, i) for i in (shown or steps)}  # each step's pieces, encoded once
         _, output, values, _ = parts[last]
@@ -121,8 +116,8 @@ class WordAnswers:
         return uint(1, seq) + session_field + message(4, b"".join(body))
 
     def _delta_word(self, seq: int, session_field: bytes, session: SessionView, word_index: int, steps: range) -> bytes:
-        """:meth:`word` for the usual answer, a word in DELTA mode: the same bytes (tests/test_answers.py
-        compares both paths) as one flat list of pieces joined once. Every nested message's length
+        """:meth:`word` for the usual answer, a word in DELTA mode (tests/test_answers.py checks it
+        against the protobuf library's message, as the other modes), as one flat list of pieces joined once. Every nested message's length
         is known before its bytes are (the state tensors' from the model), so the floats are copied
         once, not once per level of nesting."""
         h, states = session.history, self._states_bytes
