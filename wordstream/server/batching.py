@@ -73,30 +73,28 @@ class Batcher:
         self._scheduled = False  # a drain is due on the loop
 
     async def step(self, slot: int, token_id: int) -> Row:
-        """Advance ``slot`` by one token; returns its row (the probabilities and the slot's new state)."""
-        rows = await self.advance([slot], [token_id])
+        """Advance ``slot`` by one token; returns its row (the probabilities and the slot's new state).
+        The slot is held until the step is done: a session closed meanwhile keeps its slot."""
+        self.bank.hold(slot)
+        try:
+            rows = await self._enqueue([slot], [token_id])
+        finally:
+            self.bank.unhold(slot)
         row: Row = rows[0]
         return row
 
     async def advance(self, slots: list[int], token_ids: list[int]) -> Rows:
         """Advance each of ``slots`` (distinct) by its token; returns the rows in the same order.
-
-        The slots are held until their step is done: a session closed meanwhile keeps its slot."""
-        for slot in slots:
-            self.bank.hold(slot)
-        try:
-            if len(slots) <= self.max_batch:
-                return await self._enqueue(slots, token_ids)
-            parts = await asyncio.gather(
-                *(
-                    self._enqueue(slots[i : i + self.max_batch], token_ids[i : i + self.max_batch])
-                    for i in range(0, len(slots), self.max_batch)
-                )
+        The caller holds the slots until it is done with them (Wordstream._steps does)."""
+        if len(slots) <= self.max_batch:
+            return await self._enqueue(slots, token_ids)
+        parts = await asyncio.gather(
+            *(
+                self._enqueue(slots[i : i + self.max_batch], token_ids[i : i + self.max_batch])
+                for i in range(0, len(slots), self.max_batch)
             )
-            return np.concatenate(parts)
-        finally:
-            for slot in slots:
-                self.bank.unhold(slot)
+        )
+        return np.concatenate(parts)
 
     def _enqueue(self, slots: list[int], token_ids: list[int]) -> asyncio.Future[Rows]:
         loop = asyncio.get_running_loop()
@@ -120,7 +118,7 @@ class Batcher:
         """
         self.bank.hold(slot)
         try:
-            return [await self.step(slot, token_id) for token_id in token_ids]
+            return [(await self._enqueue([slot], [token_id]))[0] for token_id in token_ids]
         finally:
             self.bank.unhold(slot)
 
