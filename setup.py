@@ -26,6 +26,7 @@ HOT = [
     "wordstream/server/batching.py",
     "wordstream/server/statebank.py",
     "wordstream/server/service.py",  # the servicer's word path (the domain side; transport.py is grpc's)
+    "wordstream/server/multiplex.py",  # a Multiplex stream's entries (its async generator is transport.py's)
     "wordstream/server/store.py",
     "wordstream/textcodec/tokenizer.py",
     "wordstream/textcodec/codec.py",

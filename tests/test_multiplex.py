@@ -248,10 +248,12 @@ def test_the_in_flight_bound_holds_back_the_stream_and_nothing_is_dropped(make_s
         await asyncio.sleep(0.5)  # nobody reads the answers meanwhile
         assert mux.inflight <= 5 and len(pulled) <= 2, (mux.inflight, pulled)
         seen: dict[int, int] = {}
-        async for data in mux.answers():
+        while (item := await mux.next_response()) is not None:
+            data, entries = item
             for result in pb.MultiplexResponse.FromString(data).results:
                 seen[result.seq] = seen.get(result.seq, 0) + 1
                 assert mux.inflight <= 5
+            mux.sent(entries)
         await reader
         assert sorted(seen) == [0, 1, 2, *range(100, 160)] and set(seen.values()) == {1}
         for session_id in ids:  # every word read, in order

@@ -117,9 +117,9 @@ class WordAnswers:
 
     def _delta_word(self, seq: int, session_field: bytes, session: SessionView, word_index: int, steps: range) -> bytes:
         """:meth:`word` for the usual answer, a word in DELTA mode (tests/test_answers.py checks it
-        against the protobuf library's message, as the other modes), as one flat list of pieces joined once. Every nested message's length
-        is known before its bytes are (the state tensors' from the model), so the floats are copied
-        once, not once per level of nesting."""
+        against the protobuf library's message, as the other modes), as one flat list of pieces
+        joined once. Every nested message's length is known before its bytes are (the state
+        tensors' from the model), so the floats are copied once, not once per level of nesting."""
         h, states = session.history, self._states_bytes
         word = session.words[word_index].encode()
         word = varint(len(word)) + word  # as WordResult.word and Step.word: the length, the bytes

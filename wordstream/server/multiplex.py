@@ -106,16 +106,17 @@ class Multiplexed:
             self.reading = False
             self._finish_if_done()
 
-    async def answers(self) -> AsyncIterator[bytes]:
-        """The responses, as units finish, until the client is done writing and all is answered.
-        Entries count as in flight until their response is handed to gRPC: a client that does not
-        read holds the stream back, not the server's memory."""
-        while (item := await self.out.get()) is not None:
-            data, entries = item
-            yield data
-            self.inflight -= entries
-            self.room.set()
-            self._finish_if_done()
+    async def next_response(self) -> tuple[bytes, int] | None:
+        """The next response and the entries it answers, as units finish; None once the client is
+        done writing and all is answered. Entries count as in flight until :meth:`sent` (their
+        response handed to gRPC): a client that does not read holds the stream back, not the
+        server's memory."""
+        return await self.out.get()
+
+    def sent(self, entries: int) -> None:
+        self.inflight -= entries
+        self.room.set()
+        self._finish_if_done()
 
     def stop(self) -> None:
         """The stream ended: cancel what still runs; sessions still open are detached."""
@@ -263,15 +264,3 @@ class Multiplexed:
     def _attached(self, seq: int, session: Session, resumed: bool) -> bytes:
         self.sessions[session.id], self.fields[session.id] = session, answers.session_id(session.id)
         return answers.opened(seq, session, resumed, self.service.settings.idle_timeout)
-
-
-async def serve(mux: Multiplexed, requests: AsyncIterator[Any]) -> AsyncIterator[bytes]:
-    """The Multiplex stream's body: read and answer side by side; on any end, detach its sessions."""
-    reader = asyncio.ensure_future(mux.read(requests))
-    try:
-        async for data in mux.answers():
-            yield data
-        await reader  # a failure of the reading side ends the stream with it
-    finally:
-        reader.cancel()
-        mux.stop()

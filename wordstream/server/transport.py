@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import grpc
 
-from wordstream.server import answers, errors, multiplex
+from wordstream.server import answers, errors
 from wordstream.server.auth import owner_of
 from wordstream.server.history import HistoryMode
 from wordstream.server.logs import Throttled
@@ -117,8 +117,16 @@ class WordstreamServicer(pb_grpc.WordstreamServicer):
         )
         await context.send_initial_metadata(self.replica_header)
         try:
-            async for data in multiplex.serve(mux, requests):
-                yield data
+            reader = asyncio.ensure_future(mux.read(requests))
+            try:
+                while (item := await mux.next_response()) is not None:
+                    data, entries = item
+                    yield data
+                    mux.sent(entries)
+                await reader  # a failure of the reading side ends the stream with it
+            finally:  # on any end, its sessions are detached
+                reader.cancel()
+                mux.stop()
         except (asyncio.CancelledError, grpc.aio.AbortError):
             raise
         except Exception:
