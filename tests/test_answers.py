@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import pytest
 
 from tests.helpers import CELLS, ServerThread, Stream, open_stream
+from wordstream.modelfile import load_model
 from wordstream.server import answers
+from wordstream.server.history import HistoryMode, WordUpdate
+from wordstream.server.sessions import SessionView
 from wordstream.v1 import wordstream_pb2 as pb
 
 WORDS = ["The", "film's", "Zyzzyva", "well-made", "!!", "plot", "é"]
@@ -60,3 +66,20 @@ def test_word_answers_equal_the_messages_the_protobuf_library_builds(
     assert answers[-1].seq == 2**64 - 1
     assert answers[2].word.tokens[0].unknown and answers[0].word.output.label
     stream.end()
+
+
+def test_a_token_id_read_from_two_texts_answers_each_its_own_text(tiny_models: dict[str, Path]) -> None:
+    """The encoder remembers a known token's message by id; "soo" read as "so" shares the id, not the text."""
+    model = load_model(tiny_models["lstm"])
+    session = SessionView("s", model, HistoryMode.DELTA, 0.0, None)
+    encoder = answers.WordAnswers(model)
+    token_id = model.codec.vocab.id("film")
+    session.history.reserve(3, 3)
+    for index, text in enumerate(["film", "fiilm", "film"]):
+        session.words.append(text)
+        session.word_starts.append(index)
+        session.history.append(index, text, token_id, np.full(session.history.width, 0.25, np.float32))
+        update = WordUpdate(index, range(index, index + 1))
+        answer = pb.StreamResponse.FromString(encoder.word(index, answers.session_id("s"), session, update))
+        assert [t.text for t in answer.word.tokens] == [text]
+        assert answer.word.history.steps[0].token.text == text and answer.word.tokens[0].id == token_id

@@ -84,9 +84,13 @@ class WordAnswers:
             body_head = string(1, spec.name) + uint(2, spec.layers) + uint(3, spec.hidden) + _LD_TAG[4] + varint(values)
             for field in (5, 6):
                 self._tensor_headers[field].append(_LD_TAG[field] + varint(len(body_head) + values) + body_head)
-        # Each state tensor as a field of WordResult (5) and of Step (6): its header and its bytes in a row.
-        self._states = {field: list(zip(headers, self._value_bytes)) for field, headers in self._tensor_headers.items()}
-        self._states_bytes = sum(len(header) + b - a for header, (a, b) in self._states[5])  # the same in both
+        # The state tensors as fields of WordResult (5) or of Step (6): the same bytes in both.
+        self._states_bytes = sum(
+            len(header) + b - a for header, (a, b) in zip(self._tensor_headers[5], self._value_bytes)
+        )
+        # A known token id -> its last text and Token message, length first: a cache as large as the
+        # vocabulary at most (an id's text is almost always the same; "soo" reads as "so" too).
+        self._tokens: dict[int, tuple[str, bytes]] = {}
         # An Output message's length and head, for each label it can name: its probabilities and label follow.
         self._output_heads = [
             varint(len(self._probs_header) + 4 * labels + len(label)) + self._probs_header for label in self._labels
@@ -129,18 +133,23 @@ class WordAnswers:
         history = [uint(1, steps.stop), uint(2, steps.start)]
         size = tokens_size = 0
         for i in steps:
-            text, token_id, _, row = h.wire(i)
-            token = string(1, text) + uint(2, token_id) + uint(3, token_id == UNK_ID)
-            token = varint(len(token)) + token  # as WordResult.tokens and Step.token
+            text, token_id, row = h.wire(i)
+            known = self._tokens.get(token_id)
+            if known is not None and known[0] == text:
+                token = known[1]
+            else:
+                token = string(1, text) + uint(2, token_id) + uint(3, token_id == UNK_ID)
+                token = varint(len(token)) + token  # as WordResult.tokens and Step.token
+                if token_id != UNK_ID:
+                    self._tokens[token_id] = (text, token)
             probs = self._probs.unpack_from(row)
             label = probs.index(max(probs))
-            output = (
-                self._output_heads[label] + row[: self._probs.size] + self._labels[label]
-            )  # as WordResult.output, Step.output
+            output = self._output_heads[label] + row[: self._probs.size] + self._labels[label]  # as both hold it
             position = uint(1, i)
             step = varint(len(position) + len(token) + len(output) + shared)
             history += [_LD_TAG[3], step, position, index, _LD_TAG[3], word, _LD_TAG[4], token, _LD_TAG[5], output]
-            history += [piece for header, (a, b) in self._states[6] for piece in (header, row[a:b])]
+            values = [row[a:b] for a, b in self._value_bytes]
+            history += [piece for header, value in zip(self._tensor_headers[6], values) for piece in (header, value)]
             size += 1 + len(step) + len(position) + len(token) + len(output) + shared
             tokens += [_LD_TAG[3], token]
             tokens_size += 1 + len(token)
@@ -150,16 +159,20 @@ class WordAnswers:
         size += len(word_at) + 1 + len(word) + tokens_size + 1 + len(output) + states + 1 + len(history_size)
         return b"".join(
             [uint(1, seq), session_field, _LD_TAG[4], varint(size), word_at, _LD_TAG[2], word, *tokens]
-            + [_LD_TAG[4], output, *[piece for header, (a, b) in self._states[5] for piece in (header, row[a:b])]]
+            + [
+                _LD_TAG[4],
+                output,
+                *[piece for header, value in zip(self._tensor_headers[5], values) for piece in (header, value)],
+            ]
             + [_LD_TAG[6], history_size, *history]
         )
 
     def _parts(self, h: History, i: int) -> tuple[bytes, bytes, list[bytes], int]:
         """Step ``i``'s Token and Output messages, its state tensors' values and its word's index."""
-        text, token_id, word_index, row = h.wire(i)
+        text, token_id, row = h.wire(i)
         token = string(1, text) + uint(2, token_id) + uint(3, token_id == UNK_ID)
         output, values = self._floats(row)
-        return token, output, values, word_index
+        return token, output, values, h.step(i).word_index
 
     def _floats(self, row: bytes) -> tuple[bytes, list[bytes]]:
         """A step row's Output message (probabilities and label) and its state tensors' values."""

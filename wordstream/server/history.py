@@ -19,6 +19,7 @@ from __future__ import annotations
 import enum
 import json
 import struct
+import sys
 from collections.abc import Sequence
 from itertools import accumulate
 from typing import ClassVar, NamedTuple
@@ -164,10 +165,10 @@ class History:
             tuple(row[a:b].reshape(s.layers, s.hidden) for s, (a, b) in zip(self.specs, self.bounds[1:])),
         )
 
-    def wire(self, i: int) -> tuple[str, int, int, bytes]:
-        """Step ``i``'s token, its id, its word's index and its row as little-endian float32 bytes
-        (an answer's floats, as protobuf packs them)."""
-        return self.tokens[i], int(self.token_ids[i]), int(self.word_index[i]), _le(self.rows[i])
+    def wire(self, i: int) -> tuple[str, int, bytes]:
+        """Step ``i``'s token, its id and its row as little-endian float32 bytes (an answer's floats,
+        as protobuf packs them)."""
+        return self.tokens[i], int(self.token_ids[i]), self.rows[i].tobytes() if _LITTLE else _le(self.rows[i])
 
     def record(self, word: str, steps: range) -> bytes:
         """The record of one word whose tokens are the steps ``steps`` (the module docstring's format)."""
@@ -237,6 +238,9 @@ def _parse(records: Sequence[bytes], row_floats: int) -> tuple[list[str], list[d
         headers.append(header)
         blocks.append(np.frombuffer(payload, "<f4"))
     return words, headers, blocks
+
+
+_LITTLE = sys.byteorder == "little"  # float32 arrays are little-endian already: tobytes is the wire's
 
 
 def _le(array: np.ndarray) -> bytes:
