@@ -95,12 +95,13 @@ class Multiplexed:
                     await self.room.wait()
                 self.inflight += len(entries)
                 for entry in entries:
-                    lane = self.lanes.get(entry.session_id)
+                    session_id = entry.session_id  # read once: each read of a protobuf string makes a new str
+                    lane = self.lanes.get(session_id)
                     if lane is None:
-                        lane = self.lanes[entry.session_id] = deque()
+                        lane = self.lanes[session_id] = deque()
                     lane.append(entry)
-                    if entry.session_id not in self.running:
-                        self.ready[entry.session_id] = None
+                    if session_id not in self.running:
+                        self.ready[session_id] = None
                 self._schedule()
         finally:
             self.reading = False
@@ -191,13 +192,13 @@ class Multiplexed:
         work = [(self.sessions[e.session_id], [e.word]) for e in entries]
         results = await self.service.push_many(work)
         out = []
+        encoders = self.word_answers
         for entry, (session, _), result in zip(entries, work, results):
             if isinstance(result, errors.ServiceError):
                 out.append(self._failed(entry, result))
                 continue
-            encode = self.word_answers[session.model.name].word
-            field = self.fields[session.id]
-            out.extend([encode(entry.seq, field, session, update) for update in result])
+            seq, field, encode = entry.seq, self.fields[session.id], encoders[session.model.name].word
+            out += [encode(seq, field, session, update) for update in result]
         return out
 
     async def _one(self, entry: pb.Entry) -> list[bytes]:
