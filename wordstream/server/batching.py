@@ -3,8 +3,9 @@
 The :class:`Batcher` is Triton's sequence batcher with the "oldest" strategy: the steps
 waiting at the moment a model call starts go into one ONNX Runtime call, at most one
 step per session (a session's next token waits for its previous one), each session's
-order preserved, at most ``max_batch`` rows. With nothing else waiting a step runs at
-once; ``max_wait`` (seconds, default 0) lets a lone step wait for company. No grpc here.
+order preserved, at most ``max_batch`` rows. With nothing else waiting, a word's step runs at
+once (:meth:`Batcher.sequence`); ``max_wait`` (seconds, default 0) lets a lone step wait for
+company. No grpc here.
 """
 
 from __future__ import annotations
@@ -71,6 +72,8 @@ class Batcher:
         self._queue: list[_Group] = []
         self._waiting = 0  # rows in the queue
         self._scheduled = False  # a drain is due on the loop
+        self._last_rows = 1  # rows of the last model call: 1 while the load is light
+        self._ran_alone = False  # a step ran at once in this round of the loop
 
     async def step(self, slot: int, token_id: int) -> Row:
         """Advance ``slot`` by one token; returns its row (the probabilities and the slot's new state).
@@ -115,10 +118,20 @@ class Batcher:
         Each token is one step that rides in the batches of the moment, so a long paste
         never holds the loop for more than one call. The slot is held from the first token to
         the last: a session closed in between does not hand it to a new session mid-way.
+
+        A word that comes alone (see :meth:`_alone`) runs its first token at once, in its
+        stream's own task: no Future and no second wakeup of the task, the cost of batching
+        where there is nothing to batch with.
         """
         self.bank.hold(slot)
         try:
-            return [(await self._enqueue([slot], [token_id]))[0] for token_id in token_ids]
+            rows = []
+            for k, token_id in enumerate(token_ids):
+                if k == 0 and self._alone():
+                    rows.append(self._call([slot], [token_id])[0])  # at once, in this task
+                else:
+                    rows.append((await self._enqueue([slot], [token_id]))[0])
+            return rows
         finally:
             self.bank.unhold(slot)
 
@@ -152,16 +165,11 @@ class Batcher:
             slots = [slot for group in batch for slot in group.slots]
             token_ids = [token_id for group in batch for token_id in group.token_ids]
         try:
-            probs, new_state = self.model.run(np.array(token_ids, np.int64), self.bank.gather(slots))
+            out = self._call(slots, token_ids)
         except Exception as e:  # the model call failed: every step in it learns why
             for group in batch:
                 group.future.set_exception(e)
             return
-        self.bank.scatter(slots, new_state)
-        if self.observe:
-            self.observe(rows)
-        # One pass makes the batch's rows: (n, width), each [probs | each state's (layers, hidden) flattened].
-        out = np.concatenate([probs, *(np.moveaxis(new_state[n], 1, 0).reshape(rows, -1) for n in self.names)], 1)
         if len(batch) == 1:
             batch[0].future.set_result(out)
             return
@@ -170,3 +178,27 @@ class Batcher:
             end = start + len(group.slots)
             group.future.set_result(out[start:end])
             start = end
+
+    def _alone(self) -> bool:
+        """Whether a word's step may run at once: nothing is queued, the last model call carried
+        one row (the load is light), and no other step ran at once in this round of the loop (the
+        second word of a round queues, and the rest of the round rides with it). Once calls carry
+        several rows again, every step queues until they carry one."""
+        if self._queue or self._last_rows != 1 or self.max_wait or self._ran_alone:
+            return False
+        self._ran_alone = True
+        asyncio.get_running_loop().call_soon(self._next_round)
+        return True
+
+    def _next_round(self) -> None:
+        self._ran_alone = False
+
+    def _call(self, slots: list[int], token_ids: list[int]) -> Rows:
+        """One model call: the slots advance by their tokens; their rows, made in one numpy pass:
+        (n, width), each [probs | each state's (layers, hidden) flattened]."""
+        probs, new_state = self.model.run(np.array(token_ids, np.int64), self.bank.gather(slots))
+        self.bank.scatter(slots, new_state)
+        self._last_rows = rows = len(slots)
+        if self.observe:
+            self.observe(rows)
+        return np.concatenate([probs, *(new_state[n].transpose(1, 0, 2).reshape(rows, -1) for n in self.names)], 1)
