@@ -1,26 +1,28 @@
 """Where a server's CPU goes by thread: the event loop's thread against gRPC's own, echo and service.
 
-    python -m bench.threads                    # 100 streams x 300 words, then 1 stream x 2,000
-    python -m bench.threads --rounds 3
+    python -m bench.threads                    # 3 rounds of 100 streams x 300 words and 1 stream x 2,000
+    python -m bench.threads --rounds 1 --no-write
 
 The echo and the service run side by side (alternating, under the same load from bench.load);
 each thread's user and system CPU is read from /proc before and after the load, and printed per
 message, summed by the thread's name ("python" is the event loop's thread and grpc's poller;
 "event_engine" is gRPC's own). No profiler: the figures are the kernel's. It answers one
 question the profile cannot: how much of a word's cost is the loop thread's Python (which the
-service adds) and how much is gRPC's threads (which it shares with the echo).
+service adds) and how much is gRPC's threads (which it shares with the echo). Writes the table
+between the ``bench.threads`` markers of docs/COST.md and keeps the run in docs/bench-runs/.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
+import statistics
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
-from bench.servers import Server, load, start_echo, start_service
+from bench.servers import ROOT, Server, load, start_echo, start_service, write_figures
 from bench.texts import write as write_texts
 
 TICK = os.sysconf("SC_CLK_TCK")
@@ -58,10 +60,37 @@ def split(server: Server, kind: str, streams: int, words: int, texts: Path | Non
     return {"streams": streams, "words": words, "per_message_us": per_thread, "total_us": total}
 
 
+THREADS = ("loop thread", "python", "event_engine")  # the loop's; gRPC's poller (and idle helpers); gRPC's own
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """Median over rounds of each server's CPU per message, by thread (user + system), per load."""
+    lines = [
+        f"Measured {report['when']} with `{report['command']}` ({len(report['rounds']) // 4} rounds; median over "
+        "rounds, µs of CPU per message: user + system).",
+        "",
+        "| load | server | all threads | " + " | ".join(THREADS) + " |",
+        "|---|---|---|" + "---|" * len(THREADS),
+    ]
+    for streams in (100, 1):
+        for server in ("echo", "service"):
+            rows = [r for r in report["rounds"] if r["server"] == server and r["streams"] == streams]
+            cells = [f"{statistics.median(r['total_us'] for r in rows):.0f}"]
+            for thread in THREADS:
+                used = [r["per_message_us"].get(thread, {}) for r in rows]
+                user = statistics.median(u.get("user_us", 0.0) for u in used)
+                system = statistics.median(u.get("system_us", 0.0) for u in used)
+                cells.append(f"{user:.0f} + {system:.0f}")
+            lines.append(f"| {streams} stream{'s' if streams > 1 else ''} | {server} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.threads", description=__doc__.split("\n")[0])
     parser.add_argument("--models", default="models")
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--out", default=str(ROOT / "docs"), help="where COST.md and bench-runs/ are")
+    parser.add_argument("--no-write", action="store_true", help="print the figures, write nothing")
     args = parser.parse_args(argv)
     texts = write_texts(Path(os.environ.get("TMPDIR", "/tmp")) / "wordstream-bench-texts.txt")
     servers = {"echo": start_echo(), "service": start_service("service", args.models)}
@@ -71,15 +100,18 @@ def main(argv: list[str] | None = None) -> int:
             for streams, words in ((100, 300), (1, 2000)):
                 for kind, server in servers.items():
                     rounds.append({"server": kind, **split(server, kind, streams, words, texts)})
-                    row = rounds[-1]
-                    parts = ", ".join(
-                        f"{name} {e['user_us']:.0f}+{e['system_us']:.0f}" for name, e in row["per_message_us"].items()
-                    )
-                    print(f"{kind:8} {streams:4} streams: {row['total_us']:.0f} us/message ({parts}; user+system)")
     finally:
         for server in servers.values():
             server.stop()
-    print(json.dumps({"command": "python -m bench.threads " + " ".join(argv or []), "rounds": rounds}))
+    report = {
+        "command": "python -m bench.threads" + ("" if not argv else " " + " ".join(argv)),
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "rounds": rounds,
+    }
+    text = markdown(report)
+    if not args.no_write:
+        write_figures(Path(args.out), "threads", report, text, doc="COST.md")
+    print(text)
     return 0
 
 
