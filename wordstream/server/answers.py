@@ -36,18 +36,24 @@ _LD_TAG = {field: _BYTE[field << 3 | _LENGTH_DELIMITED] for field in _FIELDS}
 _VARINT_TAG = {field: _BYTE[field << 3] for field in _FIELDS}
 
 
-def varint(value: int) -> bytes:
-    """A non-negative integer as a protobuf base-128 varint."""
-    if value < 0x80:
-        return _BYTE[value]
-    if value < 0x4000:  # every message length of a word's answer
-        return bytes((value & 0x7F | 0x80, value >> 7))
+def _encoded(value: int) -> bytes:
     out = bytearray()
     while value >= 0x80:
         out.append((value & 0x7F) | 0x80)
         value >>= 7
     out.append(value)
     return bytes(out)
+
+
+# Every varint of one or two bytes (every message length of a word's answer, most positions),
+# and the varint fields 1 and 2 with such values (a step's position and word index): made once.
+_SMALL = [_encoded(value) for value in range(1 << 14)]
+_SMALL_FIELD = {field: [b""] + [_VARINT_TAG[field] + v for v in _SMALL[1:]] for field in (1, 2)}
+
+
+def varint(value: int) -> bytes:
+    """A non-negative integer as a protobuf base-128 varint."""
+    return _SMALL[value] if value < 0x4000 else _encoded(value)
 
 
 def message(field: int, body: bytes) -> bytes:
@@ -62,6 +68,8 @@ def string(field: int, text: str) -> bytes:
 
 def uint(field: int, value: int) -> bytes:
     """A varint field (uint32, uint64, int64 >= 0, bool), left out when zero."""
+    if value < 0x4000 and field in _SMALL_FIELD:
+        return _SMALL_FIELD[field][value]
     return _VARINT_TAG[field] + varint(value) if value else b""
 
 

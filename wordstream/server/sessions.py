@@ -187,15 +187,15 @@ class Session(SessionView):
         SessionNotFound if it was closed meanwhile."""
         if self.closed:  # closed by CloseSession while the model ran
             raise SessionNotFound(self.id)
-        updates, used = [], 0
+        history, updates, used = self.history, [], 0
         for word, tokens in zip(words, encoded):
-            start, word_index = self.steps, len(self.words)
+            start, word_index, k = history.length, len(self.words), len(tokens.ids)
             self.words.append(word)
             self.word_starts.append(start)
-            for token, token_id, row in zip(tokens.tokens, tokens.ids, results[used : used + len(tokens.ids)]):
-                self.history.append(word_index, token, token_id, row)
-            used += len(tokens.ids)
-            updates.append(WordUpdate(word_index, range(start, self.steps)))
+            for token, token_id, row in zip(tokens.tokens, tokens.ids, results[used : used + k]):
+                history.append(word_index, token, token_id, row)
+            used += k
+            updates.append(WordUpdate(word_index, range(start, start + k)))
         return updates
 
     def _admit(self, words: list[str], encoded: list[Encoded]) -> None:
