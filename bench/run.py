@@ -407,7 +407,24 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "grpcio": grpc.__version__,
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "commit": checkout_commit(),
     }
+
+
+def checkout_commit() -> str:
+    """The commit the run measured ("+ changes" when the checkout differs from it; "" outside git)."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True)
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--", "wordstream", "bench"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+    return head.stdout.strip() + (" + changes" if status.stdout.strip() else "")
 
 
 MULTIPLEXED = 100  # sessions on the one Multiplex stream: one word entry of each per message
