@@ -231,3 +231,32 @@ def test_sessions_closed_mid_paste_do_not_disturb_new_sessions(
     expected = offline_prefix_probs(tiny_models["gru"], words)
     for got in outputs:
         np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_a_word_alone_runs_at_once_and_a_round_of_words_still_rides_together(tiny_models: dict[str, Path]) -> None:
+    """A lone word's step runs in its own task without yielding to the loop; when several words
+    come in one round, the first runs at once and the rest ride in one call; every row is the
+    model's own answer for its slot."""
+    model = load_model(tiny_models["lstm"])
+    bank = StateBank(model.states)
+    sizes: list[int] = []
+
+    async def scenario() -> None:
+        batcher = Batcher(model, bank, observe=sizes.append)
+        slots = [bank.alloc() for _ in range(4)]
+        others_ran: list[bool] = []
+        asyncio.get_running_loop().call_soon(others_ran.append, True)
+        [row] = await batcher.sequence(slots[0], [5])  # alone: no Future, so the callback has not run
+        assert others_ran == [] and sizes == [1]
+        expected, _ = model.run(np.array([5], np.int64), model.initial_state(1))
+        np.testing.assert_allclose(row[: len(model.labels)], expected[0], atol=1e-6)
+        await asyncio.sleep(0)  # the next round of the loop
+        rows = await asyncio.gather(*(batcher.sequence(slot, [6]) for slot in slots[1:]))
+        assert sizes == [1, 1, 2]  # the first of the round at once, the other two in one call
+        expected, _ = model.run(np.array([6], np.int64), model.initial_state(1))
+        for [row] in rows:
+            np.testing.assert_allclose(row[: len(model.labels)], expected[0], atol=1e-6)
+        rows = await asyncio.gather(*(batcher.sequence(slot, [7]) for slot in slots))
+        assert sizes[3:] == [4]  # the last call carried two rows: every step queues, all four in one call
+
+    asyncio.run(scenario())
