@@ -96,13 +96,13 @@ class WordAnswers:
         self._states_bytes = sum(
             len(header) + b - a for header, (a, b) in zip(self._tensor_headers[5], self._value_bytes)
         )
-        # A known token id -> its last text and Token message, length first: a cache as large as the
-        # vocabulary at most (an id's text is almost always the same; "soo" reads as "so" too).
-        self._tokens: dict[int, tuple[str, bytes]] = {}
         # An Output message's length and head, for each label it can name: its probabilities and label follow.
         self._output_heads = [
             varint(len(self._probs_header) + 4 * labels + len(label)) + self._probs_header for label in self._labels
         ]
+        # A known token id -> its last text and Token message, length first: a cache as large as the
+        # vocabulary at most (an id's text is almost always the same; "soo" reads as "so" too).
+        self._tokens: dict[int, tuple[str, bytes]] = {}
 
     def word(self, seq: int, session_field: bytes, session: SessionView, update: WordUpdate) -> bytes:
         """``StreamResponse`` for the word ``update.word_index``, whose tokens are the steps ``update.new_steps``.
@@ -120,7 +120,7 @@ class WordAnswers:
         _, output, values, _ = parts[last]
         body = [uint(1, word_index), string(2, session.words[word_index])]
         body.extend(message(3, parts[i][0]) for i in steps)
-        body.append(message(4, output))
+        body += [_LD_TAG[4], output]
         body.extend(header + value for header, value in zip(self._tensor_headers[5], values))
         history = [uint(1, end), uint(2, shown.start)]
         history.extend(message(3, self._step(session, i, *parts[i])) for i in shown)
@@ -150,13 +150,10 @@ class WordAnswers:
                 token = varint(len(token)) + token  # as WordResult.tokens and Step.token
                 if token_id != UNK_ID:
                     self._tokens[token_id] = (text, token)
-            probs = self._probs.unpack_from(row)
-            label = probs.index(max(probs))
-            output = self._output_heads[label] + row[: self._probs.size] + self._labels[label]  # as both hold it
+            output, values = self._floats(row)  # as WordResult.output and Step.output
             position = uint(1, i)
             step = varint(len(position) + len(token) + len(output) + shared)
             history += [_LD_TAG[3], step, position, index, _LD_TAG[3], word, _LD_TAG[4], token, _LD_TAG[5], output]
-            values = [row[a:b] for a, b in self._value_bytes]
             history += [piece for header, value in zip(self._tensor_headers[6], values) for piece in (header, value)]
             size += 1 + len(step) + len(position) + len(token) + len(output) + shared
             tokens += [_LD_TAG[3], token]
@@ -176,16 +173,19 @@ class WordAnswers:
         )
 
     def _parts(self, h: History, i: int) -> tuple[bytes, bytes, list[bytes], int]:
-        """Step ``i``'s Token and Output messages, its state tensors' values and its word's index."""
+        """Step ``i``'s Token message, its Output message (length first), its state tensors' values and its
+        word's index."""
         text, token_id, row = h.wire(i)
         token = string(1, text) + uint(2, token_id) + uint(3, token_id == UNK_ID)
         output, values = self._floats(row)
         return token, output, values, h.step(i).word_index
 
     def _floats(self, row: bytes) -> tuple[bytes, list[bytes]]:
-        """A step row's Output message (probabilities and label) and its state tensors' values."""
+        """A step row's Output message (probabilities and label), its length first, as any field
+        holds it after the field's tag; and its state tensors' values."""
         probs = self._probs.unpack_from(row)
-        output = self._probs_header + row[: self._probs.size] + self._labels[probs.index(max(probs))]
+        label = probs.index(max(probs))
+        output = self._output_heads[label] + row[: self._probs.size] + self._labels[label]
         return output, [row[a:b] for a, b in self._value_bytes]
 
     def _step(
@@ -196,7 +196,7 @@ class WordAnswers:
             uint(2, word_index),
             string(3, session.words[word_index]),
             message(4, token),
-            message(5, output),
+            _LD_TAG[5] + output,
             *(header + value for header, value in zip(self._tensor_headers[6], values)),
         ]
         return b"".join(parts)
