@@ -34,7 +34,8 @@ from bench import texts
 from bench.servers import ROOT, Server, load, spread, start, start_service, write_figures
 
 PARTS = (  # (part, a substring of a sampled frame that puts the sample in it), the first that matches
-    ("JSON of the answers", ("gateway/app.py:word_json", "gateway/app.py:step_json", "json/encoder", "state_lists")),
+    # a frame reads "function:path:line)"; the answers' JSON is these functions of gateway/app.py and json's
+    ("JSON of the answers", ("word_text:", "step_text:", "state_text:", "floats_text:", "json/encoder")),
     ("gRPC client", ("wordstream/client", "grpc")),
     ("WebSocket server", ("uvicorn", "websockets", "starlette")),
 )

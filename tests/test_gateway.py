@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +14,8 @@ from starlette.websockets import WebSocketDisconnect
 
 from tests.helpers import TEXT, MakeServer, ServerThread, offline_prefix_probs, offline_steps
 from wordstream.client import AsyncClient
-from wordstream.gateway.app import create_app
+from wordstream.client import types as t
+from wordstream.gateway.app import create_app, floats_text, word_text
 from wordstream.gateway.guard import Limits
 
 PAGE = "http://localhost:8080"  # where a browser found the page
@@ -64,6 +67,38 @@ def test_open_words_rewind_reset_and_close_mirror_the_grpc_answers(
         ws.send_json({"close": {}})
         assert ws.receive_json() == {"closed": {"session_id": opened["session_id"]}}
         assert not server.service.store.has(opened["session_id"])
+
+
+def test_a_word_answer_carries_the_float32_values_of_the_grpc_answer_exactly(server: ServerThread) -> None:
+    """The JSON writes 9 significant digits, not a double's 17: read back as float32, every value is
+    the gRPC answer's own, and the word's state (written once for the word, once for its last step)
+    is the same in both places."""
+
+    async def typed() -> list[t.WordResult]:
+        async with AsyncClient(server.target) as client, client.session() as session:
+            return [await session.push(word) for word in TEXT[:5]]
+
+    for result in asyncio.run(typed()):
+        answer = json.loads(word_text(result))["word"]
+        for name, layers in result.state.items():
+            assert np.array_equal(np.float32(answer["state"][name]), np.float32(layers))
+            assert np.array_equal(np.float32(answer["steps"][-1]["state"][name]), np.float32(layers))
+        for step, written in zip(result.steps, answer["steps"]):
+            assert written["probabilities"] == step.output.probabilities and written["word"] == step.word
+        assert set(answer) == {
+            "session_id", "word_index", "word", "tokens", "label", "probabilities", "state", "history_length", "steps"
+        }  # fmt: skip
+
+
+def test_floats_are_written_so_that_float32_reads_them_back_bit_for_bit() -> None:
+    values = np.random.default_rng(0).standard_normal(2000).astype(np.float32) * np.float32(
+        10.0
+    ) ** np.random.default_rng(1).integers(-30, 30, 2000).astype(np.float32)
+    edge = np.array([0.0, -0.0, 1.0, 1e-45, 3.4028235e38, -1.1754944e-38], dtype=np.float32)
+    for chunk in (values, edge):
+        read = np.array(json.loads(floats_text(tuple(float(v) for v in chunk))), dtype=np.float32)
+        assert read.tobytes() == chunk.tobytes()
+    assert floats_text((1.5, float("nan"), float("inf"))) == "[1.5,NaN,Infinity]"  # as json.dumps writes them
 
 
 @pytest.mark.parametrize(

@@ -36,7 +36,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import asdict
 from importlib import resources
 from typing import Any
@@ -75,32 +75,67 @@ def error(code: str, message: str) -> dict[str, Any]:
     return {"error": {"code": code, "message": message}}
 
 
-def step_json(step: t.Step) -> dict[str, Any]:
-    return {
+def dumps(value: Any) -> str:
+    """JSON text as the page reads it (compact, UTF-8 as is, as Starlette's send_json writes it)."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+_NINE = "%.9g".__mod__
+
+
+def floats_text(values: Sequence[float]) -> str:
+    """float32 values as a JSON list: 9 significant digits read back as the same float32 (a double's
+    17 say nothing more and cost twice the time); NaN and infinities spelt as json.dumps spells them."""
+    text = ",".join(map(_NINE, values))
+    if "n" in text:  # nan, inf
+        return dumps(list(values))
+    if "-0," in text + ",":  # -0.0 as "-0" would read back as the integer 0
+        text = ",".join("-0.0" if v == "-0" else v for v in text.split(","))
+    return "[" + text + "]"
+
+
+def state_text(state: t.State) -> str:
+    """A state as JSON: name -> one list of values per layer (encoded once per word: see word_text)."""
+    return (
+        "{"
+        + ",".join(dumps(name) + ":[" + ",".join(map(floats_text, layers)) + "]" for name, layers in state.items())
+        + "}"
+    )
+
+
+def _object(fields: dict[str, Any], **encoded: str) -> str:
+    """The JSON object of ``fields`` followed by ``encoded``, values already JSON text."""
+    tail = ",".join(f'"{key}":{text}' for key, text in encoded.items())
+    return dumps(fields)[:-1] + ("," if fields and tail else "") + tail + "}"
+
+
+def step_text(step: t.Step, state: str | None = None) -> str:
+    """One step as JSON; ``state``: its state already encoded (the word's own, when they are equal)."""
+    fields = {
         "index": step.index,
         "word_index": step.word_index,
         "word": step.word,
         "token": asdict(step.token),
         "label": step.output.label,
         "probabilities": step.output.probabilities,
-        "state": t.state_lists(step.state),
     }
+    return _object(fields, state=state or state_text(step.state))
 
 
-def word_json(result: t.WordResult) -> dict[str, Any]:
-    return {
-        "word": {
-            "session_id": result.session_id,
-            "word_index": result.word_index,
-            "word": result.word,
-            "tokens": [asdict(token) for token in result.tokens],
-            "label": result.output.label if result.output else None,
-            "probabilities": result.output.probabilities if result.output else None,
-            "state": t.state_lists(result.state),
-            "history_length": result.history_length,
-            "steps": [step_json(s) for s in result.steps],
-        }
+def word_text(result: t.WordResult) -> str:
+    """A word's answer as JSON. Its state is the state of its last step: encoded once, written twice."""
+    state = state_text(result.state)
+    steps = ",".join(step_text(s, state if s.state == result.state else None) for s in result.steps)
+    fields = {
+        "session_id": result.session_id,
+        "word_index": result.word_index,
+        "word": result.word,
+        "tokens": [asdict(token) for token in result.tokens],
+        "label": result.output.label if result.output else None,
+        "probabilities": result.output.probabilities if result.output else None,
     }
+    body = _object(fields, state=state, history_length=str(result.history_length), steps="[" + steps + "]")
+    return '{"word":' + body + "}"
 
 
 def parse(text: str, limit: int) -> tuple[str, Any]:
@@ -142,7 +177,8 @@ class Conversation:
         self.guard.used(self.address, new, replaced=old)
         self.notices.append({"replayed": {"from": old, "session_id": new, "words": words}})
 
-    async def answer(self, kind: str, value: Any) -> dict[str, Any]:
+    async def answer(self, kind: str, value: Any) -> str:
+        """The JSON answer to one message of the page."""
         if kind in ("open", "resume"):
             await self.detach()
             if kind == "open" and not self.guard.may_open(self.address):
@@ -158,16 +194,15 @@ class Conversation:
             await new.open()
             self.session = new
             self.guard.used(self.address, new.id)
-            return {
-                "opened": {
-                    "session_id": new.id,
-                    "model": new.model.name if new.model else "",
-                    "labels": new.labels,
-                    "resumed": kind == "resume",
-                    "words": list(new.words),
-                    "history": [step_json(s) for s in await new.history()],
-                }
+            fields = {
+                "session_id": new.id,
+                "model": new.model.name if new.model else "",
+                "labels": new.labels,
+                "resumed": kind == "resume",
+                "words": list(new.words),
             }
+            history = "[" + ",".join(step_text(s) for s in await new.history()) + "]"
+            return '{"opened":' + _object(fields, history=history) + "}"
         session = self.session
         if session is None:
             raise BadMessage("open or resume a session first")
@@ -181,15 +216,15 @@ class Conversation:
                 )
             result = await session.push(value)
             self.guard.used(self.address, session.id)
-            return word_json(result)
+            return word_text(result)
         if kind == "close":
             await session.close()
             self.session = None
             self.guard.closed(self.address, session.id)
-            return {"closed": {"session_id": session.id}}
+            return dumps({"closed": {"session_id": session.id}})
         await (session.reset() if kind == "reset" else session.rewind(value))
         steps = len(await session.history())
-        return {"rewound": {"session_id": session.id, "words": len(session.words), "steps": steps}}
+        return dumps({"rewound": {"session_id": session.id, "words": len(session.words), "steps": steps}})
 
     async def detach(self) -> None:
         """Leave the session on the server (a page that comes back resumes it)."""
@@ -212,15 +247,15 @@ async def converse(websocket: WebSocket, conversation: Conversation, max_message
                     raise BadMessage("send JSON text, not binary")
                 answer = await conversation.answer(*parse(text, max_message_bytes))
             except BadMessage as e:
-                answer = error("INVALID_ARGUMENT", str(e))
+                answer = dumps(error("INVALID_ARGUMENT", str(e)))
             except Refused as e:
-                answer = error(e.code, str(e))
+                answer = dumps(error(e.code, str(e)))
             except WordstreamError as e:
-                answer = error(e.code, str(e))
+                answer = dumps(error(e.code, str(e)))
             for notice in conversation.notices:
-                await websocket.send_json(notice)
+                await websocket.send_text(dumps(notice))
             conversation.notices.clear()
-            await websocket.send_json(answer)
+            await websocket.send_text(answer)
     except WebSocketDisconnect:
         pass
     finally:
