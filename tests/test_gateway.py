@@ -81,8 +81,10 @@ def test_a_word_answer_carries_the_float32_values_of_the_grpc_answer_exactly(ser
     for result in asyncio.run(typed()):
         answer = json.loads(word_text(result))["word"]
         for name, layers in result.state.items():
-            assert np.array_equal(np.float32(answer["state"][name]), np.float32(layers))
-            assert np.array_equal(np.float32(answer["steps"][-1]["state"][name]), np.float32(layers))
+            assert np.array_equal(np.array(answer["state"][name], np.float32), np.array(layers, np.float32))
+            assert np.array_equal(
+                np.array(answer["steps"][-1]["state"][name], np.float32), np.array(layers, np.float32)
+            )
         for step, written in zip(result.steps, answer["steps"]):
             assert written["probabilities"] == step.output.probabilities and written["word"] == step.word
         assert set(answer) == {
