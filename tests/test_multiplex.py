@@ -313,3 +313,34 @@ def test_multiplex_answers_equal_the_stream_answers_byte_for_byte(server: Server
         assert a.word.word_index == i
     mux.end()
     stream.end()
+
+
+def test_sessions_a_restarted_server_lost_are_replayed_and_keep_their_words(
+    make_server: MakeServer, tiny_models: dict[str, Path]
+) -> None:
+    """No store: the restarted server has lost every session. The Multiplexer reopens its stream,
+    replays each session's words into a new one (telling that session's on_replay), goes on naming
+    it by the old id, and the word that was waiting is answered as an uninterrupted session's."""
+    first = make_server()
+    told: list[tuple[str, str, int]] = []
+
+    async def run() -> None:
+        async with AsyncClient(first.target, reconnect_timeout=20) as client, client.multiplexer() as mux:
+            ids = [await mux.open(on_replay=lambda *a: told.append(a)) for _ in range(3)]
+            for n, session_id in enumerate(ids):
+                for word in words_for(n)[:3]:
+                    await mux.push(session_id, word)
+            first.stop()
+            make_server(port=first.port)
+            results = await asyncio.gather(*(mux.push(i, words_for(n)[3]) for n, i in enumerate(ids)))
+            assert mux.replays == 3 and sorted((old, words) for old, _, words in told) == sorted((i, 3) for i in ids)
+            renamed = {old: new for old, new, _ in told}
+            for n, (old, result) in enumerate(zip(ids, results)):
+                assert mux.current(old) == renamed[old] == result.session_id != old
+                assert mux.words(old) == words_for(n)[:4]
+                expected = offline_steps(tiny_models["lstm"], words_for(n)[:4])
+                assert same_steps(await mux.history(old), expected)
+            await mux.rewind(ids[0], 2)  # the old id goes on naming the session
+            assert mux.words(ids[0]) == words_for(0)[:2]
+
+    asyncio.run(run())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -20,6 +20,7 @@ from wordstream.client.protocol import (
     REPLAY_CHUNK,
     REPLICA_HEADER,
     SESSION_ID_HEADER,
+    ReplayCallback,
     words_of,
 )
 from wordstream.shared import new_session_id, words_sha256
@@ -40,9 +41,6 @@ def stream_error(error: errors.WordstreamError) -> errors.WordstreamError:
     if error.code in _DROPPED and not isinstance(error, errors.Unavailable):
         return errors.Unavailable(f"the stream dropped: {error}", error.code)
     return error
-
-
-ReplayCallback = Callable[[str, str, int], None]  # (old session id, new session id, words replayed)
 
 
 def is_loopback(target: str) -> bool:

@@ -9,7 +9,8 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from wordstream.client import types as t
-from wordstream.client._async import AsyncClient, AsyncSession, ReplayCallback, check_token_options
+from wordstream.client._async import AsyncClient, AsyncSession, check_token_options
+from wordstream.client.protocol import ReplayCallback
 from wordstream.client.errors import Unavailable
 
 T = TypeVar("T")

@@ -14,7 +14,10 @@ What the client keeps per session is its words (the text is the log), as AsyncSe
   is sent again), and the entries not yet answered are sent again;
 - an entry is answered UNAVAILABLE (the store did not keep its word, or another replica took the
   session): its session is resumed and brought to the client's words the same way, and the
-  entry is sent again.
+  entry is sent again;
+- the server no longer has a session at all (a restart without a store, expiry): its words are
+  replayed into a new session on this stream, the session's ``on_replay`` is told (old id, new
+  id, words), and the old id goes on naming it here (:meth:`Multiplexer.current` says its id now).
 A caller that wants its sessions spread over replicas opens K multiplexers (K stream keys)
 and puts each session on one of them by hash (:func:`pick`).
 """
@@ -38,6 +41,7 @@ from wordstream.client.protocol import (
     REPLICA_HEADER,
     SESSION_ID_HEADER,
     Connection,
+    ReplayCallback,
     words_of,
 )
 from wordstream.shared import new_session_id, words_sha256
@@ -53,6 +57,7 @@ class _Session:
     mode: str
     labels: list[str] = field(default_factory=list)
     words: list[str] = field(default_factory=list)
+    on_replay: ReplayCallback | None = None
 
 
 @dataclass
@@ -82,6 +87,8 @@ class Multiplexer:
         self.recoveries = 0  # times the stream was reopened
         self.resent = 0  # words sent again because a server held fewer or other words
         self.retried = 0  # entries sent again after an in-band UNAVAILABLE
+        self.replays = 0  # sessions the server had lost, replayed into new ones
+        self._renamed: dict[str, str] = {}  # a replayed session's old id -> its new one
         self._call: Any = None
         self._ended: asyncio.Future[None] | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -119,57 +126,85 @@ class Multiplexer:
 
     # --- what callers use -------------------------------------------------------------------
 
-    async def open(self, model: str = "", history: str = "delta", session_id: str | None = None) -> str:
-        """A new session (under ``session_id``, or 192 random bits this client picks); its id."""
+    async def open(
+        self,
+        model: str = "",
+        history: str = "delta",
+        session_id: str | None = None,
+        on_replay: ReplayCallback | None = None,
+    ) -> str:
+        """A new session (under ``session_id``, or 192 random bits this client picks); its id.
+        ``on_replay`` is told if the server loses it and its words are replayed into a new one."""
         if history not in HISTORY_MODES:
             raise ValueError(f"history must be one of {', '.join(HISTORY_MODES)}, got {history!r}")
         session_id = session_id or new_session_id()
         opened = await self._one(
             pb.Entry(session_id=session_id, open=pb.Open(model=model, history=HISTORY_MODES[history]))
         )
-        self.sessions[session_id] = _Session(opened.opened.model.name, history, list(opened.opened.model.labels))
+        model_info = opened.opened.model
+        self.sessions[session_id] = _Session(model_info.name, history, list(model_info.labels), on_replay=on_replay)
         return session_id
 
-    async def resume(self, session_id: str, history: str = "delta") -> pb.Opened:
+    async def resume(
+        self, session_id: str, history: str = "delta", on_replay: ReplayCallback | None = None
+    ) -> pb.Opened:
         """Attach an existing session to this stream (taken over from wherever it was)."""
         opened = (
             await self._one(pb.Entry(session_id=session_id, resume=pb.Resume(history=HISTORY_MODES[history])))
         ).opened
         steps = (await self.client.get_session(session_id))["history"]
-        self.sessions[session_id] = _Session(opened.model.name, history, list(opened.model.labels), words_of(steps))
+        labels = list(opened.model.labels)
+        self.sessions[session_id] = _Session(opened.model.name, history, labels, words_of(steps), on_replay)
         return opened
+
+    async def history(self, session_id: str) -> list[t.Step]:
+        """The server's record of every step of a session (GetSession)."""
+        steps: list[t.Step] = (await self.client.get_session(self.current(session_id)))["history"]
+        return steps
+
+    def current(self, session_id: str) -> str:
+        """The id a session has now: a session the server lost was replayed into a new one."""
+        while session_id in self._renamed:
+            session_id = self._renamed[session_id]
+        return session_id
 
     async def push(self, session_id: str, word: str) -> t.WordResult:
         """One word of a session; its result."""
-        return self._word(session_id, await self._one(pb.Entry(session_id=session_id, word=word)))
+        return self._word(await self._one(pb.Entry(session_id=self.current(session_id), word=word)))
 
     async def paste(self, session_id: str, words: Sequence[str]) -> list[t.WordResult]:
-        results = await self._entry(pb.Entry(session_id=session_id, paste=pb.Paste(words=words)), len(words))
-        return [self._word(session_id, r) for r in results]
+        entry = pb.Entry(session_id=self.current(session_id), paste=pb.Paste(words=words))
+        return [self._word(r) for r in await self._entry(entry, len(words))]
 
-    async def rewind(self, session_id: str, words: int = 1) -> None:
-        self._rewound(session_id, await self._one(pb.Entry(session_id=session_id, rewind=pb.Rewind(words=words))))
+    async def rewind(self, session_id: str, words: int = 1) -> pb.Position:
+        """Undo the last ``words`` words; the session's words and steps after it."""
+        return self._rewound(
+            await self._one(pb.Entry(session_id=self.current(session_id), rewind=pb.Rewind(words=words)))
+        )
 
-    async def reset(self, session_id: str) -> None:
-        self._rewound(session_id, await self._one(pb.Entry(session_id=session_id, reset=pb.Reset())))
+    async def reset(self, session_id: str) -> pb.Position:
+        return self._rewound(await self._one(pb.Entry(session_id=self.current(session_id), reset=pb.Reset())))
 
     async def detach(self, session_id: str) -> None:
         """Let go of a session; it stays on the server, resumable (here or on any stream)."""
+        session_id = self.current(session_id)
         await self._one(pb.Entry(session_id=session_id, detach=pb.Detach()))
         self.sessions.pop(session_id, None)
 
     async def close(self, session_id: str) -> None:
         """End a session on the server."""
+        session_id = self.current(session_id)
         await self._one(pb.Entry(session_id=session_id, close=pb.Close()))
         self.sessions.pop(session_id, None)
 
     def words(self, session_id: str) -> list[str]:
         """The words of a session this client has had answered, in order."""
-        return list(self.sessions[session_id].words)
+        return list(self.sessions[self.current(session_id)].words)
 
     # --- results into the client's records ----------------------------------------------------
 
-    def _word(self, session_id: str, response: pb.StreamResponse) -> t.WordResult:
+    def _word(self, response: pb.StreamResponse) -> t.WordResult:
+        session_id = response.session_id
         session = self.sessions[session_id]
         result = response.word
         session.words.append(result.word)
@@ -185,8 +220,9 @@ class Multiplexer:
             result.history.length,
         )
 
-    def _rewound(self, session_id: str, response: pb.StreamResponse) -> None:
-        del self.sessions[session_id].words[response.rewound.words :]
+    def _rewound(self, response: pb.StreamResponse) -> pb.Position:
+        del self.sessions[response.session_id].words[response.rewound.words :]
+        return response.rewound
 
     # --- entries out, results in -----------------------------------------------------------------
 
@@ -210,10 +246,11 @@ class Multiplexer:
                 return await pending.future
             except errors.Unavailable:
                 kind = entry.WhichOneof("kind")
-                known = entry.session_id in self.sessions and kind not in ("open", "resume")
+                known = self.current(entry.session_id) in self.sessions and kind not in ("open", "resume")
                 if self._closed or not known or pending.attempts >= ATTEMPTS:
                     raise
                 await self._resync_session(entry.session_id)
+                entry.session_id = self.current(entry.session_id)  # replayed into a new session
                 self.retried += 1
             finally:
                 self._pending.pop(entry.seq, None)
@@ -296,10 +333,26 @@ class Multiplexer:
                 try:
                     ids = list(self.sessions)
                     modes = [HISTORY_MODES[self.sessions[i].mode] for i in ids]
-                    opened = await asyncio.gather(
-                        *(self._direct(pb.Entry(session_id=i, resume=pb.Resume(history=m))) for i, m in zip(ids, modes))
+                    answers = await asyncio.gather(
+                        *(
+                            self._direct(pb.Entry(session_id=i, resume=pb.Resume(history=m)))
+                            for i, m in zip(ids, modes)
+                        ),
+                        return_exceptions=True,
                     )
-                    await asyncio.gather(*(self._resync(i, o[0].opened) for i, o in zip(ids, opened)))
+                    resumed = []
+                    for session_id, answer in zip(ids, answers):
+                        if isinstance(answer, (errors.Unavailable, errors.SessionBusy)):
+                            raise answer  # the server or its store is not back yet: all again, later
+                        if isinstance(answer, errors.NotFound):
+                            await self._replay(session_id)
+                        elif isinstance(answer, errors.WordstreamError):
+                            self._drop(session_id, answer)  # refused (another token's, say): its entries fail
+                        elif isinstance(answer, BaseException):
+                            raise answer
+                        else:
+                            resumed.append((session_id, answer[0].opened))
+                    await asyncio.gather(*(self._resync(i, opened) for i, opened in resumed))
                     break
                 except (errors.Unavailable, errors.SessionBusy):
                     if loop.time() + delay > deadline:
@@ -348,11 +401,15 @@ class Multiplexer:
         trying again while the server or its store cannot, for ``reconnect_timeout`` seconds."""
         loop = asyncio.get_running_loop()
         deadline, delay = loop.time() + self.client.reconnect_timeout, 0.05
+        session_id = self.current(session_id)
         mode = HISTORY_MODES[self.sessions[session_id].mode]
         while True:
             try:
                 opened = await self._one(pb.Entry(session_id=session_id, resume=pb.Resume(history=mode)))
                 await self._resync(session_id, opened.opened)
+                return
+            except errors.NotFound:
+                await self._replay(session_id)
                 return
             except errors.Unavailable:
                 if self._closed or loop.time() + delay > deadline:
@@ -379,3 +436,32 @@ class Multiplexer:
         log.warning(
             "session %s: the server held %d of this client's words; %d sent again", session_id[:8], common, len(mine)
         )
+
+    async def _replay(self, old_id: str) -> None:
+        """The server no longer has ``old_id``: open a new session on this stream, send it this
+        client's words, and name it under the old id from now on (entries waiting included)."""
+        session = self.sessions[old_id]
+        new_id = new_session_id()
+        open_entry = pb.Open(model=session.model, history=HISTORY_MODES[session.mode])
+        await self._direct(pb.Entry(session_id=new_id, open=open_entry))
+        del self.sessions[old_id]
+        self.sessions[new_id] = session
+        self._renamed[old_id] = new_id
+        for entry in [p.entry for p in self._pending.values()] + self._outbox:
+            if entry.session_id == old_id:
+                entry.session_id = new_id
+        words = session.words
+        for start in range(0, len(words), REPLAY_CHUNK):
+            chunk = words[start : start + REPLAY_CHUNK]
+            await self._direct(pb.Entry(session_id=new_id, paste=pb.Paste(words=chunk)), len(chunk))
+        self.replays += 1
+        log.warning("session %s was lost by the server; replayed %d words into %s", old_id[:8], len(words), new_id[:8])
+        if session.on_replay:
+            session.on_replay(old_id, new_id, len(words))
+
+    def _drop(self, session_id: str, error: errors.WordstreamError) -> None:
+        """A session the server refuses to resume: it leaves this stream, and its entries fail with why."""
+        self.sessions.pop(session_id, None)
+        for pending in self._pending.values():
+            if pending.entry.session_id == session_id and not pending.future.done():
+                pending.future.set_exception(error)

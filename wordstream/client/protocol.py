@@ -3,7 +3,7 @@ bookkeeping both need (a session's own stream, _async.AsyncSession; many on one,
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from wordstream.client import types as t
@@ -13,6 +13,7 @@ HISTORY_MODES = {"delta": pb.HISTORY_MODE_DELTA, "full": pb.HISTORY_MODE_FULL, "
 SESSION_ID_HEADER = "x-session-id"
 REPLICA_HEADER = "x-wordstream-replica"
 REPLAY_CHUNK = 200  # words per paste when replaying a lost session
+ReplayCallback = Callable[[str, str, int], None]  # (old session id, new session id, words replayed)
 
 
 class Connection(Protocol):
