@@ -273,16 +273,20 @@ def test_make_cluster_serves_through_envoy_and_stops_everything_on_ctrl_c(tmp_pa
     assert list(tmp_path.glob("appendonly*") if store == "redis" else tmp_path.glob("redis-cluster/node-*/appendonly*"))
 
 
-def test_a_page_keeps_its_session_when_its_replica_dies(cluster: Cluster, tiny_models: dict[str, Path]) -> None:
-    """The gateway in front of Envoy: the replica behind a page's socket is killed; the next word
-    is answered by the other replica from the store (no replay notice), as if nothing happened."""
+@pytest.mark.parametrize("streams", [0, 2], ids=["own-streams", "multiplex"])
+def test_a_page_keeps_its_session_when_its_replica_dies(
+    cluster: Cluster, tiny_models: dict[str, Path], streams: int
+) -> None:
+    """The gateway in front of Envoy: the replica behind a page's session is killed (the one its own
+    stream, or the Multiplex stream that carries it, was routed to); the next word is answered by
+    the other replica from the store (no replay notice), as if nothing happened."""
     from starlette.testclient import TestClient
 
     from tests.helpers import offline_prefix_probs
     from wordstream.client import AsyncClient
     from wordstream.gateway.app import create_app
 
-    app = create_app(lambda: AsyncClient(cluster.envoy.target, reconnect_timeout=20))
+    app = create_app(lambda: AsyncClient(cluster.envoy.target, reconnect_timeout=20), multiplex_streams=streams)
     page = "http://localhost:8080"
     with (
         TestClient(app, base_url=page) as http,
@@ -293,7 +297,9 @@ def test_a_page_keeps_its_session_when_its_replica_dies(cluster: Cluster, tiny_m
         for word in WORDS[:5]:
             ws.send_json({"word": word})
             ws.receive_json()
-        cluster.replicas[replica_of(cluster.envoy.target, session_id)].kill()
+        carrier = app.app.state.carrier  # type: ignore[attr-defined]  # Shield(Starlette)
+        replica = carrier.carrying(session_id).replica if streams else replica_of(cluster.envoy.target, session_id)
+        cluster.replicas[replica].kill()
         ws.send_json({"word": WORDS[5]})
         answer = ws.receive_json()
         assert "word" in answer, answer  # not a "replayed" notice: resumed from Redis

@@ -23,21 +23,26 @@ BROWSER = {"origin": PAGE}  # what its socket sends
 SOCKET = "ws://localhost:8080/ws"
 
 
-def gateway(target: str, **limits: Any) -> TestClient:
+def gateway(target: str, multiplex_streams: int = 0, **limits: Any) -> TestClient:
     """The app in process, asked as a browser on its page would: Host localhost:8080 (the app sees
     that as its own address), and its sockets opened with that page's Origin (BROWSER)."""
-    app = create_app(lambda: AsyncClient(target, reconnect_timeout=10), Limits(**limits))
+    app = create_app(lambda: AsyncClient(target, reconnect_timeout=10), Limits(**limits), multiplex_streams)
     return TestClient(app, base_url=PAGE)
+
+
+# How the gateway carries the sessions: a gRPC stream each, or on two Multiplex streams.
+CARRIERS = pytest.mark.parametrize("streams", [0, 2], ids=["own-streams", "multiplex"])
 
 
 def probs(answer: dict[str, Any]) -> list[float]:
     return list(answer["word"]["probabilities"].values())
 
 
+@CARRIERS
 def test_open_words_rewind_reset_and_close_mirror_the_grpc_answers(
-    server: ServerThread, tiny_models: dict[str, Path]
+    server: ServerThread, tiny_models: dict[str, Path], streams: int
 ) -> None:
-    with gateway(server.target) as http, http.websocket_connect(SOCKET, headers=BROWSER) as ws:
+    with gateway(server.target, streams) as http, http.websocket_connect(SOCKET, headers=BROWSER) as ws:
         ws.send_json({"open": {}})
         opened = ws.receive_json()["opened"]
         assert opened["model"] == "tiny-lstm" and opened["labels"] == ["negative", "positive"]
@@ -131,8 +136,9 @@ def test_bad_messages_get_an_error_and_the_socket_stays_open(
         assert ws.receive_json()["word"]["word_index"] == 0
 
 
-def test_errors_from_the_server_are_answered_with_their_code(server: ServerThread) -> None:
-    with gateway(server.target) as http, http.websocket_connect(SOCKET, headers=BROWSER) as ws:
+@CARRIERS
+def test_errors_from_the_server_are_answered_with_their_code(server: ServerThread, streams: int) -> None:
+    with gateway(server.target, streams) as http, http.websocket_connect(SOCKET, headers=BROWSER) as ws:
         ws.send_json({"word": "early"})
         assert "open or resume a session first" in ws.receive_json()["error"]["message"]
         ws.send_bytes(b"\x00\x01")
@@ -149,8 +155,11 @@ def test_errors_from_the_server_are_answered_with_their_code(server: ServerThrea
         assert "cannot rewind 5 words" in ws.receive_json()["error"]["message"]
 
 
-def test_a_page_that_reconnects_resumes_its_session_by_id(server: ServerThread, tiny_models: dict[str, Path]) -> None:
-    with gateway(server.target) as http:
+@CARRIERS
+def test_a_page_that_reconnects_resumes_its_session_by_id(
+    server: ServerThread, tiny_models: dict[str, Path], streams: int
+) -> None:
+    with gateway(server.target, streams) as http:
         with http.websocket_connect(SOCKET, headers=BROWSER) as ws:
             ws.send_json({"open": {}})
             session_id = ws.receive_json()["opened"]["session_id"]
@@ -168,13 +177,14 @@ def test_a_page_that_reconnects_resumes_its_session_by_id(server: ServerThread, 
             assert np.allclose(probs(answer), offline_prefix_probs(tiny_models["lstm"], TEXT[:4])[-1], atol=1e-5)
 
 
+@CARRIERS
 def test_a_server_restart_under_an_open_socket_loses_no_word(
-    make_server: MakeServer, tiny_models: dict[str, Path]
+    make_server: MakeServer, tiny_models: dict[str, Path], streams: int
 ) -> None:
     """No --state-dir: the restarted server has lost the session; the gateway's client replays it
     into a new one, says so, and the next answer is what an uninterrupted session gives."""
     first: ServerThread = make_server()
-    with gateway(first.target) as http, http.websocket_connect(SOCKET, headers=BROWSER) as ws:
+    with gateway(first.target, streams) as http, http.websocket_connect(SOCKET, headers=BROWSER) as ws:
         ws.send_json({"open": {}})
         old_id = ws.receive_json()["opened"]["session_id"]
         for word in TEXT[:4]:

@@ -49,8 +49,9 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from wordstream.client import AsyncClient, AsyncSession, WordstreamError
+from wordstream.client import AsyncClient, WordstreamError
 from wordstream.client import types as t
+from wordstream.gateway.carriers import Carrier, PageSession, carrier
 from wordstream.gateway.guard import Guard, Limits, Shield, WordBucket, client_address, origin_allowed
 
 log = logging.getLogger("wordstream.gateway")
@@ -166,11 +167,11 @@ class Conversation:
     """One page's socket: its session (if any), and the answers to its messages, within the
     caps of the address it comes from (``guard``) and of its own word rate (``bucket``)."""
 
-    def __init__(self, client: AsyncClient, guard: Guard, address: str) -> None:
-        self.client, self.guard, self.address = client, guard, address
+    def __init__(self, sessions: Carrier, guard: Guard, address: str) -> None:
+        self.sessions, self.guard, self.address = sessions, guard, address
         limits = guard.limits
         self.bucket = WordBucket(limits.words_per_second, limits.words_burst, guard.clock)
-        self.session: AsyncSession | None = None
+        self.session: PageSession | None = None
         self.notices: list[dict[str, Any]] = []
 
     def _replayed(self, old: str, new: str, words: int) -> None:
@@ -188,20 +189,19 @@ class Conversation:
                     f"this address has {limit} live sessions (--max-sessions-per-client): close one, or resume one",
                 )
             if kind == "open":
-                new = self.client.session(model=value.get("model", ""), on_replay=self._replayed)
+                new, steps = await self.sessions.open(value.get("model", ""), self._replayed)
             else:
-                new = self.client.resume(value, on_replay=self._replayed)
-            await new.open()
+                new, steps = await self.sessions.resume(value, self._replayed)
             self.session = new
             self.guard.used(self.address, new.id)
             fields = {
                 "session_id": new.id,
-                "model": new.model.name if new.model else "",
+                "model": new.model_name,
                 "labels": new.labels,
                 "resumed": kind == "resume",
                 "words": list(new.words),
             }
-            history = "[" + ",".join(step_text(s) for s in await new.history()) + "]"
+            history = "[" + ",".join(step_text(s) for s in steps) + "]"
             return '{"opened":' + _object(fields, history=history) + "}"
         session = self.session
         if session is None:
@@ -218,13 +218,13 @@ class Conversation:
             self.guard.used(self.address, session.id)
             return word_text(result)
         if kind == "close":
+            session_id = session.id
             await session.close()
             self.session = None
-            self.guard.closed(self.address, session.id)
-            return dumps({"closed": {"session_id": session.id}})
-        await (session.reset() if kind == "reset" else session.rewind(value))
-        steps = len(await session.history())
-        return dumps({"rewound": {"session_id": session.id, "words": len(session.words), "steps": steps}})
+            self.guard.closed(self.address, session_id)
+            return dumps({"closed": {"session_id": session_id}})
+        words, held = await (session.reset() if kind == "reset" else session.rewind(value))
+        return dumps({"rewound": {"session_id": session.id, "words": words, "steps": held}})
 
     async def detach(self) -> None:
         """Leave the session on the server (a page that comes back resumes it)."""
@@ -262,18 +262,25 @@ async def converse(websocket: WebSocket, conversation: Conversation, max_message
         await conversation.detach()
 
 
-def create_app(client_factory: Callable[[], AsyncClient], limits: Limits = DEFAULT_LIMITS) -> ASGIApp:
+def create_app(
+    client_factory: Callable[[], AsyncClient], limits: Limits = DEFAULT_LIMITS, multiplex_streams: int = 0
+) -> ASGIApp:
     """The gateway's app; ``client_factory`` makes the gRPC client when the app starts; ``limits``
-    are what one visitor may do (guard.py)."""
+    are what one visitor may do (guard.py); ``multiplex_streams``: how the sessions are carried
+    (carriers.py: 0, a stream each; K, on K Multiplex streams). While it runs, the carrier is
+    ``app.state.carrier`` of the Starlette app inside."""
     clients: list[AsyncClient] = []
     guard = Guard(limits)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         clients.append(client_factory())
+        app.state.carrier = carrier(clients[0], multiplex_streams)
+        await app.state.carrier.start()
         try:
             yield
         finally:
+            await app.state.carrier.stop()
             await clients.pop().close()
 
     async def page(request: Request) -> Response:
@@ -305,7 +312,8 @@ def create_app(client_factory: Callable[[], AsyncClient], limits: Limits = DEFAU
             return
         try:
             await websocket.accept()
-            await converse(websocket, Conversation(clients[0], guard, address), limits.max_message_bytes)
+            conversation = Conversation(websocket.app.state.carrier, guard, address)
+            await converse(websocket, conversation, limits.max_message_bytes)
         finally:
             guard.socket_closed(address)
 
