@@ -3,15 +3,17 @@
     python -m bench.gateway --pages 100          # 3 runs x 3 rounds; rewrites docs/COST.md's marked part
     python -m bench.gateway --pages 10 --runs 1 --rounds 1 --words 10 --no-write   # the smoke test's
 
-Processes: the service (``python -m wordstream.server``), the gateway in front of it
-(``python -m wordstream.gateway``, its per-address caps raised: every page here comes from
-127.0.0.1) and this process as the pages: ``--pages`` WebSockets, each opening a session and
-typing the test split's words one at a time, the next word sent once the last is answered (as a
-person types). Per round: words/s, and the CPU seconds (from /proc) of the gateway and of the
-server per word. The peer in the same round: the same number of sessions typing the same words
-straight to the server over gRPC (bench.load), so "gateway + server / server alone" is what the
-gateway costs. With ``--profile`` (py-spy) one more round samples the gateway and splits its
-time by part: the JSON of the answers (most of it the state tensors), the gRPC client, the
+Processes: the service (``python -m wordstream.server``), two gateways in front of it
+(``python -m wordstream.gateway``, their per-address caps raised: every page here comes from
+127.0.0.1): one carrying each session on its own gRPC stream (``--multiplex-streams 0``), one
+carrying them on ``--multiplex-streams`` Multiplex streams; and this process as the pages:
+``--pages`` WebSockets, each opening a session and typing the test split's words one at a time,
+the next word sent once the last is answered (as a person types). Per round and side: words/s,
+and the CPU seconds (from /proc) of the gateway and of the server per word. The peer in the same
+round: the same number of sessions typing the same words straight to the server over gRPC
+(bench.load), so "gateway + server / server alone" is what a gateway costs. The sides take turns
+in a rotating order. With ``--profile`` (py-spy) one more round per gateway samples it and splits
+its time by part: the JSON of the answers (most of it the state tensors), the gRPC client, the
 WebSocket server, the rest.
 """
 
@@ -41,9 +43,10 @@ PARTS = (  # (part, a substring of a sampled frame that puts the sample in it), 
 )
 
 
-def start_gateway(server: Server, pages: int) -> Server:
-    """The gateway in front of ``server``, its per-address caps raised (every page is 127.0.0.1)."""
+def start_gateway(server: Server, pages: int, multiplex_streams: int = 0) -> Server:
+    """A gateway in front of ``server``, its per-address caps raised (every page is 127.0.0.1)."""
     command = [sys.executable, "-m", "wordstream.gateway", "--port", "0", "--server", server.target]
+    command += ["--multiplex-streams", str(multiplex_streams)]
     for flag in ("max-sockets-per-client", "max-sessions-per-client", "words-burst"):
         command += [f"--{flag}", str(10 * pages)]
     command += ["--words-per-second", "100000"]
@@ -132,23 +135,33 @@ def profile_gateway(gateway: Server, pages: int, words: list[str], per_page: int
     return {name: shares[name] / total for name in [p for p, _ in PARTS] + ["the rest"]}
 
 
+SIDES = ("gateway", "multiplex", "direct")  # a stream per session, Multiplex streams, no gateway
+
+
 def run_once(args: argparse.Namespace, texts_file: Path, words: list[str]) -> dict[str, Any]:
     server = start_service("service", args.models)
-    gateway = start_gateway(server, args.pages)
+    gateways = {
+        "gateway": start_gateway(server, args.pages),
+        "multiplex": start_gateway(server, args.pages, args.multiplex_streams),
+    }
     try:
         rounds = []
         for n in range(args.rounds):
-            sides = ["gateway", "direct"] if n % 2 == 0 else ["direct", "gateway"]
             figures = {}
-            for side in sides:
-                if side == "gateway":
-                    figures[side] = through_gateway(server, gateway, args.pages, words, args.words)
-                else:
+            for side in SIDES[n % 3 :] + SIDES[: n % 3]:  # each side goes first in turn
+                if side == "direct":
                     figures[side] = direct(server, args.pages, args.words, texts_file)
+                else:
+                    figures[side] = through_gateway(server, gateways[side], args.pages, words, args.words)
             rounds.append(figures)
-        split = profile_gateway(gateway, args.pages, words, args.words) if args.profile else None
+        split = (
+            {side: profile_gateway(gateway, args.pages, words, args.words) for side, gateway in gateways.items()}
+            if args.profile
+            else None
+        )
     finally:
-        gateway.stop()
+        for gateway in gateways.values():
+            gateway.stop()
         server.stop()
     return {"rounds": rounds, "profile": split, "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
@@ -163,16 +176,19 @@ FIGURES = (
 
 def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for side in ("gateway", "direct"):
+
+    def ratio(side: str, key: str, of: str, other_key: str) -> dict[str, Any]:
+        return spread([[r[side][key] / r[of][other_key] for r in run["rounds"]] for run in runs])
+
+    for side in SIDES:
         for _, key in FIGURES:
             if key in runs[0]["rounds"][0][side]:
                 out[f"{side}.{key}"] = spread([[r[side][key] for r in run["rounds"]] for run in runs])
-    out["total/direct"] = spread(
-        [[r["gateway"]["total_us_per_word"] / r["direct"]["server_us_per_word"] for r in run["rounds"]] for run in runs]
-    )
-    out["throughput gateway/direct"] = spread(
-        [[r["gateway"]["words_per_second"] / r["direct"]["words_per_second"] for r in run["rounds"]] for run in runs]
-    )
+    for side in ("gateway", "multiplex"):
+        out[f"{side}.total/direct"] = ratio(side, "total_us_per_word", "direct", "server_us_per_word")
+        out[f"{side}.throughput/direct"] = ratio(side, "words_per_second", "direct", "words_per_second")
+    out["multiplex/gateway total"] = ratio("multiplex", "total_us_per_word", "gateway", "total_us_per_word")
+    out["multiplex/gateway throughput"] = ratio("multiplex", "words_per_second", "gateway", "words_per_second")
     return out
 
 
@@ -184,28 +200,37 @@ def markdown(result: dict[str, Any]) -> str:
         medians = ", ".join(f"{m:.2f}" for m in v["run_medians"])
         return f"{v['median']:.2f} [{v['min']:.2f}–{v['max']:.2f}] (runs {medians})"
 
+    k = result["multiplex_streams"]
     lines = [
         f"Measured {result['when']} with `{result['command']}` ({result['runs']} runs × {result['rounds']} rounds, "
         f"{result['pages']} pages; median [range over all rounds] (each run's median)).",
         "",
-        "| figure | through the gateway | straight to the server |",
-        "|---|---|---|",
+        f"| figure | gateway, a stream per session | gateway, {k} Multiplex streams | straight to the server |",
+        "|---|---|---|---|",
     ]
     for label, key in FIGURES:
-        direct_value = f(f"direct.{key}") if f"direct.{key}" in s else "-"
-        lines.append(f"| {label} | {f(f'gateway.{key}')} | {direct_value} |")
+        cells = [f(f"{side}.{key}") if f"{side}.{key}" in s else "-" for side in SIDES]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines += [
         "",
-        f"Gateway + server CPU per word / the server's alone: {f('total/direct')}; throughput through the gateway / "
-        f"straight: {f('throughput gateway/direct')}.",
+        "| ratio | a stream per session | Multiplex |",
+        "|---|---|---|",
+        f"| gateway + server CPU per word / the server's alone | {f('gateway.total/direct')} | "
+        f"{f('multiplex.total/direct')} |",
+        f"| throughput through the gateway / straight | {f('gateway.throughput/direct')} | "
+        f"{f('multiplex.throughput/direct')} |",
+        "",
+        f"Multiplex against a stream per session, in the same rounds: gateway + server CPU per word "
+        f"{f('multiplex/gateway total')}, throughput {f('multiplex/gateway throughput')}.",
     ]
     profiles = [run["profile"] for run in result["raw"] if run["profile"]]
     if profiles:
-        lines += ["", "Where the gateway's busy samples go (py-spy, one round per run):", ""]
-        lines += ["| part | " + " | ".join(f"run {i + 1}" for i in range(len(profiles))) + " |"]
-        lines += ["|---|" + "---|" * len(profiles)]
-        for part in profiles[0]:
-            lines.append(f"| {part} | " + " | ".join(f"{100 * p[part]:.0f} %" for p in profiles) + " |")
+        lines += ["", "Where each gateway's busy samples go (py-spy, one round per run and gateway):", ""]
+        heads = [f"{name} run {i + 1}" for name in ("streams", "Multiplex") for i in range(len(profiles))]
+        lines += ["| part | " + " | ".join(heads) + " |", "|---|" + "---|" * len(heads)]
+        for part in profiles[0]["gateway"]:
+            cells = [f"{100 * p[side][part]:.0f} %" for side in ("gateway", "multiplex") for p in profiles]
+            lines.append(f"| {part} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -214,6 +239,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", default=str(ROOT / "models"))
     parser.add_argument("--pages", type=int, default=100)
     parser.add_argument("--words", type=int, default=60, help="words each page types per round")
+    parser.add_argument(
+        "--multiplex-streams", type=int, default=4, help="the Multiplex gateway's --multiplex-streams (default 4)"
+    )
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--profile", action=argparse.BooleanOptionalAction, default=True, help="py-spy the gateway")
@@ -233,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         "runs": args.runs,
         "rounds": args.rounds,
         "pages": args.pages,
+        "multiplex_streams": args.multiplex_streams,
         "summary": summary(runs),
         "raw": runs,
     }

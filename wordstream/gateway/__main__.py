@@ -2,7 +2,7 @@
 
 Every flag also as a WORDSTREAM_* variable: WORDSTREAM_HOST, WORDSTREAM_PORT, WORDSTREAM_SERVER,
 WORDSTREAM_TOKEN, WORDSTREAM_TLS, WORDSTREAM_ROOT_CERTIFICATES, WORDSTREAM_TLS_SERVER_NAME,
-WORDSTREAM_MAX_MESSAGE_BYTES, WORDSTREAM_ALLOWED_ORIGINS.
+WORDSTREAM_MAX_MESSAGE_BYTES, WORDSTREAM_ALLOWED_ORIGINS, WORDSTREAM_MULTIPLEX_STREAMS.
 """
 
 from __future__ import annotations
@@ -75,6 +75,13 @@ def parser() -> argparse.ArgumentParser:
         default=env("trusted-proxies", ""),
         help="comma-separated CIDRs of proxies whose X-Forwarded-For names the client (default: none)",
     )
+    p.add_argument(
+        "--multiplex-streams",
+        type=int,
+        default=int(env("multiplex-streams", 4)),
+        help="carry the pages' sessions on this many Multiplex streams to the server, each session on one "
+        "by a hash of its id (0: a gRPC stream per session) (default %(default)s)",
+    )
     add_connection_flags(p)
     return p
 
@@ -93,7 +100,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         allowed_origins=frozenset(o.strip() for o in args.allowed_origins.split(",") if o.strip()),
         trusted_proxies=networks(args.trusted_proxies),
     )
-    app = create_app(lambda: AsyncClient(args.server, **options), limits)
+    if args.multiplex_streams < 0:
+        print("--multiplex-streams must be 0 or more", file=sys.stderr)
+        return 2
+    app = create_app(lambda: AsyncClient(args.server, **options), limits, args.multiplex_streams)
     # The frame ceiling is the WebSocket server's own max size: a bigger frame is refused from its
     # header, before its payload is read.
     config = uvicorn.Config(

@@ -1,10 +1,11 @@
-"""The WebSocket gateway: one WebSocket per page, one gRPC stream behind it. What one visitor
-may do, and from which host and origin, is guard.py's.
+"""The WebSocket gateway: one WebSocket per page, one session behind it. What one visitor may
+do, and from which host and origin, is guard.py's; how the sessions reach the server (a few
+Multiplex streams, or a stream each) is carriers.py's.
 
 Browsers cannot hold a bidirectional gRPC stream, so the page speaks JSON over a WebSocket
-and the gateway relays each message to the session's stream through the Python client
-(which resumes dropped streams and replays lost sessions). The gateway keeps no session
-state of its own: a page that reconnects sends ``{"resume": id}``.
+and the gateway relays each message to the session through the Python client (which resumes
+dropped streams and replays lost sessions). The gateway keeps no session state of its own: a
+page that reconnects sends ``{"resume": id}``.
 
 Messages from the page, one JSON object each, with exactly one of these keys:
 
