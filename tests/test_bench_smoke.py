@@ -225,19 +225,24 @@ def test_compiled_bench_measures_echo_pure_and_compiled_side_by_side(tmp_path: P
 
 @pytest.mark.slow
 def test_gateway_bench_measures_pages_through_the_gateway_and_straight(tmp_path: Path) -> None:
-    """`python -m bench.gateway`, short: pages type through a real gateway and straight to the server,
-    in turns; the gateway is profiled; COST.md's marked part is rewritten."""
+    """`python -m bench.gateway`, short: pages type through two real gateways (a stream per session,
+    Multiplex) and straight to the server, in turns; each gateway is profiled; COST.md's marked part
+    is rewritten."""
     import shutil
 
     from bench import gateway
 
     shutil.copy(ROOT / "docs" / "COST.md", tmp_path / "COST.md")
-    argv = ["--pages", "5", "--words", "8", "--runs", "1", "--rounds", "2", "--out", str(tmp_path)]
-    assert gateway.main(argv) == 0
+    argv = ["--pages", "5", "--words", "8", "--runs", "1", "--rounds", "2", "--multiplex-streams", "2"]
+    assert gateway.main(argv + ["--out", str(tmp_path)]) == 0
     (run_file,) = (tmp_path / "bench-runs").glob("gateway-*.json")
     (run,) = json.loads(run_file.read_text())["raw"]
-    assert [list(r) for r in run["rounds"]] == [["gateway", "direct"], ["direct", "gateway"]]
-    assert all(r["gateway"]["gateway_us_per_word"] > 0 and r["direct"]["server_us_per_word"] > 0 for r in run["rounds"])
-    assert abs(sum(run["profile"].values()) - 1) < 1e-9
+    orders = [list(r) for r in run["rounds"]]
+    assert orders == [["gateway", "multiplex", "direct"], ["multiplex", "direct", "gateway"]]
+    for r in run["rounds"]:
+        assert r["gateway"]["gateway_us_per_word"] > 0 and r["multiplex"]["gateway_us_per_word"] > 0
+        assert r["direct"]["server_us_per_word"] > 0
+    assert all(abs(sum(shares.values()) - 1) < 1e-9 for shares in run["profile"].values())
     doc = (tmp_path / "COST.md").read_text().split("<!-- bench.gateway: begin -->")[1]
+    assert "gateway, 2 Multiplex streams" in doc
     assert "| gateway CPU µs per word |" in doc and f"bench-runs/{run_file.name}" in doc

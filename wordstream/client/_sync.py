@@ -10,8 +10,8 @@ from typing import Any, TypeVar
 
 from wordstream.client import types as t
 from wordstream.client._async import AsyncClient, AsyncSession, check_token_options
-from wordstream.client.protocol import ReplayCallback
 from wordstream.client.errors import Unavailable
+from wordstream.client.protocol import ReplayCallback
 
 T = TypeVar("T")
 
