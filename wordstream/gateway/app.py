@@ -263,44 +263,46 @@ async def converse(websocket: WebSocket, conversation: Conversation, max_message
         await conversation.detach()
 
 
+async def page(request: Request) -> Response:
+    return HTMLResponse((PAGE / "index.html").read_text(encoding="utf-8"))
+
+
+async def healthz(request: Request) -> Response:
+    try:
+        status = await request.app.state.client.health()
+    except WordstreamError as e:
+        return JSONResponse({"status": "unavailable", "server": e.code, "message": str(e)}, status_code=503)
+    code = 200 if status == "SERVING" else 503
+    return JSONResponse({"status": "ok" if code == 200 else "unavailable", "server": status}, status_code=code)
+
+
+async def models(request: Request) -> Response:
+    try:
+        served, default = await request.app.state.client.models()
+    except WordstreamError as e:
+        return JSONResponse(error(e.code, str(e)), status_code=503)
+    return JSONResponse({"models": [asdict(m) for m in served], "default": default})
+
+
 def create_app(
     client_factory: Callable[[], AsyncClient], limits: Limits = DEFAULT_LIMITS, multiplex_streams: int = 0
 ) -> ASGIApp:
     """The gateway's app; ``client_factory`` makes the gRPC client when the app starts; ``limits``
     are what one visitor may do (guard.py); ``multiplex_streams``: how the sessions are carried
-    (carriers.py: 0, a stream each; K, on K Multiplex streams). While it runs, the carrier is
-    ``app.state.carrier`` of the Starlette app inside."""
-    clients: list[AsyncClient] = []
+    (carriers.py: 0, a stream each; K, on K Multiplex streams). While it runs, the Starlette app
+    inside holds them as ``app.state.client`` and ``app.state.carrier``."""
     guard = Guard(limits)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        clients.append(client_factory())
-        app.state.carrier = carrier(clients[0], multiplex_streams)
+        app.state.client = client_factory()
+        app.state.carrier = carrier(app.state.client, multiplex_streams)
         await app.state.carrier.start()
         try:
             yield
         finally:
             await app.state.carrier.stop()
-            await clients.pop().close()
-
-    async def page(request: Request) -> Response:
-        return HTMLResponse((PAGE / "index.html").read_text(encoding="utf-8"))
-
-    async def healthz(request: Request) -> Response:
-        try:
-            status = await clients[0].health()
-        except WordstreamError as e:
-            return JSONResponse({"status": "unavailable", "server": e.code, "message": str(e)}, status_code=503)
-        code = 200 if status == "SERVING" else 503
-        return JSONResponse({"status": "ok" if code == 200 else "unavailable", "server": status}, status_code=code)
-
-    async def models(request: Request) -> Response:
-        try:
-            served, default = await clients[0].models()
-        except WordstreamError as e:
-            return JSONResponse(error(e.code, str(e)), status_code=503)
-        return JSONResponse({"models": [asdict(m) for m in served], "default": default})
+            await app.state.client.close()
 
     async def socket(websocket: WebSocket) -> None:
         own_port = int((websocket.scope.get("server") or ("", 0))[1] or 0)
