@@ -50,7 +50,13 @@ def test_every_file_a_doc_links_exists(doc: str) -> None:
 @pytest.mark.parametrize(
     ("bench", "doc"),
     [("scaling", "SCALING.md"), ("failover", "SCALING.md"), ("groupcommit", "SCALING.md"), ("storage", "SCALING.md")]
-    + [("compiled", "COST.md"), ("gateway", "COST.md"), ("levers", "COST.md"), ("threads", "COST.md")],
+    + [
+        ("compiled", "COST.md"),
+        ("gateway", "COST.md"),
+        ("levers", "COST.md"),
+        ("threads", "COST.md"),
+        ("floor", "COST.md"),
+    ],
 )
 def test_bench_figures_are_what_their_kept_run_renders(bench: str, doc: str) -> None:
     """Each generated part of docs/SCALING.md and docs/COST.md is its bench's rendering of the run
