@@ -342,5 +342,7 @@ def test_sessions_a_restarted_server_lost_are_replayed_and_keep_their_words(
                 assert same_steps(await mux.history(old), expected)
             await mux.rewind(ids[0], 2)  # the old id goes on naming the session
             assert mux.words(ids[0]) == words_for(0)[:2]
+            await mux.close(ids[0])
+            assert mux.current(ids[0]) == ids[0] and renamed[ids[0]] not in mux.sessions  # nothing kept of it
 
     asyncio.run(run())

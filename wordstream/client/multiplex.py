@@ -58,6 +58,7 @@ class _Session:
     labels: list[str] = field(default_factory=list)
     words: list[str] = field(default_factory=list)
     on_replay: ReplayCallback | None = None
+    former: list[str] = field(default_factory=list)  # the ids it had before replays
 
 
 @dataclass
@@ -189,13 +190,19 @@ class Multiplexer:
         """Let go of a session; it stays on the server, resumable (here or on any stream)."""
         session_id = self.current(session_id)
         await self._one(pb.Entry(session_id=session_id, detach=pb.Detach()))
-        self.sessions.pop(session_id, None)
+        self._leave(session_id)
 
     async def close(self, session_id: str) -> None:
         """End a session on the server."""
         session_id = self.current(session_id)
         await self._one(pb.Entry(session_id=session_id, close=pb.Close()))
-        self.sessions.pop(session_id, None)
+        self._leave(session_id)
+
+    def _leave(self, session_id: str) -> None:
+        """Forget a session that left this stream, and the ids it had before replays."""
+        session = self.sessions.pop(session_id, None)
+        for name in session.former if session else ():
+            self._renamed.pop(name, None)
 
     def words(self, session_id: str) -> list[str]:
         """The words of a session this client has had answered, in order."""
@@ -447,6 +454,7 @@ class Multiplexer:
         del self.sessions[old_id]
         self.sessions[new_id] = session
         self._renamed[old_id] = new_id
+        session.former.append(old_id)
         for entry in [p.entry for p in self._pending.values()] + self._outbox:
             if entry.session_id == old_id:
                 entry.session_id = new_id
@@ -461,7 +469,7 @@ class Multiplexer:
 
     def _drop(self, session_id: str, error: errors.WordstreamError) -> None:
         """A session the server refuses to resume: it leaves this stream, and its entries fail with why."""
-        self.sessions.pop(session_id, None)
+        self._leave(session_id)
         for pending in self._pending.values():
             if pending.entry.session_id == session_id and not pending.future.done():
                 pending.future.set_exception(error)
