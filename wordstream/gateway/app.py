@@ -35,6 +35,7 @@ them and its text and sends the rest again, which is the same check on the words
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -82,13 +83,16 @@ def dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
-_NINE = "%.9g".__mod__
+@functools.lru_cache(maxsize=64)
+def _nines(count: int) -> str:
+    """A format for ``count`` numbers: one C call writes them all (a third faster than one per number)."""
+    return ",".join(["%.9g"] * count)
 
 
 def floats_text(values: Sequence[float]) -> str:
     """float32 values as a JSON list: 9 significant digits read back as the same float32 (a double's
     17 say nothing more and cost twice the time); NaN and infinities spelt as json.dumps spells them."""
-    text = ",".join(map(_NINE, values))
+    text = _nines(len(values)) % tuple(values)
     if "n" in text:  # nan, inf
         return dumps(list(values))
     if "-0," in text + ",":  # -0.0 as "-0" would read back as the integer 0
