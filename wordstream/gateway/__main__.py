@@ -107,7 +107,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The frame ceiling is the WebSocket server's own max size: a bigger frame is refused from its
     # header, before its payload is read.
     config = uvicorn.Config(
-        app, host=args.host, port=args.port, log_level="warning", ws="websockets", ws_max_size=limits.max_frame_bytes
+        app,
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        ws="websockets-sansio",
+        ws_max_size=limits.max_frame_bytes,
     )
     server = uvicorn.Server(config)
     sockets = [config.bind_socket()]
