@@ -43,10 +43,10 @@ PARTS = (  # (part, a substring of a sampled frame that puts the sample in it), 
 )
 
 
-def start_gateway(server: Server, pages: int, multiplex_streams: int = 0) -> Server:
+def start_gateway(server: Server, pages: int, multiplex_streams: int = 0, extra: list[str] | None = None) -> Server:
     """A gateway in front of ``server``, its per-address caps raised (every page is 127.0.0.1)."""
     command = [sys.executable, "-m", "wordstream.gateway", "--port", "0", "--server", server.target]
-    command += ["--multiplex-streams", str(multiplex_streams)]
+    command += ["--multiplex-streams", str(multiplex_streams), *(extra or [])]
     for flag in ("max-sockets-per-client", "max-sessions-per-client", "words-burst"):
         command += [f"--{flag}", str(10 * pages)]
     command += ["--words-per-second", "100000"]
@@ -141,8 +141,8 @@ SIDES = ("gateway", "multiplex", "direct")  # a stream per session, Multiplex st
 def run_once(args: argparse.Namespace, texts_file: Path, words: list[str]) -> dict[str, Any]:
     server = start_service("service", args.models)
     gateways = {
-        "gateway": start_gateway(server, args.pages),
-        "multiplex": start_gateway(server, args.pages, args.multiplex_streams),
+        "gateway": start_gateway(server, args.pages, 0, args.gateway_flags),
+        "multiplex": start_gateway(server, args.pages, args.multiplex_streams, args.gateway_flags),
     }
     try:
         rounds = []
@@ -239,6 +239,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", default=str(ROOT / "models"))
     parser.add_argument("--pages", type=int, default=100)
     parser.add_argument("--words", type=int, default=60, help="words each page types per round")
+    parser.add_argument(
+        "--gateway-flag",
+        dest="gateway_flags",
+        action="append",
+        default=[],
+        help="a flag for both gateways, as one argument (--gateway-flag=--no-ws-compression); again for more",
+    )
     parser.add_argument(
         "--multiplex-streams", type=int, default=4, help="the Multiplex gateway's --multiplex-streams (default 4)"
     )

@@ -146,3 +146,28 @@ def test_words_past_the_burst_get_an_error_and_the_socket_goes_on(gateway: tuple
         assert "words a second" in refused[0]["error"]["message"]
         time.sleep(0.5)
         assert "word" in ask(ws, {"word": "again"})
+
+
+def test_messages_are_compressed_when_the_browser_offers_it_unless_turned_off(gateway: tuple[int, int]) -> None:
+    """By default the gateway takes the page's permessage-deflate offer (about a quarter of the
+    bytes); WORDSTREAM_WS_COMPRESSION=false (--no-ws-compression) declines it, and the page still works."""
+    import os
+
+    from tests.helpers import start_gateway
+
+    def extensions(ws: ClientConnection) -> str | None:
+        assert ws.response is not None
+        return ws.response.headers.get("sec-websocket-extensions")
+
+    port, _ = gateway
+    with page_socket(port) as ws:
+        assert "permessage-deflate" in (extensions(ws) or "")
+        assert "opened" in ask(ws, {"open": {}})
+    plain, plain_port = start_gateway("localhost:1", env={**os.environ, "WORDSTREAM_WS_COMPRESSION": "false"})
+    try:
+        with page_socket(plain_port) as ws:
+            assert extensions(ws) is None
+            assert "error" in ask(ws, {"word": "x"})  # answered (no session yet): the socket works
+    finally:
+        plain.terminate()
+        plain.wait(timeout=10)

@@ -2,7 +2,8 @@
 
 Every flag also as a WORDSTREAM_* variable: WORDSTREAM_HOST, WORDSTREAM_PORT, WORDSTREAM_SERVER,
 WORDSTREAM_TOKEN, WORDSTREAM_TLS, WORDSTREAM_ROOT_CERTIFICATES, WORDSTREAM_TLS_SERVER_NAME,
-WORDSTREAM_MAX_MESSAGE_BYTES, WORDSTREAM_ALLOWED_ORIGINS, WORDSTREAM_MULTIPLEX_STREAMS.
+WORDSTREAM_MAX_MESSAGE_BYTES, WORDSTREAM_ALLOWED_ORIGINS, WORDSTREAM_MULTIPLEX_STREAMS,
+WORDSTREAM_WS_COMPRESSION.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from wordstream.client._async import check_token_options  # noqa: E402
 from wordstream.client.cli import add_connection_flags, connection  # noqa: E402
 from wordstream.gateway.app import create_app  # noqa: E402
 from wordstream.gateway.guard import Limits, networks  # noqa: E402
+from wordstream.shared import parse_bool  # noqa: E402
 
 DEFAULTS = Limits()
 
@@ -82,6 +84,13 @@ def parser() -> argparse.ArgumentParser:
         help="carry the pages' sessions on this many Multiplex streams to the server, each session on one "
         "by a hash of its id (0: a gRPC stream per session) (default %(default)s)",
     )
+    p.add_argument(
+        "--ws-compression",
+        action=argparse.BooleanOptionalAction,
+        default=parse_bool(env("ws-compression", "true")),
+        help="compress the page's messages (permessage-deflate) when the browser offers it: about a quarter "
+        "of the bytes, at a CPU cost per word (docs/COST.md) (default on)",
+    )
     add_connection_flags(p)
     return p
 
@@ -114,6 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log_level="warning",
         ws="websockets-sansio",
         ws_max_size=limits.max_frame_bytes,
+        ws_per_message_deflate=args.ws_compression,
     )
     server = uvicorn.Server(config)
     sockets = [config.bind_socket()]
