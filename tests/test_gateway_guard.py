@@ -149,7 +149,7 @@ def test_words_past_the_burst_get_an_error_and_the_socket_goes_on(gateway: tuple
 
 
 def test_messages_are_compressed_when_the_browser_offers_it_unless_turned_off(gateway: tuple[int, int]) -> None:
-    """By default the gateway takes the page's permessage-deflate offer (about a quarter of the
+    """By default the gateway takes the page's permessage-deflate offer (under a third of the
     bytes); WORDSTREAM_WS_COMPRESSION=false (--no-ws-compression) declines it, and the page still works."""
     import os
 

@@ -88,7 +88,7 @@ def parser() -> argparse.ArgumentParser:
         "--ws-compression",
         action=argparse.BooleanOptionalAction,
         default=parse_bool(env("ws-compression", "true")),
-        help="compress the page's messages (permessage-deflate) when the browser offers it: about a quarter "
+        help="compress the page's messages (permessage-deflate) when the browser offers it: under a third "
         "of the bytes, at a CPU cost per word (docs/COST.md) (default on)",
     )
     add_connection_flags(p)
