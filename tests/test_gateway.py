@@ -23,10 +23,11 @@ BROWSER = {"origin": PAGE}  # what its socket sends
 SOCKET = "ws://localhost:8080/ws"
 
 
-def gateway(target: str, multiplex_streams: int = 0, **limits: Any) -> TestClient:
+def gateway(target: str, multiplex_streams: int = 0, reconnect_timeout: float = 10, **limits: Any) -> TestClient:
     """The app in process, asked as a browser on its page would: Host localhost:8080 (the app sees
     that as its own address), and its sockets opened with that page's Origin (BROWSER)."""
-    app = create_app(lambda: AsyncClient(target, reconnect_timeout=10), Limits(**limits), multiplex_streams)
+    client = lambda: AsyncClient(target, reconnect_timeout=reconnect_timeout)  # noqa: E731
+    app = create_app(client, Limits(**limits), multiplex_streams)
     return TestClient(app, base_url=PAGE)
 
 
@@ -198,6 +199,37 @@ def test_a_server_restart_under_an_open_socket_loses_no_word(
         answer = ws.receive_json()
         assert answer["word"]["session_id"] == replayed["session_id"] and answer["word"]["word_index"] == 4
         assert np.allclose(probs(answer), offline_prefix_probs(tiny_models["lstm"], TEXT[:5])[-1], atol=1e-5)
+
+
+@CARRIERS
+def test_a_server_away_longer_than_the_reconnect_timeout_then_back_loses_no_word(
+    make_server: MakeServer, tiny_models: dict[str, Path], streams: int
+) -> None:
+    """The server is down for longer than the gateway's client waits: the page's word is answered
+    UNAVAILABLE. Once a server is back (without a store: the session was lost) the page's next
+    word is answered, the session replayed, on either carrier (the Multiplex stream recovers)."""
+    first: ServerThread = make_server()
+    with (
+        gateway(first.target, streams, reconnect_timeout=1) as http,
+        http.websocket_connect(SOCKET, headers=BROWSER) as ws,
+    ):
+        ws.send_json({"open": {}})
+        old_id = ws.receive_json()["opened"]["session_id"]
+        for word in TEXT[:3]:
+            ws.send_json({"word": word})
+            ws.receive_json()
+        first.stop()
+        ws.send_json({"word": TEXT[3]})
+        assert ws.receive_json()["error"]["code"] == "UNAVAILABLE"
+        make_server(port=first.port)
+        ws.send_json({"word": TEXT[3]})
+        replayed = ws.receive_json()["replayed"]
+        assert replayed["from"] == old_id and replayed["words"] == 3
+        answer = ws.receive_json()["word"]
+        assert answer["session_id"] == replayed["session_id"] and answer["word_index"] == 3
+        assert np.allclose(
+            list(answer["probabilities"].values()), offline_prefix_probs(tiny_models["lstm"], TEXT[:4])[-1], atol=1e-5
+        )
 
 
 def test_page_health_and_models(server: ServerThread) -> None:

@@ -346,3 +346,32 @@ def test_sessions_a_restarted_server_lost_are_replayed_and_keep_their_words(
             assert mux.current(ids[0]) == ids[0] and renamed[ids[0]] not in mux.sessions  # nothing kept of it
 
     asyncio.run(run())
+
+
+def test_a_server_away_longer_than_the_reconnect_timeout_fails_the_words_then_the_stream_comes_back(
+    make_server: MakeServer, tiny_models: dict[str, Path]
+) -> None:
+    """The server is down for longer than reconnect_timeout: the word waiting fails UNAVAILABLE (and
+    is never sent later). Once the server is back (without a store: the session was lost), the next
+    word recovers the stream, replays the session and is answered as an uninterrupted session's."""
+    first = make_server()
+
+    async def run() -> None:
+        async with AsyncClient(first.target, reconnect_timeout=1) as client, client.multiplexer() as mux:
+            session_id = await mux.open()
+            for word in TEXT[:3]:
+                await mux.push(session_id, word)
+            first.stop()
+            try:
+                await mux.push(session_id, TEXT[3])
+                raise AssertionError("a word was answered with the server down")
+            except errors.Unavailable:
+                pass
+            make_server(port=first.port)
+            result = await mux.push(session_id, TEXT[4])
+            assert mux.replays == 1 and result.word_index == 3  # TEXT[3] was never sent: not in the session
+            assert mux.words(session_id) == TEXT[:3] + [TEXT[4]]
+            expected = offline_steps(tiny_models["lstm"], TEXT[:3] + [TEXT[4]])
+            assert same_steps(await mux.history(session_id), expected)
+
+    asyncio.run(run())

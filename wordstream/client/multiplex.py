@@ -18,6 +18,8 @@ What the client keeps per session is its words (the text is the log), as AsyncSe
 - the server no longer has a session at all (a restart without a store, expiry): its words are
   replayed into a new session on this stream, the session's ``on_replay`` is told (old id, new
   id, words), and the old id goes on naming it here (:meth:`Multiplexer.current` says its id now).
+- the server stays away longer than the client's ``reconnect_timeout``: the entries waiting fail
+  UNAVAILABLE (none of them is sent later), and the next entry starts the recovery again.
 A caller that wants its sessions spread over replicas opens K multiplexers (K stream keys)
 and puts each session on one of them by hash (:func:`pick`).
 """
@@ -101,6 +103,7 @@ class Multiplexer:
         self._healthy = asyncio.Event()  # clear while the stream is being reopened
         self._recovering: asyncio.Task[None] | None = None
         self._closed = False
+        self._down = False  # the last recovery ran out of time: the next entry starts another
 
     async def __aenter__(self) -> Multiplexer:
         await self.start()
@@ -254,7 +257,7 @@ class Multiplexer:
             except errors.Unavailable:
                 kind = entry.WhichOneof("kind")
                 known = self.current(entry.session_id) in self.sessions and kind not in ("open", "resume")
-                if self._closed or not known or pending.attempts >= ATTEMPTS:
+                if self._closed or self._down or not known or pending.attempts >= ATTEMPTS:
                     raise
                 await self._resync_session(entry.session_id)
                 entry.session_id = self.current(entry.session_id)  # replayed into a new session
@@ -264,6 +267,10 @@ class Multiplexer:
 
     def _queue(self, entry: pb.Entry) -> None:
         self._outbox.append(entry)
+        if self._down and self._recovering is None:  # the server was away too long: try again now
+            self._down = False
+            self._healthy.clear()
+            self._recovering = asyncio.ensure_future(self._recover())
         if not self._flushing:
             self._flushing = True
             asyncio.ensure_future(self._flush())  # runs after the callers ready in this round
@@ -273,9 +280,9 @@ class Multiplexer:
             await self._healthy.wait()
             while self._outbox and self._healthy.is_set():
                 entries, self._outbox = self._outbox, []
-                for entry in entries:
-                    if entry.seq in self._pending:
-                        self._pending[entry.seq].sent = True
+                entries = [e for e in entries if e.seq in self._pending and not self._pending[e.seq].future.done()]
+                for entry in entries:  # (an entry whose caller has its answer, or error, never leaves)
+                    self._pending[entry.seq].sent = True
                 try:
                     await self._write(entries)
                 except (grpc.RpcError, asyncio.InvalidStateError):
@@ -324,7 +331,15 @@ class Multiplexer:
             pending.future.set_result(pending.results)
 
     def _fail_all(self, error: errors.WordstreamError) -> None:
+        """For good (the server refused the token): every entry waiting fails with why."""
         self._closed = True
+        self._give_up(error)
+
+    def _give_up(self, error: errors.WordstreamError) -> None:
+        """A recovery ran out of ``reconnect_timeout``: what waits fails with why, nothing of it is
+        sent later, and the next entry (a caller trying again) starts another recovery."""
+        self._down = not self._closed
+        self._outbox.clear()
         for pending in list(self._pending.values()):
             if not pending.future.done():
                 pending.future.set_exception(error)
@@ -367,7 +382,7 @@ class Multiplexer:
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 1.0)
         except errors.WordstreamError as e:
-            self._fail_all(e)
+            self._give_up(e)
             return
         finally:
             self._recovering = None
