@@ -375,3 +375,20 @@ def test_a_server_away_longer_than_the_reconnect_timeout_fails_the_words_then_th
             assert same_steps(await mux.history(session_id), expected)
 
     asyncio.run(run())
+
+
+def test_a_round_of_more_entries_than_the_server_takes_at_once_leaves_in_requests_it_takes(
+    make_server: MakeServer,
+) -> None:
+    """The server takes at most 8 entries in flight and refuses a request of more whole. 30 sessions
+    typing in the same round through a Multiplexer of max_entries 8: every word is answered."""
+    server = make_server(multiplex_max_inflight=8)
+
+    async def run() -> None:
+        async with AsyncClient(server.target) as client, client.multiplexer(max_entries=8) as mux:
+            ids = await asyncio.gather(*(mux.open() for _ in range(30)))
+            results = await asyncio.gather(*(mux.push(i, "good") for i in ids))
+            assert [r.word_index for r in results] == [0] * 30
+            assert all(mux.words(i) == ["good"] for i in ids)
+
+    asyncio.run(run())

@@ -14,7 +14,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from wordstream.client import errors
 from wordstream.client import types as t
-from wordstream.client.multiplex import Multiplexer
+from wordstream.client.multiplex import MAX_ENTRIES, Multiplexer
 from wordstream.client.protocol import (
     HISTORY_MODES,
     REPLAY_CHUNK,
@@ -175,10 +175,11 @@ class AsyncClient:
         """A new session, opened on entering ``async with``."""
         return AsyncSession(self, model, history, on_replay)
 
-    def multiplexer(self, key: str | None = None) -> Multiplexer:
+    def multiplexer(self, key: str | None = None, max_entries: int = MAX_ENTRIES) -> Multiplexer:
         """Many sessions on one Multiplex stream, started on entering ``async with`` (multiplex.py);
-        ``key`` is the stream's routing key (x-session-id), random by default."""
-        return Multiplexer(self, key)
+        ``key`` is the stream's routing key (x-session-id), random by default; ``max_entries``
+        the most entries one request carries (keep it at most the server's --multiplex-max-inflight)."""
+        return Multiplexer(self, key, max_entries)
 
     def resume(self, session_id: str, history: str = "delta", on_replay: ReplayCallback | None = None) -> AsyncSession:
         """An existing session by id, attached on entering ``async with`` (or ``open()``).

@@ -4,8 +4,10 @@
         ids = await asyncio.gather(*(mux.open() for _ in range(100)))
         results = await asyncio.gather(*(mux.push(i, "good") for i in ids))   # one request
 
-Entries written in the same round of the event loop leave in one request, so one word of
-each of 100 sessions is one message and one answer. Each call returns its entry's result.
+Entries written in the same round of the event loop leave in one request (of at most
+``max_entries``, 250: the server refuses a request over its ``--multiplex-max-inflight`` whole,
+and holds back one that would pass it until answers have left), so one word of each of 100
+sessions is one message and one answer. Each call returns its entry's result.
 
 What the client keeps per session is its words (the text is the log), as AsyncSession does:
 - the stream drops: it is reopened under the same key (``x-session-id``: a balancer sends it to
@@ -51,6 +53,7 @@ from wordstream.v1 import wordstream_pb2 as pb
 
 log = logging.getLogger("wordstream.client")
 ATTEMPTS = 4  # sends of one entry, recovering between them, before its error is raised
+MAX_ENTRIES = 250  # entries per request: a request over the server's --multiplex-max-inflight (1000) is refused whole
 
 
 @dataclass
@@ -82,9 +85,12 @@ def pick(session_id: str, streams: int) -> int:
 class Multiplexer:
     """One Multiplex stream and the sessions on it (see the module docstring)."""
 
-    def __init__(self, client: Connection, key: str | None = None) -> None:
+    def __init__(self, client: Connection, key: str | None = None, max_entries: int = MAX_ENTRIES) -> None:
+        if max_entries < 1:
+            raise ValueError(f"max_entries must be at least 1, got {max_entries}")
         self.client = client
         self.key = key or new_session_id()
+        self.max_entries = max_entries  # the most entries one request carries; more wait for the next
         self.sessions: dict[str, _Session] = {}
         self.replica = ""  # the server that serves this stream now (x-wordstream-replica)
         self.recoveries = 0  # times the stream was reopened
@@ -284,7 +290,8 @@ class Multiplexer:
                 for entry in entries:  # (an entry whose caller has its answer, or error, never leaves)
                     self._pending[entry.seq].sent = True
                 try:
-                    await self._write(entries)
+                    for start in range(0, len(entries), self.max_entries):  # the server takes them as it can
+                        await self._write(entries[start : start + self.max_entries])
                 except (grpc.RpcError, asyncio.InvalidStateError):
                     pass  # the stream ended: its reader starts the recovery, which sends them again
         finally:
