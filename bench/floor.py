@@ -58,12 +58,19 @@ def one_round(sides: dict[str, Server], order: list[str], loads: list[tuple[int,
     return out
 
 
+def ratio(value: float, echo: float) -> float:
+    """``value`` / the echo's; NaN where the echo's figure is 0 (a load too short for /proc's CPU ticks)."""
+    return value / echo if echo else float("nan")
+
+
 def summary(runs: list[list[dict[str, Any]]], loads: list[tuple[int, int]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for streams, _ in loads:
         for side in SIDES:
             for _, key in FIGURES:
-                per_run = [[r[str(streams)][side][key] / r[str(streams)]["echo"][key] for r in run] for run in runs]
+                per_run = [
+                    [ratio(r[str(streams)][side][key], r[str(streams)]["echo"][key]) for r in run] for run in runs
+                ]
                 out[f"{streams}.{side}.{key}"] = spread(per_run)
                 out[f"{streams}.{side}.{key}.value"] = spread(
                     [[r[str(streams)][side][key] for r in run] for run in runs]

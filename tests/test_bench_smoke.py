@@ -257,13 +257,14 @@ def test_floor_bench_runs_echo_floor_and_service_side_by_side(tmp_path: Path) ->
     from bench import floor
 
     shutil.copy(ROOT / "docs" / "COST.md", tmp_path / "COST.md")
-    argv = ["--runs", "1", "--rounds", "1", "--streams-words", "5", "10", "--one-stream-words", "20"]
+    argv = ["--runs", "1", "--rounds", "1", "--streams-words", "5", "40", "--one-stream-words", "100"]
     assert floor.main(argv + ["--out", str(tmp_path)]) == 0
     (run_file,) = (tmp_path / "bench-runs").glob("floor-*.json")
     ((figures,),) = json.loads(run_file.read_text())["raw"]
     assert set(figures) == {"5", "1"}
     for load in figures.values():
         assert set(load) == {"echo", "floor", "floor inline", "service"}
-        assert all(side["cpu_us"] > 0 and side["words_per_second"] > 0 for side in load.values())
+        # /proc counts CPU in 10 ms ticks: a short load may read 0 for the echo (its ratios are then NaN)
+        assert all(side["cpu_us"] >= 0 and side["words_per_second"] > 0 for side in load.values())
     doc = (tmp_path / "COST.md").read_text().split("<!-- bench.floor: begin -->")[1]
     assert "| 5 streams | floor |" in doc and f"bench-runs/{run_file.name}" in doc
