@@ -159,13 +159,20 @@ class Multiplexer:
         self, session_id: str, history: str = "delta", on_replay: ReplayCallback | None = None
     ) -> pb.Opened:
         """Attach an existing session to this stream (taken over from wherever it was)."""
+        return (await self.attach(session_id, history, on_replay))[0]
+
+    async def attach(
+        self, session_id: str, history: str = "delta", on_replay: ReplayCallback | None = None
+    ) -> tuple[pb.Opened, list[t.Step]]:
+        """:meth:`resume`, with the session's history as the server holds it (read once: the
+        client's words are made from it)."""
         opened = (
             await self._one(pb.Entry(session_id=session_id, resume=pb.Resume(history=HISTORY_MODES[history])))
         ).opened
-        steps = (await self.client.get_session(session_id))["history"]
+        steps: list[t.Step] = (await self.client.get_session(session_id))["history"]
         labels = list(opened.model.labels)
         self.sessions[session_id] = _Session(opened.model.name, history, labels, words_of(steps), on_replay)
-        return opened
+        return opened, steps
 
     async def history(self, session_id: str) -> list[t.Step]:
         """The server's record of every step of a session (GetSession)."""

@@ -175,8 +175,8 @@ class Multiplexed:
 
     async def resume(self, session_id: str, on_replay: ReplayCallback) -> tuple[PageSession, list[t.Step]]:
         mux = self.carrying(session_id)
-        await mux.resume(session_id, on_replay=on_replay)
-        return OnMultiplex(mux, session_id), await mux.history(session_id)
+        _, steps = await mux.attach(session_id, on_replay=on_replay)
+        return OnMultiplex(mux, session_id), steps
 
 
 def carrier(client: AsyncClient, multiplex_streams: int) -> Carrier:
