@@ -150,8 +150,7 @@ def lexicon() -> Lexicon:
     """The templates' words, emoji and emoticons, from VADER's and AFINN's lexicons."""
     vader, afinn = lexicons()
     tags = inquirer_tags()
-    senses = {word: any("Modif" in other for other, _ in word_senses) for word, word_senses in tags.items()}
-    positive, negative = sentiment_words(vader, afinn, senses)
+    positive, negative = sentiment_words(vader, afinn, adjective_senses(tags))
     adjectives = {*positive, *negative}
     nouns = sentiment_nouns(vader, afinn, tags, adjectives)
     verbs, causes = sentiment_verbs(vader, afinn, tags, adjectives)
@@ -216,7 +215,7 @@ def sentiment_words(
     """(positive, negative) words both lexicons know with the same sign, VADER's valence at least
     STRONG in size, that read as adjectives: one of PLAIN, or their ending says so (one of
     ADJECTIVE_ENDINGS and none of NOT_ADJECTIVE) and, if the General Inquirer knows the word, it
-    tags a sense of it ``Modif`` (``senses``: word -> whether one is, :func:`inquirer_adjectives`)."""
+    tags a sense of it ``Modif`` (``senses``: word -> whether one is, :func:`adjective_senses`)."""
     senses = senses or {}
     positive: list[str] = []
     negative: list[str] = []
@@ -313,9 +312,9 @@ def sentiment_verbs(
     return feel, cause
 
 
-def inquirer_adjectives() -> dict[str, bool]:
+def adjective_senses(tags: Senses) -> dict[str, bool]:
     """word -> whether the General Inquirer tags one of its senses ``Modif`` (an adjective)."""
-    return {word: any("Modif" in other for other, _ in senses) for word, senses in inquirer_tags().items()}
+    return {word: any("Modif" in other for other, _ in senses) for word, senses in tags.items()}
 
 
 FLIP = {"positive": "negative", "negative": "positive"}
