@@ -2,7 +2,8 @@
 
     python -m experiments ablations   # LSTM variants x 3 seeds, validation split only
     python -m experiments shipped     # each cell x 3 seeds x (random, film) split, test once each
-    python -m experiments devsets     # kept models of the shipped sweeps on data/*-dev.csv
+    python -m experiments devsets     # kept models of the shipped sweeps on data/*-dev.csv (and
+                                      # the behavioural suite's development part, if it changed)
     python -m experiments table       # the tables of README.md and docs/MODELS.md, from the results file
     python -m experiments table --write   # ... rewritten between their markers (tables.py)
 
@@ -109,6 +110,11 @@ VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
     "synthetic5-6000": (
         {"synthetic": 6000},
         "default + 6,000 texts of the fourth set without the Twitter lexicon's slang (a982413, chat terms left out)",
+    ),
+    "synthetic6-6000": (
+        {"synthetic": 6000},
+        "default + 6,000 texts of the fifth set (the fourth, with an intensifier before the word in half its plain "
+        "texts: the food was really awful; intensifiers out of the chat words: absolutely, totally)",
     ),
 }
 # The out-of-domain development sets (data/README.md), each read by `devsets`; the chat set by every run too.
@@ -271,6 +277,26 @@ def record_devsets(results: Path, models_dir: Path, sweeps: Sequence[str], varia
             f.write(json.dumps(entry) + "\n")
 
 
+def reread_development(results: Path, models_dir: Path) -> None:
+    """The development part read again by every kept model (runs/experiments) whose run read an
+    earlier version of it (another number of cases), its figures rewritten in place; a run whose
+    model is gone keeps the figures of the part it read (the tables name its size)."""
+    from wordstream.modelfile import load_model
+    from wordstream.training import behaviour
+    from wordstream.training.evaluate import positive_reader
+
+    cases = behaviour.load("development")
+    entries = read_results(results)
+    for e in entries:
+        path = models_dir / f"{e['sweep']}-{e['variant']}-{e['cell']}-{e['split']}-{e['seed']}.onnx"
+        if "behaviour_development" not in e or e["behaviour_development"]["all"]["cases"] == len(cases):
+            continue
+        if path.exists():
+            read = positive_reader(load_model(path, threads=0))
+            e["behaviour_development"] = behaviour.figures(behaviour.run(cases, read))
+    results.write_text("".join(json.dumps(e) + "\n" for e in entries))
+
+
 def record_behaviour(results: Path, models: Path = tables.MODELS) -> None:
     """The behavioural suite's report part on each shipped model file and on VADER, once per version
     of the file and of the suite (keyed by their SHA-256): entries of sweep "behaviour"."""
@@ -324,6 +350,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sweep(shipped_plan(args.seeds, args.splits), args.results, args.models_dir)
     elif args.what == "devsets":
         record_devsets(args.results, args.models_dir, [SHIPPED, "shipped"], args.variants or ())
+        reread_development(args.results, args.models_dir)
     elif args.what == "behaviour":
         record_behaviour(args.results)
     rendered = tables.blocks(read_results(args.results), VARIANTS)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Callable, Sequence
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +67,20 @@ def suite_share(found: Entries, part: str, category: str = "all", digits: int = 
     """Mean ± sd of the share of a behavioural suite part's category passed, over the runs that
     scored that part (``part``: "behaviour", the report part, or "behaviour_development")."""
     shares = [e[part][category]["share"] for e in found if part in e]
-    return mean_sd(shares, digits) if shares else ""
+    if not shares:
+        return ""
+    sizes = {e[part]["all"]["cases"] for e in found if part in e}
+    if part == "behaviour_development" and sizes != {development_size()}:  # an earlier version of the part
+        return f"{mean_sd(shares, digits)} (of {'/'.join(map(str, sorted(sizes)))} cases)"
+    return mean_sd(shares, digits)
+
+
+@cache
+def development_size() -> int:
+    """The number of cases of the behavioural suite's development part as it is now."""
+    from wordstream.training import behaviour
+
+    return len(behaviour.load("development"))
 
 
 def ablations(entries: Entries, variants: dict[str, tuple[Any, str]]) -> str:

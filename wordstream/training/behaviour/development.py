@@ -81,6 +81,11 @@ TEMPLATES: tuple[Template, ...] = (
     ("directional", "{subject} was {neg}", "negative", "{subject} was so {neg}", "not weaker"),
     ("directional", "{subject} was {pos}", "positive", "{subject} was {pos}!!!", "not weaker"),
     ("directional", "{subject} was {neg}", "negative", "{subject} was not {neg}", "more positive"),
+    # The same words turned to the other sign: an intensifier strengthens either (added after the
+    # first four had only tried "really" and "!!!" on positive words and "so" on negative ones).
+    ("directional", "{subject} was {neg}", "negative", "{subject} was really {neg}", "not weaker"),
+    ("directional", "{subject} was {pos}", "positive", "{subject} was so {pos}", "not weaker"),
+    ("directional", "{subject} was {neg}", "negative", "{subject} was {neg}!!!", "not weaker"),
 )
 IDIOMS = (  # chat idioms, written out whole: (text, label)
     ("that set was fire", "positive"),
