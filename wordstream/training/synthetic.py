@@ -177,11 +177,16 @@ def chat_terms(
 ) -> tuple[list[str], list[str]]:
     """(positive, negative) terms of the Twitter lexicon that neither VADER nor AFINN knows, one
     word as the chat tokenizer reads them (a hashtag as its word, an elongation shortened), of a
-    score at least CHAT_STRONG in size; negators and contractions left out, and so is a word
-    that only keeps company with a feeling (:func:`_topical`: "family", "coffee", "weekend"). A
-    word the lexicon scores in more than one spelling counts once, by the first."""
+    score at least CHAT_STRONG in size; negators, contractions and intensifiers (VADER's booster
+    words: "absolutely", "totally", which tweets score for the feeling they strengthen) left
+    out, and so is a word that only keeps company with a feeling (:func:`_topical`: "family",
+    "coffee", "weekend"). A word the lexicon scores in more than one spelling counts once, by
+    the first."""
+    from vaderSentiment.vaderSentiment import BOOSTER_DICT
+
     from wordstream.textcodec import Tokenizer
 
+    boosters = {*BOOSTER_DICT, *INTENSIFIERS}
     tokenizer = Tokenizer(chat=True)
     out: tuple[list[str], list[str]] = ([], [])
     seen: set[str] = set()
@@ -190,7 +195,7 @@ def chat_terms(
         if len(tokens) != 1 or abs(score) < CHAT_STRONG:
             continue
         word = tokens[0]
-        if not word.isalpha() or word in seen or word in vader or word in afinn or word in NEGATORS:
+        if not word.isalpha() or word in seen or word in vader or word in afinn or word in NEGATORS | boosters:
             continue
         seen.add(word)
         if not _topical(word, "Positiv" if score > 0 else "Negativ", tags):
@@ -357,8 +362,9 @@ def _one(rng: random.Random, form: str, words: Lexicon) -> Written:
     word = rng.choice(words.of(label))
     subject, (verb, negated) = rng.choice(SUBJECTS), rng.choice(VERBS)
     tail = rng.choice(TAILS)
-    if form == "plain":
-        return Written(f"{subject} {verb} {word}{tail}", label)
+    if form == "plain":  # half of them intensified: "really" or "so" has no sign of its own
+        boost = f"{rng.choice(INTENSIFIERS)} " if rng.randrange(2) else ""
+        return Written(f"{subject} {verb} {boost}{word}{tail}", label)
     if form == "negated":
         return Written(f"{subject} {negated} {word}{tail}", FLIP[label])
     if form == "not":
