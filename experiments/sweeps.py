@@ -39,9 +39,9 @@ LABELS = ("negative", "positive")
 
 # name -> TrainConfig overrides, and what the row means in the docs.
 # "default" is the first default configuration (film-review words only, until issue 14); today's
-# default is "synthetic4-6000" (issue 23's second; "synthetic3-6000" its first). The rows keep
-# the names they were run under, and those run before issue 23 keep the written texts off, as
-# they were run.
+# default is "synthetic6-6000" (issue 23's third; "synthetic4-6000" its second, "synthetic3-6000"
+# its first). The rows keep the names they were run under, and those run before issue 23 keep the
+# written texts off, as they were run.
 BEFORE_23 = {"synthetic": 0}
 V1 = {**BEFORE_23, "chat": False, "pretrained": False, "embed_dim": 128, "distill": 0.0}
 VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
@@ -105,7 +105,7 @@ VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
         {"synthetic": 6000},
         "default + 6,000 texts of the fourth set (+ negated nouns and verbs: no complaints, i don't hate it, "
         "it didn't disappoint me; the Twitter lexicon's slang: stoked, yuck; a mention, link or hashtag on a tenth of "
-        "them; a982413): the default (shipped-synthetic4)",
+        "them; a982413): issue 23's second default (shipped-synthetic4)",
     ),
     "synthetic5-6000": (
         {"synthetic": 6000},
@@ -114,7 +114,8 @@ VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
     "synthetic6-6000": (
         {"synthetic": 6000},
         "default + 6,000 texts of the fifth set (the fourth, with an intensifier before the word in half its plain "
-        "texts: the food was really awful; intensifiers out of the chat words: absolutely, totally)",
+        "texts: the food was really awful; intensifiers out of the chat words: absolutely, totally; 09262e5): "
+        "the default (shipped-synthetic6)",
     ),
 }
 # The out-of-domain development sets (data/README.md), each read by `devsets`; the chat set by every run too.
