@@ -4,6 +4,7 @@
     python -m experiments shipped     # each cell x 3 seeds x (random, film) split, test once each
     python -m experiments devsets     # kept models of the shipped sweeps on data/*-dev.csv (and
                                       # the behavioural suite's development part, if it changed)
+    python -m experiments teacher     # does the fine-tuned teacher read the chat idioms? (about 5 minutes)
     python -m experiments table       # the tables of README.md and docs/MODELS.md, from the results file
     python -m experiments table --write   # ... rewritten between their markers (tables.py)
 
@@ -328,9 +329,34 @@ def record_behaviour(results: Path, models: Path = tables.MODELS) -> None:
             f.write(json.dumps(entry) + "\n")
 
 
+def probe_teacher(seed: int = 13) -> None:
+    """Whether the fine-tuned MiniLM teacher knows chat's idioms: one fold's teacher (half the
+    random split's training texts, as each of a sweep's two fold teachers sees) reads the
+    development part's chat idioms and the chat development set; P(positive) printed per idiom."""
+    import numpy as np
+
+    from wordstream.training import behaviour
+    from wordstream.training.data import load_file
+    from wordstream.training.teacher import _encode_all, fine_tune
+
+    train = split_examples(load_rotten_tomatoes(), Tokenizer(), seed=13, labels=LABELS).train
+    fold = np.random.default_rng(seed).permutation(len(train)) % 2  # as teacher.tuned_teacher folds
+    half = [e for e, f in zip(train, fold, strict=True) if f == 1]
+    encoder, head = fine_tune([e.text for e in half], [LABELS.index(e.label) for e in half], len(LABELS), seed)
+    idioms = [c for c in behaviour.load("development") if c.category == "chat idioms"]
+    chat = load_file(CHAT_DEV)
+    for name, texts, labels in (("chat idioms", [c.text for c in idioms], [c.label for c in idioms]),
+                                ("chat development set", [e.text for e in chat], [e.label for e in chat])):  # fmt: skip
+        positive = _encode_all(encoder, texts, 64, head)[:, LABELS.index("positive")]
+        right = [(p > 0.5) == (label == "positive") for p, label in zip(positive, labels, strict=True)]
+        print(f"{name}: {sum(right)}/{len(right)} read right by the teacher")
+        if name == "chat idioms":
+            print("\n".join(f"  {p:.2f} {label:8s} {t}" for p, label, t in zip(positive, labels, texts, strict=True)))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m experiments", description=__doc__.split("\n")[0])
-    parser.add_argument("what", choices=("ablations", "shipped", "devsets", "behaviour", "table"))
+    parser.add_argument("what", choices=("ablations", "shipped", "devsets", "behaviour", "teacher", "table"))
     parser.add_argument("--cell", default="lstm", choices=CELLS, help="cell of the ablations")
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     parser.add_argument(
@@ -354,6 +380,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         reread_development(args.results, args.models_dir)
     elif args.what == "behaviour":
         record_behaviour(args.results)
+    elif args.what == "teacher":
+        probe_teacher()
+        return 0
     rendered = tables.blocks(read_results(args.results), VARIANTS)
     if (args.what == "table" and args.write) or args.what == "behaviour":
         print("\n".join(f"rewrote {name}" for name in tables.write(rendered)))
