@@ -134,10 +134,15 @@ def run_key(entry: dict[str, Any]) -> tuple[Any, ...]:
     return (entry["sweep"], entry["variant"], entry["cell"], entry["split"], entry["seed"])
 
 
+def run_name(key: tuple[Any, ...]) -> str:
+    """The file name (without ".onnx") a run's model is kept under in runs/experiments."""
+    return "-".join(map(str, key))
+
+
 def train_one(sweep: str, variant: str, config: TrainConfig, evaluate_on: str, out_dir: Path) -> dict[str, Any]:
     from wordstream.training.train import train_export_evaluate  # torch only for the sweeps that train
 
-    name = f"{sweep}-{variant}-{config.cell}-{config.split}-{config.seed}"
+    name = run_name((sweep, variant, config.cell, config.split, config.seed))
     result = train_export_evaluate(
         config, load_rotten_tomatoes(), DataSource(), LABELS, out_dir / f"{name}.onnx", None, evaluate_on
     )
@@ -289,14 +294,17 @@ def reread_development(results: Path, models_dir: Path) -> None:
 
     cases = behaviour.load("development")
     entries = read_results(results)
-    for e in entries:
-        path = models_dir / f"{e['sweep']}-{e['variant']}-{e['cell']}-{e['split']}-{e['seed']}.onnx"
-        if "behaviour_development" not in e or e["behaviour_development"]["all"]["cases"] == len(cases):
-            continue
-        if path.exists():
-            read = positive_reader(load_model(path, threads=0))
-            e["behaviour_development"] = behaviour.figures(behaviour.run(cases, read))
-    results.write_text("".join(json.dumps(e) + "\n" for e in entries))
+    stale = [
+        (e, models_dir / f"{run_name(run_key(e))}.onnx")
+        for e in entries
+        if "behaviour_development" in e and e["behaviour_development"]["all"]["cases"] != len(cases)
+    ]
+    found = [(e, path) for e, path in stale if path.exists()]
+    for e, path in found:
+        read = positive_reader(load_model(path, threads=0))
+        e["behaviour_development"] = behaviour.figures(behaviour.run(cases, read))
+    if found:
+        results.write_text("".join(json.dumps(e) + "\n" for e in entries))
 
 
 def record_behaviour(results: Path, models: Path = tables.MODELS) -> None:

@@ -186,7 +186,7 @@ def chat_terms(
 
     from wordstream.textcodec import Tokenizer
 
-    boosters = {*BOOSTER_DICT, *INTENSIFIERS}
+    left_out = NEGATORS | {*BOOSTER_DICT, *INTENSIFIERS}
     tokenizer = Tokenizer(chat=True)
     out: tuple[list[str], list[str]] = ([], [])
     seen: set[str] = set()
@@ -195,7 +195,7 @@ def chat_terms(
         if len(tokens) != 1 or abs(score) < CHAT_STRONG:
             continue
         word = tokens[0]
-        if not word.isalpha() or word in seen or word in vader or word in afinn or word in NEGATORS | boosters:
+        if not word.isalpha() or word in seen or word in vader or word in afinn or word in left_out:
             continue
         seen.add(word)
         if not _topical(word, "Positiv" if score > 0 else "Negativ", tags):
